@@ -1,0 +1,16 @@
+//! luksfs: mount a directory of encrypted disk images (LUKS1, LUKS2, qcow2 with LUKS) as
+//! decrypted, read-only raw files.
+//!
+//! Layers, bottom up: [`codec`] (bounds-checked byte reader), [`crypto`] (ciphers, hashes, KDFs),
+//! [`luks`] and [`qcow2`] (on-disk formats: pure parsing plus key-slot unlocking), [`keys`] (where
+//! passphrases come from), [`image`] (format × cipher × key → plaintext reads), [`cache`]
+//! (bounded decrypted-block cache), [`dir`] (the source tree and lazy unlocking), [`fs`] (the thin
+//! FUSE layer) and [`cli`] (the command line).
+#![deny(unsafe_code)]
+
+pub mod codec;
+pub mod crypto;
+pub mod error;
+pub mod keys;
+
+pub use error::{Error, ErrorKind, Result};
