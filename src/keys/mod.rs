@@ -2,6 +2,10 @@
 //! mapping images to keys, a terminal prompt, and (later) Barbican. Nothing here knows about disk
 //! formats or ciphers.
 
+pub mod barbican;
+pub mod clouds;
+pub mod sidecar;
+
 use std::fmt;
 use zeroize::Zeroizing;
 
