@@ -599,6 +599,20 @@ if [ "$WANT_KS" = 1 ]; then
     . "$STATE/ids.env"
 fi
 
+# A private, extra Barbican (keystone auth, same database and KEK) in the
+# foreground, for tests that stop "Barbican" without disturbing the shared one.
+cat > "$BASE/barbican-serve.sh" <<EOF
+#!/bin/sh
+# usage: barbican-serve.sh PORT  - an extra Barbican on $HOST:PORT in the
+# foreground (gunicorn master; stop it with SIGTERM). Written by openstack-up.sh.
+[ -n "\$1" ] || { echo "usage: \$0 PORT" >&2; exit 2; }
+cd "$BD" || exit 1
+HOME="$BD/home" BARBICAN_PASTE_INI="$BD/paste-keystone.ini" PYTHONWARNINGS=ignore \
+    exec "$VENV/bin/gunicorn" --pythonpath "$BD" --bind "$HOST:\$1" --workers 1 \
+    --no-control-socket --name osk-barbican-extra osk_barbican_wsgi:application
+EOF
+chmod 755 "$BASE/barbican-serve.sh"
+
 # -------------------------------------------------------------- outputs ---
 umask 077
 if [ "$WANT_KS" = 1 ]; then
@@ -694,7 +708,10 @@ fi
         echo "OSK_ADMIN_PASSWORD=$ADMIN_PASSWORD"
         echo "OSK_KEYSTONE_URL=$KS_URL"
     fi
-    [ "$WANT_AUTH" = 1 ] && echo "OSK_BARBICAN_URL=$B_URL"
+    if [ "$WANT_AUTH" = 1 ]; then
+        echo "OSK_BARBICAN_URL=$B_URL"
+        echo "OSK_BARBICAN_SERVE=$BASE/barbican-serve.sh"
+    fi
     if [ "$WANT_NOAUTH" = 1 ]; then
         echo "OSK_BARBICAN_NOAUTH_URL=$BN_URL"
         echo "# noauth: send X-Project-Id (any string) and X-Roles: member (without it:"
