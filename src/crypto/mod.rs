@@ -7,11 +7,17 @@
 //! LUKS2 and the LUKS header embedded in qcow2.
 
 pub mod hash;
+mod iv;
 pub mod kdf;
+mod modes;
 pub mod spec;
+#[cfg(test)]
+mod tests;
+mod xts;
 
 pub use hash::HashAlg;
-pub use spec::CipherSpec;
+pub use kdf::{Argon2Variant, argon2};
+pub use spec::{ChainMode, CipherAlg, CipherSpec, IvGen};
 
 /// Why a cipher could not be built.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -55,6 +61,20 @@ pub trait SectorCipher: Send + Sync {
 }
 
 /// Build the cipher described by `spec` keyed with `key` (the whole volume key: both halves for XTS).
+///
+/// Fails with [`CryptoError::BadKeyLength`] when `key` does not fit the spec (see
+/// [`CipherSpec::key_len_ok`]). The key schedules are zeroized when the cipher is dropped, and
+/// the returned cipher holds no copy of `key` itself.
 pub fn sector_cipher(spec: &CipherSpec, key: &[u8]) -> Result<Box<dyn SectorCipher>, CryptoError> {
-    spec::build(spec, key)
+    modes::build(spec, key)
+}
+
+/// The [`SectorCipher`] buffer contract: a whole number of sectors of 512..=4096 bytes (a power
+/// of two). Violations are caller bugs, not input-dependent, so they panic.
+fn check_sectors(len: usize, sector_size: usize) {
+    assert!(
+        sector_size.is_power_of_two() && (512..=4096).contains(&sector_size),
+        "sector size {sector_size} is not a power of two from 512 to 4096"
+    );
+    assert!(len % sector_size == 0, "buffer of {len} bytes is not a whole number of {sector_size}-byte sectors");
 }
