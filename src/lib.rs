@@ -8,9 +8,18 @@
 //! FUSE layer) and [`cli`] (the command line).
 #![deny(unsafe_code)]
 
+pub mod cache;
+pub mod cli;
 pub mod codec;
 pub mod crypto;
+pub mod dir;
 pub mod error;
+pub mod fs;
+pub mod image;
+pub mod inspect;
+pub mod io;
 pub mod keys;
+pub mod luks;
+pub mod qcow2;
 
 pub use error::{Error, ErrorKind, Result};

@@ -4,9 +4,12 @@
 
 pub mod barbican;
 pub mod clouds;
+pub mod keyfile;
+pub mod keytab;
 pub mod sidecar;
 
 use std::fmt;
+use std::path::PathBuf;
 use zeroize::Zeroizing;
 
 /// Secret bytes (a passphrase or a volume key): zeroized on drop, redacted in `Debug`.
@@ -39,6 +42,54 @@ impl Secret {
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Secret(<redacted, {} bytes>)", self.0.len())
+    }
+}
+
+/// Where one image's passphrase comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeySource {
+    /// The default key: `--key-file`, or the passphrase typed at the prompt.
+    Default,
+    /// A key file (cryptsetup `--key-file` semantics).
+    File { path: PathBuf, range: keyfile::KeyfileRange },
+    /// A Barbican secret (id or href).
+    Barbican(String),
+}
+
+impl fmt::Display for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeySource::Default => f.write_str("the default key"),
+            KeySource::File { path, .. } => write!(f, "key file {}", path.display()),
+            KeySource::Barbican(id) => write!(f, "Barbican secret {id}"),
+        }
+    }
+}
+
+/// Resolves [`KeySource`]s to passphrases for one run of luksfs.
+#[derive(Default)]
+pub struct Keyring {
+    default: Option<Secret>,
+}
+
+impl Keyring {
+    /// A keyring whose [`KeySource::Default`] is `default` (a `--key-file` read once, or the
+    /// passphrase typed at the prompt).
+    pub fn new(default: Option<Secret>) -> Self {
+        Keyring { default }
+    }
+
+    /// The passphrase for `source`.
+    pub fn passphrase(&self, source: &KeySource) -> crate::Result<Secret> {
+        match source {
+            KeySource::Default => self.default.clone().ok_or_else(|| {
+                crate::Error::bad_key("no key for this image: give --key-file, or a keytab line for it")
+            }),
+            KeySource::File { path, range } => keyfile::read(path, *range),
+            KeySource::Barbican(id) => Err(crate::Error::usage(format!(
+                "Barbican secret {id}: no OpenStack credentials were given (use --os-cloud or the OS_* variables)"
+            ))),
+        }
     }
 }
 

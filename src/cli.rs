@@ -1,0 +1,408 @@
+//! The command line: `mount`, `cat`, `inspect`. Parses arguments (clap), resolves keys, and maps
+//! every failure to the documented exit codes (0 ok, 1 other, 2 usage, 3 wrong key, 4 corrupt,
+//! 5 refused/unsupported).
+
+use crate::cache::DEFAULT_CACHE_BYTES;
+use crate::dir::{KeyPlan, Tree, Unlocker};
+use crate::image::{ImageOptions, Prepared, UnlockSettings};
+use crate::keys::keyfile::{self, KeyfileRange, parse_size};
+use crate::keys::{Keyring, Secret, keytab};
+use crate::{Error, Result};
+use clap::{Args, Parser, Subcommand};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const AFTER_HELP: &str = "\
+Exit codes: 0 success, 1 other error (I/O, ...), 2 usage, 3 no key slot opened with the key,
+4 corrupt or truncated image, 5 refused or unsupported feature.
+
+Examples:
+  luksfs inspect vol-1.luks
+  luksfs cat vol-1.luks --key-file vol-1.key | sha256sum
+  luksfs mount /srv/images /mnt/plain --key-file key.txt
+  luksfs mount /srv/images /mnt/plain --keytab images.keytab --daemon
+  fusermount3 -u /mnt/plain";
+
+/// Mount encrypted disk images (LUKS1, LUKS2, qcow2 with LUKS) as decrypted, read-only raw files.
+#[derive(Parser, Debug)]
+#[command(name = "luksfs", version, about, after_help = AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Mount a directory (or one file) of encrypted images; each appears as `<name>.raw`.
+    ///
+    /// Every file whose content is LUKS1, LUKS2 or qcow2 (recognised by magic, not by name)
+    /// appears as `<file name>.raw`, decrypted on demand; subdirectories are mirrored, other files
+    /// are hidden. The mount is read-only: sources are opened read-only and writes fail with
+    /// EROFS. Runs in the foreground until unmounted (`fusermount3 -u MOUNTPOINT`, Ctrl-C or
+    /// SIGTERM); `--daemon` returns once the mount is ready. Keys are tried in the background;
+    /// opening an image waits for its unlock, and an image whose key is wrong fails to open
+    /// (EACCES) without affecting the others.
+    #[command(after_help = "Keytab lines: IMAGE KEY [OPTIONS]   (# comments)\n  \
+        IMAGE   path relative to SOURCE\n  \
+        KEY     key file (relative to the keytab's folder, or absolute), or - for --key-file\n  \
+        OPTIONS header=PATH,key-slot=N,keyfile-offset=N,keyfile-size=N\n\n\
+        Example:\n  luksfs mount /srv/images /mnt/plain --keytab /etc/luksfs.keytab -o allow_other")]
+    Mount(MountArgs),
+    /// Write the decrypted contents of an image to standard output (no mount needed).
+    Cat(CatArgs),
+    /// Show an image's header facts: format, cipher, key slots, segments (no key needed).
+    Inspect(InspectArgs),
+}
+
+/// How to obtain the passphrase.
+#[derive(Args, Debug, Clone, Default)]
+pub struct KeyArgs {
+    /// Read the passphrase from FILE: its exact bytes, trailing newline included (as
+    /// `cryptsetup --key-file`). `-` reads standard input. Without it, luksfs prompts on a terminal.
+    #[arg(long, short = 'k', value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Skip this many bytes of the key file (size suffixes K, M, G allowed).
+    #[arg(long, value_name = "BYTES", value_parser = parse_size, requires = "key_file")]
+    pub keyfile_offset: Option<u64>,
+    /// Use only this many bytes of the key file.
+    #[arg(long, value_name = "BYTES", value_parser = parse_size, requires = "key_file")]
+    pub keyfile_size: Option<u64>,
+    /// Refuse Argon2 key slots that need more memory than this (default: 4G or half the RAM).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_kdf_memory: Option<u64>,
+}
+
+/// Per-image options.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ImageArgs {
+    /// Detached LUKS header file (the image then holds only the encrypted data).
+    #[arg(long, value_name = "FILE")]
+    pub header: Option<PathBuf>,
+    /// Only try this key slot.
+    #[arg(long, short = 'S', value_name = "N")]
+    pub key_slot: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+pub struct MountArgs {
+    /// Directory of images (subdirectories are mirrored), or a single image file.
+    pub source: PathBuf,
+    /// Empty directory to mount on.
+    pub mountpoint: PathBuf,
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// Per-image keys and options (see below).
+    #[arg(long, value_name = "FILE")]
+    pub keytab: Option<PathBuf>,
+    #[command(flatten)]
+    pub image: ImageArgs,
+    /// Memory for decrypted blocks shared by all images (e.g. 64M, 1G).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "64M")]
+    pub cache_size: u64,
+    /// Detach once the mount is ready.
+    #[arg(long, short = 'd')]
+    pub daemon: bool,
+    /// Mount options, comma-separated: allow_other, allow_root, default_permissions,
+    /// fsname=NAME, subtype=NAME, nodev, nosuid, noexec, noatime, auto_unmount.
+    #[arg(short = 'o', value_name = "OPTIONS", action = clap::ArgAction::Append)]
+    pub options: Vec<String>,
+    /// FUSE worker threads (default: one per core, at least 2).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Largest kernel readahead per request (default 1M).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "1M")]
+    pub max_readahead: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct CatArgs {
+    /// The encrypted image.
+    pub image: PathBuf,
+    #[command(flatten)]
+    pub key: KeyArgs,
+    #[command(flatten)]
+    pub opts: ImageArgs,
+    /// Start at this plaintext byte (size suffixes allowed).
+    #[arg(long, value_name = "BYTES", value_parser = parse_size, default_value = "0")]
+    pub offset: u64,
+    /// Write at most this many bytes (default: to the end).
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    pub length: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// The encrypted image.
+    pub image: PathBuf,
+    /// Detached LUKS header file.
+    #[arg(long, value_name = "FILE")]
+    pub header: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl ImageArgs {
+    fn options(&self) -> ImageOptions {
+        ImageOptions { header: self.header.clone(), key_slot: self.key_slot }
+    }
+}
+
+fn total_ram_kib() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = s.lines().find(|l| l.starts_with("MemTotal:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+impl KeyArgs {
+    fn settings(&self) -> Result<UnlockSettings> {
+        let mut s = UnlockSettings::default();
+        let cap_kib = match self.max_kdf_memory {
+            Some(b) => b / 1024,
+            None => (u64::from(s.max_kdf_memory_kib)).min(total_ram_kib().map_or(u64::MAX, |r| r / 2)),
+        };
+        s.max_kdf_memory_kib = u32::try_from(cap_kib).unwrap_or(u32::MAX);
+        Ok(s)
+    }
+
+    /// The default key: the key file, or a prompt on a terminal (`None` if neither).
+    fn default_key(&self, prompt_for: &str) -> Result<Option<Secret>> {
+        if let Some(p) = &self.key_file {
+            let range = KeyfileRange { offset: self.keyfile_offset.unwrap_or(0), size: self.keyfile_size };
+            return keyfile::read(p, range).map(Some);
+        }
+        if let Ok(v) = std::env::var(DAEMON_KEY_ENV) {
+            // A --daemon parent passes the prompted passphrase on our standard input.
+            if v == "1" {
+                return keyfile::read(Path::new("-"), KeyfileRange::default()).map(Some);
+            }
+        }
+        if std::io::stdin().is_terminal() {
+            let p = rpassword::prompt_password(format!("Enter passphrase for {prompt_for}: "))
+                .map_err(|e| Error::usage(format!("cannot read the passphrase: {e}")))?;
+            return Ok(Some(Secret::new(p.into_bytes())));
+        }
+        Ok(None)
+    }
+}
+
+const DAEMON_ENV: &str = "LUKSFS_DAEMON_CHILD";
+const DAEMON_KEY_ENV: &str = "LUKSFS_KEY_ON_STDIN";
+
+/// Run the parsed command; returns the process exit code.
+pub fn run(cli: Cli) -> i32 {
+    let result = match cli.command {
+        Command::Mount(a) => mount(a),
+        Command::Cat(a) => cat(a),
+        Command::Inspect(a) => inspect(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("luksfs: {e}");
+            e.kind().exit_code()
+        }
+    }
+}
+
+fn inspect(a: InspectArgs) -> Result<i32> {
+    let opts = ImageOptions { header: a.header, key_slot: None };
+    let (report, problem) = crate::inspect::report(&a.image, &opts)?;
+    let text = if a.json {
+        serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
+    } else {
+        crate::inspect::render_text(&report)
+    };
+    print_stdout(text.as_bytes())?;
+    match problem {
+        Some(e) => {
+            eprintln!("luksfs: {e}");
+            Ok(e.kind().exit_code())
+        }
+        None => Ok(0),
+    }
+}
+
+fn print_stdout(b: &[u8]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(b).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Error::from_io("writing to standard output", &e)),
+    }
+}
+
+fn cat(a: CatArgs) -> Result<i32> {
+    let prepared = Prepared::open(&a.image, &a.opts.options())?;
+    let settings = a.key.settings()?;
+    let Some(pass) = a.key.default_key(&a.image.display().to_string())? else {
+        return Err(Error::usage("no key given: use --key-file FILE (or run on a terminal to be prompted)"));
+    };
+    let size = prepared.size();
+    if a.offset > size {
+        return Err(Error::usage(format!("--offset {} is beyond the decrypted size {size}", a.offset)));
+    }
+    let image = prepared.unlock(&pass, settings)?;
+    drop(pass);
+    let end = a.length.map_or(size, |l| a.offset.saturating_add(l).min(size));
+    const CHUNK: u64 = 4 << 20;
+    let mut out = std::io::stdout().lock();
+    let mut buf = vec![0u8; CHUNK as usize];
+    let mut pos = a.offset;
+    while pos < end {
+        let n = CHUNK.min(end - pos) as usize;
+        image.read_plain(pos, &mut buf[..n])?;
+        match out.write_all(&buf[..n]) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(0),
+            Err(e) => return Err(Error::from_io("writing to standard output", &e)),
+        }
+        pos += n as u64;
+    }
+    match out.flush() {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::from_io("writing to standard output", &e)),
+        _ => Ok(0),
+    }
+}
+
+/// FUSE configuration from `-o` options.
+fn fuse_config(a: &MountArgs) -> Result<fuser::Config> {
+    use fuser::{MountOption as M, SessionACL};
+    let mut cfg = fuser::Config::default();
+    let mut fsname = format!("luksfs:{}", a.source.display());
+    let mut subtype = "luksfs".to_string();
+    let mut opts = vec![M::RO, M::NoDev, M::NoSuid];
+    for o in a.options.iter().flat_map(|s| s.split(',')).filter(|s| !s.is_empty()) {
+        match o {
+            "allow_other" => cfg.acl = SessionACL::All,
+            "allow_root" => cfg.acl = SessionACL::RootAndOwner,
+            "default_permissions" => opts.push(M::DefaultPermissions),
+            "auto_unmount" => opts.push(M::AutoUnmount),
+            "ro" | "nodev" | "nosuid" => {}
+            "noexec" => opts.push(M::NoExec),
+            "exec" => opts.push(M::Exec),
+            "noatime" => opts.push(M::NoAtime),
+            "atime" => opts.push(M::Atime),
+            "rw" => return Err(Error::usage("-o rw: luksfs mounts are always read-only")),
+            "dev" | "suid" => return Err(Error::usage(format!("-o {o} is not allowed on a luksfs mount"))),
+            o if o.starts_with("fsname=") => fsname = o["fsname=".len()..].to_string(),
+            o if o.starts_with("subtype=") => subtype = o["subtype=".len()..].to_string(),
+            o => opts.push(M::CUSTOM(o.to_string())),
+        }
+    }
+    opts.push(M::FSName(fsname));
+    opts.push(M::Subtype(subtype));
+    cfg.mount_options = opts;
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    cfg.n_threads = Some(a.threads.unwrap_or(cores).max(1));
+    cfg.clone_fd = true;
+    Ok(cfg)
+}
+
+fn mount(a: MountArgs) -> Result<i32> {
+    if a.daemon && std::env::var_os(DAEMON_ENV).is_none() {
+        return daemonize(&a);
+    }
+    let md = std::fs::metadata(&a.mountpoint)
+        .map_err(|e| Error::usage(format!("mount point {}: {e}", a.mountpoint.display())))?;
+    if !md.is_dir() {
+        return Err(Error::usage(format!("mount point {} is not a directory", a.mountpoint.display())));
+    }
+    if !a.source.exists() {
+        return Err(Error::usage(format!("source {} does not exist", a.source.display())));
+    }
+    let source = a.source.canonicalize().map_err(|e| Error::usage(format!("source {}: {e}", a.source.display())))?;
+    if a.image.header.is_some() && source.is_dir() {
+        return Err(Error::usage(
+            "--header needs a single image as SOURCE; use keytab header= options for a directory",
+        ));
+    }
+    let keytab = match &a.keytab {
+        Some(p) => keytab::load(p)?,
+        None => Default::default(),
+    };
+    let settings = a.key.settings()?;
+    let default_key = a.key.default_key(&format!("the images in {}", source.display()))?;
+    if default_key.is_none() && keytab.is_empty() {
+        return Err(Error::usage(
+            "no key given: use --key-file FILE, --keytab FILE, or run on a terminal to be prompted",
+        ));
+    }
+    let t0 = Instant::now();
+    let plan = KeyPlan { keytab, default_options: a.image.options() };
+    let tree = Arc::new(Tree::scan(&source, &plan)?);
+    log::info!("found {} images under {} in {:?}", tree.images.len(), source.display(), t0.elapsed());
+    let unlocker = Arc::new(Unlocker { keys: Arc::new(Keyring::new(default_key)), settings });
+    let cfg = fuse_config(&a)?;
+    let readahead = u32::try_from(a.max_readahead).unwrap_or(u32::MAX);
+    let fs =
+        crate::fs::LuksFs::new(tree.clone(), unlocker.clone(), a.cache_size.max(DEFAULT_CACHE_BYTES / 64), readahead);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+        signal_hook::flag::register(sig, stop.clone()).map_err(|e| Error::from_io("installing signal handlers", &e))?;
+    }
+    let session = fuser::spawn_mount(fs, &a.mountpoint, &cfg)
+        .map_err(|e| Error::io(format!("cannot mount on {}: {e}", a.mountpoint.display())))?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    unlocker.spawn_background(&tree, cores);
+    log::info!("mounted {} on {} in {:?}", source.display(), a.mountpoint.display(), t0.elapsed());
+    if std::env::var_os(DAEMON_ENV).is_some() {
+        // Tell the waiting parent we are ready; it exits 0.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "READY").and_then(|()| out.flush());
+    }
+    while !stop.load(Ordering::Relaxed) && !session.guard.is_finished() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if session.guard.is_finished() {
+        log::info!("{} was unmounted", a.mountpoint.display());
+        let _ = session.join();
+    } else {
+        log::info!("signal received: unmounting {}", a.mountpoint.display());
+        session.umount_and_join().map_err(|e| Error::io(format!("unmounting {}: {e}", a.mountpoint.display())))?;
+    }
+    Ok(0)
+}
+
+/// `--daemon`: run the mount in a detached child and return once it reports ready.
+fn daemonize(a: &MountArgs) -> Result<i32> {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    let exe = std::env::current_exe().map_err(|e| Error::from_io("locating the luksfs binary", &e))?;
+    // Prompt here, where the terminal is, and hand the passphrase to the child on its stdin.
+    let prompted = if a.key.key_file.is_none() && std::io::stdin().is_terminal() {
+        a.key.default_key(&format!("the images in {}", a.source.display()))?
+    } else {
+        None
+    };
+    let mut cmd = Command::new(exe);
+    cmd.args(std::env::args_os().skip(1))
+        .env(DAEMON_ENV, "1")
+        .stdin(if prompted.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .process_group(0);
+    if prompted.is_some() {
+        cmd.env(DAEMON_KEY_ENV, "1");
+    }
+    let mut child = cmd.spawn().map_err(|e| Error::from_io("starting the daemon", &e))?;
+    if let (Some(key), Some(mut stdin)) = (prompted, child.stdin.take()) {
+        stdin.write_all(key.as_bytes()).map_err(|e| Error::from_io("passing the key to the daemon", &e))?;
+    }
+    let stdout = child.stdout.take().ok_or_else(|| Error::io("daemon has no stdout"))?;
+    let mut line = String::new();
+    let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+    if line.trim() == "READY" {
+        return Ok(0);
+    }
+    let status = child.wait().map_err(|e| Error::from_io("waiting for the daemon", &e))?;
+    Ok(status.code().unwrap_or(1).max(1))
+}

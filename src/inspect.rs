@@ -1,0 +1,285 @@
+//! `luksfs inspect`: header facts of an image, no key needed, nothing decrypted.
+//!
+//! The report is built once as JSON ([`report`]) and rendered either as JSON or as indented
+//! `key: value` text ([`render_text`]), so both outputs always say the same thing.
+
+use crate::image::{Format, ImageOptions, Prepared, open_readonly};
+use crate::io::{ReadAt, Window};
+use crate::luks;
+use crate::qcow2::header as qh;
+use crate::{Error, Result};
+use serde_json::{Map, Value, json};
+use std::path::Path;
+use std::sync::Arc;
+
+fn luks_report(h: &luks::Header) -> Value {
+    let mut m = Map::new();
+    m.insert("version".into(), json!(h.version()));
+    m.insert("uuid".into(), json!(h.uuid()));
+    match h {
+        luks::Header::V1(v) => {
+            m.insert("cipher".into(), json!(format!("{}-{}", v.cipher_name, v.cipher_mode)));
+            m.insert("key_bits".into(), json!(v.key_bytes * 8));
+            m.insert("hash".into(), json!(v.hash_spec));
+            m.insert("payload_offset".into(), json!(v.payload_offset_bytes()));
+            m.insert("mk_digest_iterations".into(), json!(v.mk_digest_iterations));
+            let slots: Vec<Value> = v
+                .slots
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    if s.is_active() {
+                        json!({"slot": i, "state": "active", "kdf": format!("pbkdf2-{}", v.hash_spec),
+                               "iterations": s.iterations, "stripes": s.stripes,
+                               "key_material_offset": u64::from(s.key_material_offset) * 512})
+                    } else {
+                        json!({"slot": i, "state": "inactive"})
+                    }
+                })
+                .collect();
+            m.insert("keyslots".into(), Value::Array(slots));
+        }
+        luks::Header::V2(v) => {
+            m.insert("label".into(), json!(v.bin.label));
+            m.insert("subsystem".into(), json!(v.bin.subsystem));
+            m.insert("seqid".into(), json!(v.bin.seqid));
+            m.insert("header_size".into(), json!(v.bin.hdr_size));
+            m.insert(
+                "header_copy".into(),
+                json!({"used": format!("{:?}", v.bin.copy).to_lowercase(), "other_copy_problem": v.other_copy_problem}),
+            );
+            let slots: Vec<Value> =
+                v.md.keyslots
+                    .iter()
+                    .map(|k| {
+                        let mut s =
+                            json!({"slot": k.id, "type": k.kind, "key_bits": k.key_size * 8, "priority": k.priority});
+                        if let Some(u) = &k.usable {
+                            let kdf = match &u.kdf {
+                                luks::v2::Kdf::Pbkdf2 { hash, iterations, .. } => {
+                                    json!({"type": "pbkdf2", "hash": hash, "iterations": iterations})
+                                }
+                                luks::v2::Kdf::Argon2 { id, time, memory_kib, lanes, .. } => json!({
+                                "type": if *id { "argon2id" } else { "argon2i" },
+                                "time": time, "memory_kib": memory_kib, "parallel": lanes}),
+                            };
+                            s["kdf"] = kdf;
+                            s["af"] = json!({"stripes": u.af_stripes, "hash": u.af_hash});
+                            s["area"] = json!({"offset": u.area_offset, "size": u.area_size,
+                                           "encryption": u.area_encryption, "key_bits": u.area_key_size * 8});
+                        }
+                        s
+                    })
+                    .collect();
+            m.insert("keyslots".into(), Value::Array(slots));
+            let segs: Vec<Value> =
+                v.md.segments
+                    .iter()
+                    .map(|s| {
+                        json!({"segment": s.id, "type": s.kind, "offset": s.offset,
+                       "size": s.size.map_or(json!("dynamic"), |n| json!(n)), "iv_tweak": s.iv_tweak,
+                       "encryption": s.encryption, "sector_size": s.sector_size, "integrity": s.integrity,
+                       "flags": s.flags})
+                    })
+                    .collect();
+            m.insert("segments".into(), Value::Array(segs));
+            let digests: Vec<Value> =
+                v.md.digests
+                    .iter()
+                    .map(|d| {
+                        json!({"digest": d.id, "type": d.kind, "keyslots": d.keyslots, "segments": d.segments,
+                       "hash": d.hash, "iterations": d.iterations})
+                    })
+                    .collect();
+            m.insert("digests".into(), Value::Array(digests));
+            let tokens: Vec<Value> =
+                v.md.tokens
+                    .iter()
+                    .map(|(id, t)| {
+                        json!({"token": id, "type": t.get("type").cloned().unwrap_or(Value::Null),
+                                      "keyslots": t.get("keyslots").cloned().unwrap_or(Value::Null)})
+                    })
+                    .collect();
+            m.insert("tokens".into(), Value::Array(tokens));
+            m.insert(
+                "config".into(),
+                json!({"json_size": v.md.json_size, "keyslots_size": v.md.keyslots_size,
+                                             "flags": v.md.flags, "requirements": v.md.requirements}),
+            );
+        }
+    }
+    if let Ok(plans) = h.slot_plans() {
+        let unbound: Vec<Value> = plans
+            .iter()
+            .filter(|p| p.digest.is_none())
+            .map(|p| json!(format!("key slot {} is not bound to the data segment: it cannot open the data", p.id)))
+            .collect();
+        if !unbound.is_empty() {
+            m.insert("warnings".into(), Value::Array(unbound));
+        }
+    }
+    Value::Object(m)
+}
+
+fn qcow2_report(h: &qh::Header) -> Value {
+    let ext_name = |k: u32| match k {
+        qh::EXT_CRYPTO => "full disk encryption header".to_string(),
+        qh::EXT_BACKING_FORMAT => "backing format".to_string(),
+        qh::EXT_FEATURE_TABLE => "feature name table".to_string(),
+        qh::EXT_BITMAPS => "bitmaps".to_string(),
+        qh::EXT_DATA_FILE => "external data file".to_string(),
+        other => format!("unknown 0x{other:08x}"),
+    };
+    let mut features = Vec::new();
+    for (bit, name) in [
+        (qh::INCOMPAT_DIRTY, "dirty"),
+        (qh::INCOMPAT_CORRUPT, "corrupt"),
+        (qh::INCOMPAT_DATA_FILE, "external data file"),
+        (qh::INCOMPAT_COMPRESSION, "compression type"),
+        (qh::INCOMPAT_EXTL2, "extended L2"),
+    ] {
+        if h.incompatible_features & bit != 0 {
+            features.push(name);
+        }
+    }
+    json!({
+        "version": h.version,
+        "virtual_size": h.size,
+        "cluster_size": h.cluster_size(),
+        "crypt_method": match h.crypt_method { 0 => "none".to_string(), 1 => "aes (legacy)".to_string(),
+                                              2 => "luks".to_string(), m => format!("unknown ({m})") },
+        "l1_size": h.l1_size,
+        "l1_table_offset": h.l1_table_offset,
+        "refcount_order": h.refcount_order,
+        "snapshots": h.nb_snapshots,
+        "incompatible_features": features,
+        "incompatible_bits": format!("0x{:x}", h.incompatible_features),
+        "compatible_bits": format!("0x{:x}", h.compatible_features),
+        "autoclear_bits": format!("0x{:x}", h.autoclear_features),
+        "backing_file": h.backing_file_offset != 0,
+        "backing_format": h.backing_format,
+        "data_file": h.data_file,
+        "encryption_header": h.crypto_header.map(|(o, l)| json!({"offset": o, "length": l})),
+        "extensions": h.extensions.iter().map(|e| json!({"type": ext_name(e.kind), "length": e.len})).collect::<Vec<_>>(),
+    })
+}
+
+/// Build the inspect report for `path`. Returns the report and, when the image cannot be opened,
+/// the error that explains why (whose kind sets the exit code).
+pub fn report(path: &Path, options: &ImageOptions) -> Result<(Value, Option<Error>)> {
+    let file = Arc::new(open_readonly(path).map_err(|e| Error::from_io("cannot open image", &e).with_path(path))?);
+    let len = file.len().map_err(|e| Error::from_io("stat", &e).with_path(path))?;
+    let mut head = vec![0u8; len.min(8) as usize];
+    file.read_exact_at(&mut head, 0).map_err(|e| Error::from_io("read", &e).with_path(path))?;
+    let mut r = Map::new();
+    r.insert("file".into(), json!(path.display().to_string()));
+    r.insert("file_size".into(), json!(len));
+    let format = if options.header.is_some() && Format::probe(&head) != Some(Format::Qcow2) {
+        Some(Format::Luks1)
+    } else {
+        Format::probe(&head)
+    };
+    match format {
+        None => return Err(Error::corrupt("not a LUKS or qcow2 image (no known magic)").with_path(path)),
+        Some(Format::Qcow2) => {
+            r.insert("format".into(), json!("qcow2"));
+            let first = len.min(1 << qh::MAX_CLUSTER_BITS) as usize;
+            let buf = crate::io::read_vec(&*file, 0, first).map_err(|e| Error::from_io("read", &e).with_path(path))?;
+            let h = qh::Header::parse(&buf, len).map_err(|e| Error::from(e).with_path(path))?;
+            r.insert("qcow2".into(), qcow2_report(&h));
+            if let Some((off, l)) = h.crypto_header {
+                let w = Window::new(file.clone(), off, l);
+                match luks::read_header(&w) {
+                    Ok(lh) => r.insert("luks".into(), luks_report(&lh)),
+                    Err(e) => r.insert("luks".into(), json!({"error": e.to_string()})),
+                };
+            }
+        }
+        Some(_) => {
+            let hdr = match &options.header {
+                Some(hp) => {
+                    r.insert("detached_header".into(), json!(hp.display().to_string()));
+                    let f = open_readonly(hp).map_err(|e| Error::from_io("cannot open header", &e).with_path(hp))?;
+                    luks::read_header(&f).map_err(|e| e.with_path(hp))?
+                }
+                None => luks::read_header(&*file).map_err(|e| e.with_path(path))?,
+            };
+            r.insert("format".into(), json!(if hdr.version() == 2 { "luks2" } else { "luks1" }));
+            r.insert("luks".into(), luks_report(&hdr));
+        }
+    }
+    let opened = Prepared::open(path, options);
+    let problem = match &opened {
+        Ok(p) => {
+            r.insert("decrypted_size".into(), json!(p.size()));
+            r.insert(
+                "data".into(),
+                json!({"cipher": p.layout().cipher.to_string(), "key_bits": p.layout().key_len * 8,
+                "sector_size": p.layout().sector_size, "offset": p.layout().offset, "iv_tweak": p.layout().iv_tweak}),
+            );
+            r.insert("safe_to_open".into(), json!(true));
+            None
+        }
+        Err(e) => {
+            r.insert("safe_to_open".into(), json!(false));
+            r.insert("problem".into(), json!({"class": e.kind().name(), "reason": e.message()}));
+            Some(e.clone())
+        }
+    };
+    Ok((Value::Object(r), problem))
+}
+
+/// Render a report as indented `key: value` lines.
+pub fn render_text(v: &Value) -> String {
+    let mut out = String::new();
+    walk(v, 0, &mut out);
+    out
+}
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => Some("-".into()),
+        Value::Bool(b) => Some(if *b { "yes" } else { "no" }.into()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) => Some(if s.is_empty() { "-".into() } else { s.clone() }),
+        Value::Array(a) if a.iter().all(|x| !x.is_object() && !x.is_array()) => {
+            Some(if a.is_empty() { "-".into() } else { a.iter().filter_map(scalar).collect::<Vec<_>>().join(", ") })
+        }
+        _ => None,
+    }
+}
+
+fn walk(v: &Value, depth: usize, out: &mut String) {
+    let pad = "  ".repeat(depth);
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                let key = k.replace('_', " ");
+                match scalar(x) {
+                    Some(s) => out.push_str(&format!("{pad}{key}: {s}\n")),
+                    None => {
+                        out.push_str(&format!("{pad}{key}:\n"));
+                        walk(x, depth + 1, out);
+                    }
+                }
+            }
+        }
+        Value::Array(a) => {
+            for x in a {
+                match x {
+                    Value::Object(m) => {
+                        let line =
+                            m.iter().filter_map(|(k, y)| scalar(y).map(|s| format!("{k}={s}"))).collect::<Vec<_>>();
+                        out.push_str(&format!("{pad}- {}\n", line.join(" ")));
+                        for (k, y) in m.iter().filter(|(_, y)| scalar(y).is_none()) {
+                            out.push_str(&format!("{pad}    {k}:\n"));
+                            walk(y, depth + 3, out);
+                        }
+                    }
+                    other => out.push_str(&format!("{pad}- {}\n", scalar(other).unwrap_or_default())),
+                }
+            }
+        }
+        other => out.push_str(&format!("{pad}{}\n", scalar(other).unwrap_or_default())),
+    }
+}

@@ -1,0 +1,132 @@
+//! qcow2 address mapping: guest offset → host offset, zero, or compressed, through the L1 table
+//! and (cached) L2 tables. It maps addresses and does not decrypt; [`header`] and [`table`] are
+//! the pure parsers underneath.
+
+pub mod header;
+pub mod table;
+
+use crate::io::ReadAt;
+use crate::{Error, Result};
+use header::Header;
+use std::sync::Arc;
+use table::Storage;
+
+/// Memory budget for cached L2 tables, per image.
+const L2_CACHE_BYTES: u64 = 4 << 20;
+
+/// A read-only qcow2 address mapper.
+pub struct Qcow2 {
+    header: Header,
+    file: Arc<dyn ReadAt>,
+    file_len: u64,
+    l1: Vec<u64>,
+    /// Byte ranges holding metadata that data clusters must not point into.
+    metadata: Vec<(u64, u64)>,
+    l2_cache: quick_cache::sync::Cache<u64, Arc<[u64]>>,
+}
+
+impl std::fmt::Debug for Qcow2 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Qcow2").field("header", &self.header).finish_non_exhaustive()
+    }
+}
+
+impl Qcow2 {
+    /// Load the L1 table of an already parsed `header`.
+    pub fn new(header: Header, file: Arc<dyn ReadAt>, file_len: u64) -> Result<Qcow2> {
+        let n = header.l1_size as usize;
+        let raw = crate::io::read_vec(&*file, header.l1_table_offset, n * 8)
+            .map_err(|e| Error::corrupt(format!("reading the L1 table: {e}")))?;
+        let l1 = raw.chunks_exact(8).map(|c| u64::from_be_bytes(c.try_into().unwrap_or([0; 8]))).collect();
+        let cs = header.cluster_size();
+        let mut metadata = vec![(0, cs), (header.l1_table_offset, header.l1_table_offset + n as u64 * 8)];
+        if let Some((off, len)) = header.crypto_header {
+            metadata.push((off, off + len));
+        }
+        let tables = (L2_CACHE_BYTES / cs).max(4) as usize;
+        Ok(Qcow2 { header, file, file_len, l1, metadata, l2_cache: quick_cache::sync::Cache::new(tables) })
+    }
+
+    /// The parsed header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    fn check_host(&self, off: u64, len: u64, what: &str) -> Result<()> {
+        let end = off.checked_add(len).filter(|&e| e <= self.file_len);
+        if end.is_none() {
+            return Err(Error::corrupt(format!("{what} at 0x{off:x} lies past the end of the file")));
+        }
+        if let Some(&(a, b)) = self.metadata.iter().find(|&&(a, b)| off < b && a < off + len) {
+            return Err(Error::corrupt(format!("{what} at 0x{off:x} overlaps image metadata at [0x{a:x}, 0x{b:x})")));
+        }
+        Ok(())
+    }
+
+    fn l2_table(&self, off: u64) -> Result<Arc<[u64]>> {
+        self.l2_cache.get_or_insert_with(&off, || {
+            let cs = self.header.cluster_size();
+            self.check_host(off, cs, "L2 table")?;
+            let raw = crate::io::read_vec(&*self.file, off, cs as usize)
+                .map_err(|e| Error::corrupt(format!("reading the L2 table at 0x{off:x}: {e}")))?;
+            Ok(raw.chunks_exact(8).map(|c| u64::from_be_bytes(c.try_into().unwrap_or([0; 8]))).collect())
+        })
+    }
+
+    /// How the guest bytes starting at `guest` are stored, and for how many bytes (at most
+    /// `max_len`, never past the end of a cluster or of a run of equal subclusters).
+    pub fn map(&self, guest: u64, max_len: u64) -> Result<(Storage, u64)> {
+        let h = &self.header;
+        let cs = h.cluster_size();
+        let in_cluster = guest % cs;
+        let l1_index = guest / h.l2_coverage();
+        let entries_per_l2 = cs / h.l2_entry_len();
+        let l2_index = (guest / cs) % entries_per_l2;
+        let l1e = *self
+            .l1
+            .get(l1_index as usize)
+            .ok_or_else(|| Error::corrupt(format!("guest offset {guest} is beyond the L1 table")))?;
+        let cluster_left = (cs - in_cluster).min(max_len);
+        let Some(l2_off) = table::l1_entry(l1e, cs)? else {
+            return Ok((Storage::Zero, cluster_left));
+        };
+        let l2 = self.l2_table(l2_off)?;
+        if !h.extended_l2() {
+            let e = l2[l2_index as usize];
+            let st = table::l2_entry(e, h.version, cs)?;
+            if let Storage::Data(host) = st {
+                self.check_host(host + in_cluster, cluster_left, "data cluster")?;
+                return Ok((Storage::Data(host + in_cluster), cluster_left));
+            }
+            return Ok((st, cluster_left));
+        }
+        let (e, bitmap) = (l2[2 * l2_index as usize], l2[2 * l2_index as usize + 1]);
+        let scs = cs / table::SUBCLUSTERS;
+        let sc = in_cluster / scs;
+        let first = table::ext_l2_entry(e, bitmap, sc, cs)?;
+        // Extend over following subclusters of the same kind (contiguous on the host too).
+        let mut len = scs - in_cluster % scs;
+        let mut next = sc + 1;
+        while len < cluster_left && next < table::SUBCLUSTERS {
+            let st = table::ext_l2_entry(e, bitmap, next, cs)?;
+            let same = match (first, st) {
+                (Storage::Zero, Storage::Zero) => true,
+                (Storage::Data(a), Storage::Data(b)) => b == a + (next - sc) * scs,
+                _ => false,
+            };
+            if !same {
+                break;
+            }
+            len += scs;
+            next += 1;
+        }
+        let len = len.min(cluster_left);
+        if let Storage::Data(host) = first {
+            // Only the subclusters in use need to exist: QEMU does not allocate the rest on disk.
+            let at = host + in_cluster % scs;
+            self.check_host(at, len, "data subcluster")?;
+            return Ok((Storage::Data(at), len));
+        }
+        Ok((first, len))
+    }
+}
