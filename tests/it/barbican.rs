@@ -256,9 +256,15 @@ impl Osk {
         let mut extra = ExtraBarbican { child: Some(child), url };
         let t = Instant::now();
         loop {
-            // GET / is a 300 (versions) that ureq follows to /v1/ (200)
-            if let Ok(r) = agent().get(format!("{}/", extra.url)).call() {
-                if matches!(r.status().as_u16(), 200 | 300) {
+            // GET / is a 300 (versions) without a Location: don't let ureq try to follow it
+            let probe = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .max_redirects(0)
+                .timeout_global(Some(Duration::from_secs(5)))
+                .build()
+                .new_agent();
+            if let Ok(r) = probe.get(format!("{}/", extra.url)).call() {
+                if matches!(r.status().as_u16(), 200 | 300 | 401) {
                     break;
                 }
             }
