@@ -21,6 +21,7 @@
 #[macro_use]
 mod util;
 
+mod barbican;
 mod corpus;
 mod errors;
 mod luks1;
