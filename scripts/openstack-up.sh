@@ -603,13 +603,15 @@ fi
 # foreground, for tests that stop "Barbican" without disturbing the shared one.
 cat > "$BASE/barbican-serve.sh" <<EOF
 #!/bin/sh
-# usage: barbican-serve.sh PORT  - an extra Barbican on $HOST:PORT in the
-# foreground (gunicorn master; stop it with SIGTERM). Written by openstack-up.sh.
-[ -n "\$1" ] || { echo "usage: \$0 PORT" >&2; exit 2; }
+# usage: barbican-serve.sh PORT [GUNICORN-OPTION...]  - an extra Barbican on
+# $HOST:PORT in the foreground (gunicorn master; stop it with SIGTERM), e.g.
+# with --certfile F --keyfile K for HTTPS. Written by openstack-up.sh.
+[ -n "\$1" ] || { echo "usage: \$0 PORT [GUNICORN-OPTION...]" >&2; exit 2; }
+port=\$1; shift
 cd "$BD" || exit 1
 HOME="$BD/home" BARBICAN_PASTE_INI="$BD/paste-keystone.ini" PYTHONWARNINGS=ignore \
-    exec "$VENV/bin/gunicorn" --pythonpath "$BD" --bind "$HOST:\$1" --workers 1 \
-    --no-control-socket --name osk-barbican-extra osk_barbican_wsgi:application
+    exec "$VENV/bin/gunicorn" --pythonpath "$BD" --bind "$HOST:\$port" --workers 1 \
+    --no-control-socket --name osk-barbican-extra "\$@" osk_barbican_wsgi:application
 EOF
 chmod 755 "$BASE/barbican-serve.sh"
 

@@ -293,7 +293,9 @@ impl KeyManager {
                         .read_to_vec()
                         .map_err(|e| transport_error("key manager", &url, &e, &self.opts));
                 }
-                401 if !retried && self.can_reauth() => {
+                // every supported method can ask Keystone again; a revoked `token` credential
+                // then fails there with a clear message
+                401 if !retried => {
                     log::debug!("barbican: 401, re-authenticating");
                     retried = true;
                     self.invalidate(sess.generation);
@@ -311,12 +313,6 @@ impl KeyManager {
                 _ => Error::io(format!("{words} ({status}) from the key manager at {url}")),
             });
         }
-    }
-
-    fn can_reauth(&self) -> bool {
-        // every supported method can ask Keystone again; a revoked `token` credential then
-        // fails there with a clear message
-        true
     }
 
     fn invalidate(&self, generation: u64) {
@@ -598,6 +594,10 @@ fn transport_error(what: &str, url: &str, e: &ureq::Error, opts: &Options) -> Er
             opts.timeout.as_secs_f32()
         ),
         E::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => format!("{what} at {url} timed out ({io})"),
+        // rustls reports handshake and certificate failures as InvalidData I/O errors
+        E::Io(io) if io.kind() == std::io::ErrorKind::InvalidData && url.starts_with("https:") => {
+            format!("TLS error talking to {what} at {url}: {io}")
+        }
         E::Io(io) => format!("{what} unreachable: {url}: {io}"),
         E::HostNotFound => format!("{what} unreachable: {url}: host not found"),
         E::ConnectionFailed => format!("{what} unreachable: {url}: connection failed"),

@@ -243,16 +243,23 @@ impl Osk {
 
     /// A private Barbican (same database, keystone auth) on a free port, until dropped.
     fn extra_barbican(&self) -> ExtraBarbican {
+        self.extra_barbican_with(&[])
+    }
+
+    /// [`Osk::extra_barbican`] with more gunicorn options (`--certfile F --keyfile K`: HTTPS).
+    fn extra_barbican_with(&self, gunicorn_args: &[&str]) -> ExtraBarbican {
+        let tls = gunicorn_args.contains(&"--certfile");
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let log = std::fs::File::create(self.dir.join(format!("log/barbican-extra-{port}.out"))).unwrap();
         let child = Command::new(self.var("OSK_BARBICAN_SERVE"))
             .arg(port.to_string())
+            .args(gunicorn_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .unwrap();
-        let url = format!("http://127.0.0.1:{port}");
+        let url = format!("{}://127.0.0.1:{port}", if tls { "https" } else { "http" });
         let mut extra = ExtraBarbican { child: Some(child), url };
         let t = Instant::now();
         loop {
@@ -261,6 +268,7 @@ impl Osk {
                 .http_status_as_error(false)
                 .max_redirects(0)
                 .timeout_global(Some(Duration::from_secs(5)))
+                .tls_config(ureq::tls::TlsConfig::builder().disable_verification(true).build())
                 .build()
                 .new_agent();
             if let Ok(r) = probe.get(format!("{}/", extra.url)).call() {
@@ -552,4 +560,82 @@ fn barbican_threads_share_token_and_cache() {
     }
     let s = km.stats();
     assert_eq!((s.authentications, s.fetches, s.cache_hits), (1, 4, 28), "{s:?}");
+}
+
+/// A CA and a server certificate for 127.0.0.1 made with openssl; `None` if openssl is missing.
+fn make_certs(dir: &Path) -> Option<(PathBuf, PathBuf, PathBuf)> {
+    let (ca_key, ca, key, csr, cert, ext) = (
+        dir.join("ca.key"),
+        dir.join("ca.pem"),
+        dir.join("server.key"),
+        dir.join("server.csr"),
+        dir.join("server.pem"),
+        dir.join("ext.cnf"),
+    );
+    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
+    let steps: [Vec<&std::ffi::OsStr>; 3] = [
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=luksfs test CA", "-keyout"]
+            .iter()
+            .map(|s| s.as_ref())
+            .chain([ca_key.as_os_str(), "-out".as_ref(), ca.as_os_str()])
+            .collect(),
+        ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout"]
+            .iter()
+            .map(|s| s.as_ref())
+            .chain([key.as_os_str(), "-out".as_ref(), csr.as_os_str()])
+            .collect(),
+        ["x509", "-req", "-days", "2", "-set_serial", "2", "-in"]
+            .iter()
+            .map(|s| s.as_ref())
+            .chain([
+                csr.as_os_str(),
+                "-CA".as_ref(),
+                ca.as_os_str(),
+                "-CAkey".as_ref(),
+                ca_key.as_os_str(),
+                "-extfile".as_ref(),
+                ext.as_os_str(),
+                "-out".as_ref(),
+                cert.as_os_str(),
+            ])
+            .collect(),
+    ];
+    for args in steps {
+        let out = Command::new("openssl").args(args).output().ok()?;
+        assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Some((ca, cert, key))
+}
+
+/// HTTPS: the certificate is verified by default (unknown CA → Io TLS error), `cacert` makes it
+/// trusted, `insecure` skips verification.
+#[test]
+fn barbican_tls_verified_cacert_and_insecure() {
+    let osk = osk!();
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((ca, cert, key)) = make_certs(tmp.path()) else {
+        assert!(!ci(), "CI=true and openssl is missing");
+        eprintln!("SKIPPED: openssl not found");
+        return;
+    };
+    let pass = osk.store_passphrase(&osk.demo_token(), "over TLS");
+    let extra = osk.extra_barbican_with(&["--certfile", cert.to_str().unwrap(), "--keyfile", key.to_str().unwrap()]);
+    assert!(extra.url.starts_with("https://"));
+    let cfg = || {
+        let mut c = osk.cloud("osk-appcred");
+        c.key_manager_endpoint = Some(extra.url.clone());
+        c
+    };
+
+    let e = km(cfg()).passphrase(&pass).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+    assert!(e.message().contains("TLS error"), "{e}");
+
+    let mut c = cfg();
+    c.cacert = Some(ca);
+    assert_eq!(km(c).passphrase(&pass).unwrap().as_bytes(), b"over TLS");
+
+    let mut c = cfg();
+    c.insecure = true;
+    assert_eq!(km(c).passphrase(&pass).unwrap().as_bytes(), b"over TLS");
 }
