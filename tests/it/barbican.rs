@@ -459,8 +459,8 @@ fn barbican_revoked_token_is_renewed_on_401() {
     km.authenticate().unwrap();
     assert_eq!(km.stats().authentications, 1);
 
-    // a password change revokes every token of the user issued up to now (1 s granularity)
-    std::thread::sleep(Duration::from_millis(1100));
+    // a password change revokes every token of the user issued up to now (1 s granularity, so
+    // wait before asking for a new one)
     osk.admin_req("PATCH", &format!("/users/{uid}"), Some(serde_json::json!({"user": {"password": password}})));
     std::thread::sleep(Duration::from_millis(1100));
 
