@@ -19,6 +19,12 @@
 //! goes away. Concurrent requests for the same id wait for one fetch; different ids are fetched in
 //! parallel. Failures are not cached: the next call tries again.
 //!
+//! Wiring: keytab `barbican:<id>` → `km.passphrase(id)`; a sidecar's
+//! [`ImageMeta::key_id`](super::sidecar::ImageMeta::key_id) (from
+//! [`sidecar::load_for_image`](super::sidecar::load_for_image)) the same way; attach the image
+//! with `.with_path(image)` on errors. Build the `KeyManager` only when some image needs Barbican,
+//! so that missing credentials don't matter otherwise.
+//!
 //! # What is fetched
 //! `POST {auth_url}/v3/auth/tokens` (token in `X-Subject-Token`, catalog in the body), the
 //! `key-manager` endpoint of the catalog for the configured interface and region (unversioned:
@@ -41,6 +47,7 @@
 //! | Barbican 401 even after re-authenticating | Io | `unauthorized (401) ...` |
 //! | other Barbican status | Io | e.g. `server error (500)`, `service unavailable (503)` |
 //! | Keystone rejects the credentials | Io | `keystone at URL: unauthorized (401): the credentials were rejected` |
+//! | Keystone doesn't know a `token` credential (its 404) | Io | `keystone at URL: unauthorized (404): the token is not valid ...` |
 //! | other Keystone status | Io | `keystone at URL: forbidden (403)`, `... not found (404)` |
 //! | no `key-manager` endpoint in the catalog | Io | `no key-manager endpoint (interface ..., region ...) ...` |
 //! | connection refused, DNS, reset | Io | `key manager unreachable: URL: ...` / `keystone unreachable: ...` |
