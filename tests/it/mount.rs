@@ -269,7 +269,7 @@ fn daemon_returns_with_the_mount_ready() {
     let lab = Lab::new();
     let img = lab.qemu_luks("vol.luks", mark("daemon", 128 * KIB), PASS, "");
     let mnt = lab.root().join("mnt");
-    let (m, out) = Mount::daemon(&lab.src, &mnt, &key_args(&img.key));
+    let (m, out) = Mount::daemon(&lab.src, &mnt, &key_args(&img.key), lab.root());
     assert_eq!(out.code, Some(0), "{}: {}", out.cmdline, out.stderr);
     let e = mount_entry(&mnt).expect("mounted when --daemon returns");
     assert!(e.fstype.starts_with("fuse"), "{e:?}");

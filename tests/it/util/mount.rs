@@ -175,14 +175,40 @@ impl Mount {
     /// `luksfs mount --daemon SRC MNT ARGS...`: it must return (within 30 s) with the mount
     /// ready. Returns the guard (which finds the daemon by its command line) and the launcher's
     /// output.
-    pub fn daemon(src: &Path, mnt: &Path, args: &[&OsStr]) -> (Mount, Out) {
+    /// The launcher's stdout/stderr go to files (the daemon may keep them open).
+    pub fn daemon(src: &Path, mnt: &Path, args: &[&OsStr], logdir: &Path) -> (Mount, Out) {
         std::fs::create_dir_all(mnt).unwrap();
+        let log = logdir.join("luksfs-daemon.log");
+        let out_f = logdir.join("luksfs-daemon.stdout");
         let spawned = Instant::now();
         let mut c = Command::new(bin());
         c.arg("mount").arg(src).arg(mnt).arg("--daemon").args(args).env_remove("RUST_LOG");
-        let mut m = Mount { mnt: mnt.to_path_buf(), child: None, log: PathBuf::new(), watchdog: None, spawned };
+        c.stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out_f).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap());
+        let cmdline = format!("{} mount {} {} --daemon ...", bin(), src.display(), mnt.display());
+        let mut m = Mount { mnt: mnt.to_path_buf(), child: None, log, watchdog: None, spawned };
         m.arm_watchdog();
-        let out = run_timed(c, Duration::from_secs(30));
+        let mut child = c.spawn().expect("spawn luksfs mount --daemon");
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if t0.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{cmdline} did not return within 30 s; log:\n{}", m.log());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let out = Out {
+            cmdline,
+            code: status.code(),
+            status,
+            stdout: std::fs::read(&out_f).unwrap_or_default(),
+            stderr: m.log(),
+        };
         (m, out)
     }
 

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# scripts/test.sh -- the whole test suite, as CI runs it (.ci/run):
+#   install-deps, cargo fmt --check, clippy -D warnings, release build, unit + integration tests
+#   (cargo-nextest when present, else cargo test; release profile, sharing the release build's
+#   dependencies), doc tests, then the third-party corpus through `luksfs cat` and a FUSE mount.
+# Stops at the first failing step; prints each step's time. Under CI=true a missing tool,
+# /dev/fuse or root fails the tests instead of skipping them.
+# Environment: CORPUS_ARGS (extra arguments for scripts/corpus.sh, e.g. "--formats luks1,qcow2-luks"),
+#              TEST_ARGS (extra arguments for the test runner, e.g. a filter).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+T0=$SECONDS
+TIMES=()
+step() {
+    local name=$1 t=$SECONDS rc=0
+    shift
+    printf '\n==> %s\n' "$name"
+    "$@" || rc=$?
+    TIMES+=("$(printf '%5d s  %s' $((SECONDS - t)) "$name")")
+    if ((rc != 0)); then
+        printf '\n==> FAILED: %s (exit %d) after %d s\n' "$name" "$rc" $((SECONDS - t))
+        printf '%s\n' "${TIMES[@]}"
+        exit "$rc"
+    fi
+    printf '==> %s: ok, %d s\n' "$name" $((SECONDS - t))
+}
+
+run_tests() {
+    # shellcheck disable=SC2086  # TEST_ARGS is a word list
+    if cargo nextest --version >/dev/null 2>&1; then
+        cargo nextest run --release --locked --no-fail-fast --failure-output final ${TEST_ARGS:-}
+    else
+        echo "(cargo-nextest not found: using cargo test)"
+        cargo test --release --locked --no-fail-fast ${TEST_ARGS:-}
+    fi
+}
+
+step "install dependencies" scripts/install-deps.sh
+step "cargo fmt --check" cargo fmt --all --check
+step "cargo clippy --all-targets -D warnings" cargo clippy --locked --all-targets -- -D warnings
+step "cargo build --release" cargo build --release --locked
+step "tests (unit + integration)" run_tests
+step "doc tests" cargo test --release --locked --doc
+# shellcheck disable=SC2086  # CORPUS_ARGS is a word list
+step "corpus (quick, cat + mount, external)" scripts/corpus.sh --quick --via both --external ${CORPUS_ARGS:-}
+
+printf '\nall steps passed in %d s:\n' $((SECONDS - T0))
+printf '%s\n' "${TIMES[@]}"
