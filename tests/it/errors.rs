@@ -5,20 +5,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::util::fixture::{Op, luks1_payload_offset, patch, qemu_img, scramble, secret, truncate};
+use crate::util::fixture::{Op, be32, be64, luks1_payload_offset, patch, qemu_img, scramble, secret, truncate};
 use crate::util::{Image, KIB, Lab, Luksfs, MIB, inspect_ok, mark, random, sh};
 
 const PASS: &[u8] = b"correct horse battery staple";
-
-fn be64(p: &Path, off: u64) -> u64 {
-    let v = std::fs::read(p).unwrap();
-    u64::from_be_bytes(v[off as usize..off as usize + 8].try_into().unwrap())
-}
-
-fn be32(p: &Path, off: u64) -> u32 {
-    let v = std::fs::read(p).unwrap();
-    u32::from_be_bytes(v[off as usize..off as usize + 4].try_into().unwrap())
-}
 
 /// Offset of the data of qcow2 header extension `kind` (None if absent).
 fn qcow2_ext(p: &Path, kind: u32) -> Option<u64> {
@@ -58,21 +48,13 @@ fn wrong_key_is_exit_3_and_never_echoes_secrets() {
 }
 
 #[test]
-fn empty_key_file_is_a_wrong_key() {
-    need!("qemu-img");
-    let lab = Lab::new();
-    let a = lab.qemu_luks("a.luks", mark("a", 64 * KIB), PASS, "");
-    Image { key: lab.key("empty", b""), ..a.clone() }.cat().run().assert_fails(3, &a.path);
-}
-
-#[test]
 fn luks1_truncated_header_is_exit_4() {
     need!("qemu-img");
     let lab = Lab::new();
     let img = lab.qemu_luks("a.luks", mark("t", 64 * KIB), PASS, "");
     truncate(&img.path, 1000);
     img.cat().run().assert_fails(4, &img.path);
-    Luksfs::new("inspect").arg(&img.path).run().assert_fails(4, &img.path);
+    Luksfs::new("inspect").arg(&img.path).run().assert_exit(4, &img.path);
 }
 
 #[test]
@@ -155,7 +137,7 @@ fn qcow2_truncated_header_is_exit_4() {
     let img = qcow2_img(&lab, "t.qcow2");
     truncate(&img.path, 50);
     img.cat().run().assert_fails(4, &img.path);
-    Luksfs::new("inspect").arg(&img.path).run().assert_fails(4, &img.path);
+    Luksfs::new("inspect").arg(&img.path).run().assert_exit(4, &img.path);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! slots, detached headers, damaged header copies, requirements, conversion from LUKS1.
 //! LUKS2 support is the second issue: these tests are expected to fail until it lands.
 
-use crate::util::fixture::{A2I, A2ID, PB2, luks2_break, luks2_edit_json, luks2_json_at};
+use crate::util::fixture::{A2I, A2ID, PB2, luks2_break, luks2_edit_json};
 use crate::util::{Image, KIB, Lab, MIB, mark, random, sh, tool};
 
 const PASS: &[u8] = b"correct horse battery staple";
@@ -24,7 +24,7 @@ luks2_matrix! {
     pbkdf2_sha512_aes_xts_256_s1024: MIB, &["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--hash", "sha512", "-c", "aes-xts-plain64", "-s", "256", "--sector-size", "1024"];
     argon2i_aes_xts_512_s2048: MIB, &["--pbkdf", "argon2i", "--pbkdf-memory", "32768", "--pbkdf-force-iterations", "4", "--pbkdf-parallel", "1", "-c", "aes-xts-plain64", "-s", "512", "--sector-size", "2048"];
     argon2id_aes_xts_512_s4096: MIB, &["--pbkdf", "argon2id", "--pbkdf-memory", "32768", "--pbkdf-force-iterations", "4", "--pbkdf-parallel", "1", "-c", "aes-xts-plain64", "-s", "512", "--sector-size", "4096"];
-    argon2id_two_lanes_s4096: 2 * MIB, &["--pbkdf", "argon2id", "--pbkdf-memory", "16384", "--pbkdf-force-iterations", "3", "--pbkdf-parallel", "2", "-c", "aes-xts-plain64", "-s", "256", "--sector-size", "4096"];
+    argon2id_two_lanes_s4096: 2 * MIB, &["--pbkdf", "argon2id", "--pbkdf-memory", "16384", "--pbkdf-force-iterations", "4", "--pbkdf-parallel", "2", "-c", "aes-xts-plain64", "-s", "256", "--sector-size", "4096"];
     aes_cbc_essiv_s512: MIB, &["-c", "aes-cbc-essiv:sha256", "-s", "256", "--sector-size", "512"];
     aes_cbc_essiv_s4096: MIB, &["-c", "aes-cbc-essiv:sha256", "-s", "128", "--sector-size", "4096"];
     aes_xts_plain_s4096: MIB, &["-c", "aes-xts-plain", "-s", "256", "--sector-size", "4096"];
@@ -129,8 +129,8 @@ fn seqid_decides_between_valid_copies() {
     sh(c);
     // primary = old (lower seqid), secondary = new: a reader must still use a valid, consistent copy
     crate::util::fixture::patch(&img.path, 0, &old);
-    assert_eq!(luks2_json_at(&img.path, hs)["config"]["label"], "newer");
-    assert!(luks2_json_at(&img.path, 0)["config"].get("label").is_none());
+    let label = |base: u64| crate::util::fixture::read_range(&img.path, base + 24, 5);
+    assert_eq!((label(0), label(hs)), (vec![0u8; 5], b"newer".to_vec()), "labels (binary headers)");
     img.check_cat();
 }
 
@@ -149,7 +149,8 @@ fn unknown_mandatory_requirement_is_refused() {
     // wrong key too: the refusal comes first
     let wrong = Image { key: lab.key("wrong", b"wrong"), ..img.clone() };
     wrong.cat().run().assert_fails(5, &img.path);
-    crate::util::inspect_ok(&img.path);
+    // inspect reads it without a key and reports the refusal class
+    crate::util::Luksfs::new("inspect").arg(&img.path).run().assert_exit(5, &img.path);
 }
 
 /// Upstream cryptsetup's own image with `mandatory = [req0, req1]` (from ../shared/corpus).

@@ -86,7 +86,7 @@ fn good_and_bad_images_together() {
     let truncated = lab.qemu_luks("truncated.luks", mark("tr", 64 * KIB), PASS, "");
     truncate(&truncated.path, 1000);
     let slot = lab.cs_luks1("badslot.img", mark("bs", 64 * KIB), PASS, &["-c", "aes-xts-plain64"]);
-    let km = u64::from(u32::from_be_bytes(std::fs::read(&slot.path).unwrap()[248..252].try_into().unwrap())) * 512;
+    let km = u64::from(crate::util::fixture::be32(&slot.path, 248)) * 512;
     crate::util::fixture::scramble(&slot.path, km + 4096, 4096, "bad-slot");
     let feat = lab.qcow2("feature.qcow2", random("feat", 256 * KIB), PASS, "", &[]);
     patch(&feat.path, 72, &(1u64 << 40).to_be_bytes());

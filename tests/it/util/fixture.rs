@@ -463,8 +463,17 @@ pub fn qemu_read(img: &Path, driver: &str, key: &Path, tmp: &Path) -> Vec<u8> {
 
 /// LUKS1 payload offset in bytes (header field at byte 104, in 512-byte sectors).
 pub fn luks1_payload_offset(img: &Path) -> u64 {
-    let b = std::fs::read(img).map(|v| v[104..108].to_vec()).unwrap();
-    u64::from(u32::from_be_bytes(b.try_into().unwrap())) * 512
+    u64::from(be32(img, 104)) * 512
+}
+
+/// Big-endian u32 at `off` (reads only those bytes).
+pub fn be32(img: &Path, off: u64) -> u32 {
+    u32::from_be_bytes(read_range(img, off, 4).try_into().unwrap())
+}
+
+/// Big-endian u64 at `off`.
+pub fn be64(img: &Path, off: u64) -> u64 {
+    u64::from_be_bytes(read_range(img, off, 8).try_into().unwrap())
 }
 
 /// hdr_size of a LUKS2 file (binary header field at byte 8).
@@ -491,7 +500,7 @@ pub fn luks2_data_offset(img: &Path) -> u64 {
     j["segments"]["0"]["offset"].as_str().expect("segment offset").parse().unwrap()
 }
 
-fn read_range(p: &Path, off: u64, len: u64) -> Vec<u8> {
+pub fn read_range(p: &Path, off: u64, len: u64) -> Vec<u8> {
     use std::os::unix::fs::FileExt;
     let f = std::fs::File::open(p).unwrap();
     let mut v = vec![0u8; len as usize];
@@ -517,7 +526,7 @@ pub fn luks2_edit_json(img: &Path, edit: impl Fn(&str) -> String) {
         assert!(new.len() < hs as usize - 4096, "edited JSON does not fit");
         area[4096..].fill(0);
         area[4096..4096 + new.len()].copy_from_slice(new.as_bytes());
-        assert_eq!(&area[384..390], b"sha256", "checksum algorithm");
+        assert_eq!(&area[72..79], b"sha256\0", "checksum algorithm");
         area[448..512].fill(0);
         let sum = sha2::Sha256::digest(&area);
         area[448..480].copy_from_slice(&sum);
