@@ -131,8 +131,9 @@ fi
 ROWS="$WORK/rows.tsv"
 : >"$ROWS"
 for p in "${DIRS[@]}"; do
-    tail -n +2 "$OUTDIR/${p}manifest.tsv" | awk -F'\t' -v p="$p" 'NF >= 14 {
-        print p "\t" $1 "\t" $2 "\t" $10 "\t" $11 "\t" $12 "\t" $13 "\t" $14 "\t" $15 }' >>"$ROWS"
+    # (a TAB is IFS white space for `read`: empty fields would collapse, so the root prefix is ".")
+    tail -n +2 "$OUTDIR/${p}manifest.tsv" | awk -F'\t' -v p="${p:-.}" 'NF >= 14 {
+        print p "\t" $1 "\t" $2 "\t" $10 "\t" $11 "\t" $12 "\t" $13 "\t" $14 "\t" ($15 == "" ? "-" : $15) }' >>"$ROWS"
 done
 mkdir -p "$WORK/keys" "$WORK/out"
 
@@ -249,6 +250,7 @@ print("PASS sha256 ok" + (", %d spot checks" % (len(spots) // 3) if spots else "
 run_cat_rows() { # run_cat_rows FILTER: all | unchosen
     local n=0 p f fmt kind value size sha expect notes detail
     while IFS=$'\t' read -r p f fmt kind value size sha expect notes; do
+        [ "$p" != . ] || p=""
         n=$((n + 1))
         if [ "$1" = unchosen ] && grep -qx "$n" "$WORK/chosen"; then continue; fi
         if ! selected "$fmt"; then result SKIP cat "$p$f" "$expect" "format $fmt not selected"; continue; fi
@@ -281,6 +283,7 @@ if [ "$VIA" = mount ] || [ "$VIA" = both ]; then
     : >"$KT"
     n=0
     while IFS=$'\t' read -r p f fmt kind value size sha expect notes; do
+        [ "$p" != . ] || p=""
         n=$((n + 1))
         grep -qx "$n" "$WORK/chosen" || continue
         selected "$fmt" || continue
@@ -304,6 +307,7 @@ if [ "$VIA" = mount ] || [ "$VIA" = both ]; then
     fi
     n=0
     while IFS=$'\t' read -r p f fmt kind value size sha expect notes; do
+        [ "$p" != . ] || p=""
         n=$((n + 1))
         grep -qx "$n" "$WORK/chosen" || continue
         if ! selected "$fmt"; then result SKIP mount "$p$f" "$expect" "format $fmt not selected"; continue; fi
