@@ -33,6 +33,9 @@ pub struct Cli {
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Append log messages to FILE instead of standard error (useful with --daemon).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub log_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -314,10 +317,7 @@ fn mount(a: MountArgs) -> Result<i32> {
     if !md.is_dir() {
         return Err(Error::usage(format!("mount point {} is not a directory", a.mountpoint.display())));
     }
-    if !a.source.exists() {
-        return Err(Error::usage(format!("source {} does not exist", a.source.display())));
-    }
-    let source = a.source.canonicalize().map_err(|e| Error::usage(format!("source {}: {e}", a.source.display())))?;
+    let source = a.source.canonicalize().map_err(|e| Error::from_io(format!("source {}", a.source.display()), &e))?;
     if a.image.header.is_some() && source.is_dir() {
         return Err(Error::usage(
             "--header needs a single image as SOURCE; use keytab header= options for a directory",
@@ -357,6 +357,7 @@ fn mount(a: MountArgs) -> Result<i32> {
         // Tell the waiting parent we are ready; it exits 0.
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "READY").and_then(|()| out.flush());
+        crate::logging::detach();
     }
     while !stop.load(Ordering::Relaxed) && !session.guard.is_finished() {
         std::thread::sleep(Duration::from_millis(100));
@@ -372,6 +373,10 @@ fn mount(a: MountArgs) -> Result<i32> {
 }
 
 /// `--daemon`: run the mount in a detached child and return once it reports ready.
+///
+/// The child runs in its own process group with stdin/stdout/stderr not tied to the caller: its
+/// log goes to `--log-file` (or nowhere). Until it is ready, its stderr is relayed here so
+/// start-up errors still reach the user, and its exit code becomes ours.
 fn daemonize(a: &MountArgs) -> Result<i32> {
     use std::io::BufRead;
     use std::os::unix::process::CommandExt;
@@ -388,7 +393,7 @@ fn daemonize(a: &MountArgs) -> Result<i32> {
         .env(DAEMON_ENV, "1")
         .stdin(if prompted.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .process_group(0);
     if prompted.is_some() {
         cmd.env(DAEMON_KEY_ENV, "1");
@@ -396,6 +401,13 @@ fn daemonize(a: &MountArgs) -> Result<i32> {
     let mut child = cmd.spawn().map_err(|e| Error::from_io("starting the daemon", &e))?;
     if let (Some(key), Some(mut stdin)) = (prompted, child.stdin.take()) {
         stdin.write_all(key.as_bytes()).map_err(|e| Error::from_io("passing the key to the daemon", &e))?;
+    }
+    if let Some(err) = child.stderr.take() {
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(err).lines().map_while(std::result::Result::ok) {
+                eprintln!("{line}");
+            }
+        });
     }
     let stdout = child.stdout.take().ok_or_else(|| Error::io("daemon has no stdout"))?;
     let mut line = String::new();

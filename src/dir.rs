@@ -267,18 +267,22 @@ impl Tree {
     }
 
     fn add_file(&mut self, path: &Path, rel: &Path, parent: u64, plan: &KeyPlan, md: &std::fs::Metadata) -> Result<()> {
-        match probe_file(path) {
-            Ok(Some(_)) => {}
-            Ok(None) => return Ok(()),
-            Err(e) => {
-                log::warn!("{}: not shown: cannot read it ({e})", path.display());
-                return Ok(());
-            }
-        }
         let (key, options) = match plan.keytab.get(rel) {
             Some(e) => (e.key.clone(), e.options.clone()),
             None => (KeySource::Default, plan.default_options.clone()),
         };
+        // A file with a detached header has no magic of its own: the keytab line is what makes
+        // it an image.
+        if options.header.is_none() {
+            match probe_file(path) {
+                Ok(Some(_)) => {}
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    log::warn!("{}: not shown: cannot read it ({e})", path.display());
+                    return Ok(());
+                }
+            }
+        }
         let (size, state) = match Prepared::open(path, &options) {
             Ok(p) => (p.size(), State::Queued(Box::new(p))),
             Err(e) => {

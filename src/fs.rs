@@ -105,7 +105,7 @@ impl Filesystem for LuksFs {
             // The plaintext never changes while mounted: let the kernel keep its page cache.
             Ok(_) => reply.opened(FileHandle(ino.0), FopenFlags::FOPEN_KEEP_CACHE),
             Err(e) => {
-                log::warn!("open {}: {e}", entry.source.display());
+                log::warn!("open: {e}");
                 reply.error(errno(&e))
             }
         }
@@ -134,7 +134,7 @@ impl Filesystem for LuksFs {
         match self.cache.read(ino.0, &img, offset, &mut buf) {
             Ok(()) => reply.data(&buf),
             Err(e) => {
-                log::error!("read {} at {offset}: {e}", entry.source.display());
+                log::error!("read at {offset}: {e}");
                 reply.error(errno(&e))
             }
         }

@@ -93,7 +93,7 @@ pub fn open_readonly(path: &Path) -> std::io::Result<File> {
 pub fn probe_file(path: &Path) -> std::io::Result<Option<Format>> {
     let f = open_readonly(path)?;
     let mut head = [0u8; 8];
-    let len = ReadAt::len(&f)?;
+    let len = ReadAt::size(&f)?;
     if len < 8 {
         return Ok(None);
     }
@@ -134,7 +134,7 @@ impl std::fmt::Debug for Prepared {
 }
 
 fn len_of(r: &dyn ReadAt, path: &Path) -> Result<u64> {
-    r.len().map_err(|e| Error::from_io("stat", &e).with_path(path))
+    r.size().map_err(|e| Error::from_io("stat", &e).with_path(path))
 }
 
 impl Prepared {
@@ -373,6 +373,10 @@ impl Image {
     /// Fill `buf` with plaintext starting at byte `off`. The range must lie within
     /// [`Image::size`]; any alignment is accepted.
     pub fn read_plain(&self, off: u64, buf: &mut [u8]) -> Result<()> {
+        self.read_plain_inner(off, buf).map_err(|e| e.with_path(&self.path))
+    }
+
+    fn read_plain_inner(&self, off: u64, buf: &mut [u8]) -> Result<()> {
         let len = buf.len() as u64;
         if off.checked_add(len).is_none_or(|end| end > self.size) {
             return Err(Error::usage(format!("read of {len} bytes at {off} is beyond the image size {}", self.size)));

@@ -168,7 +168,7 @@ fn qcow2_report(h: &qh::Header) -> Value {
 /// the error that explains why (whose kind sets the exit code).
 pub fn report(path: &Path, options: &ImageOptions) -> Result<(Value, Option<Error>)> {
     let file = Arc::new(open_readonly(path).map_err(|e| Error::from_io("cannot open image", &e).with_path(path))?);
-    let len = file.len().map_err(|e| Error::from_io("stat", &e).with_path(path))?;
+    let len = file.size().map_err(|e| Error::from_io("stat", &e).with_path(path))?;
     let mut head = vec![0u8; len.min(8) as usize];
     file.read_exact_at(&mut head, 0).map_err(|e| Error::from_io("read", &e).with_path(path))?;
     let mut r = Map::new();

@@ -10,15 +10,15 @@ use std::sync::Arc;
 pub trait ReadAt: Send + Sync {
     /// Fill `buf` from byte `offset`; reading past the end is an `UnexpectedEof` error.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
-    /// Current length in bytes.
-    fn len(&self) -> io::Result<u64>;
+    /// Current size in bytes.
+    fn size(&self) -> io::Result<u64>;
 }
 
 impl ReadAt for File {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         FileExt::read_exact_at(self, buf, offset)
     }
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.metadata()?.len())
     }
 }
@@ -34,7 +34,7 @@ impl ReadAt for [u8] {
             None => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end")),
         }
     }
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(<[u8]>::len(self) as u64)
     }
 }
@@ -43,7 +43,7 @@ impl ReadAt for Vec<u8> {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         self.as_slice().read_exact_at(buf, offset)
     }
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.as_slice().len() as u64)
     }
 }
@@ -52,8 +52,8 @@ impl<T: ReadAt + ?Sized> ReadAt for Arc<T> {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         (**self).read_exact_at(buf, offset)
     }
-    fn len(&self) -> io::Result<u64> {
-        (**self).len()
+    fn size(&self) -> io::Result<u64> {
+        (**self).size()
     }
 }
 
@@ -79,7 +79,7 @@ impl<R: ReadAt> ReadAt for Window<R> {
             None => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end of the embedded header")),
         }
     }
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.len)
     }
 }

@@ -19,6 +19,7 @@ pub mod image;
 pub mod inspect;
 pub mod io;
 pub mod keys;
+pub mod logging;
 pub mod luks;
 pub mod qcow2;
 

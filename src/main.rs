@@ -11,13 +11,9 @@ fn main() {
             std::process::exit(code);
         }
     };
-    let level = match cli.verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(format!("luksfs={level}")))
-        .format_timestamp_millis()
-        .init();
+    if let Err(e) = luksfs::logging::init(cli.verbose, cli.log_file.as_deref()) {
+        eprintln!("luksfs: cannot open the log file: {e}");
+        std::process::exit(1);
+    }
     std::process::exit(luksfs::cli::run(cli));
 }

@@ -76,7 +76,7 @@ pub fn unlock(plans: &[SlotPlan], passphrase: &Secret, src: &dyn ReadAt, opts: U
     let mut order: Vec<&SlotPlan> = match opts.key_slot {
         Some(n) => match plans.iter().find(|p| p.id == n) {
             Some(p) => vec![p],
-            None => return Err(Error::usage(format!("key slot {n} is not an active key slot"))),
+            None => return Err(Error::bad_key(format!("key slot {n} is not active (or not usable)"))),
         },
         None => plans.iter().filter(|p| p.priority > 0).collect(),
     };

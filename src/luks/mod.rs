@@ -52,7 +52,7 @@ fn corrupt_v1(e: v1::Luks1Error) -> Error {
 }
 
 fn read_at_most(src: &dyn ReadAt, offset: u64, n: u64) -> Result<Option<Vec<u8>>> {
-    let len = src.len().map_err(|e| Error::from_io("reading the header", &e))?;
+    let len = src.size().map_err(|e| Error::from_io("reading the header", &e))?;
     if offset.checked_add(n).is_none_or(|end| end > len) {
         return Ok(None);
     }
@@ -65,7 +65,7 @@ fn read_at_most(src: &dyn ReadAt, offset: u64, n: u64) -> Result<Option<Vec<u8>>
 /// one copy is damaged the other is used (and the problem recorded); when both are, the image is
 /// corrupt. Nothing is ever written back.
 pub fn read_header(src: &dyn ReadAt) -> Result<Header> {
-    let len = src.len().map_err(|e| Error::from_io("reading the header", &e))?;
+    let len = src.size().map_err(|e| Error::from_io("reading the header", &e))?;
     let head_len = len.min(v2::BIN_HEADER_LEN as u64) as usize;
     let head = crate::io::read_vec(src, 0, head_len).map_err(|e| Error::from_io("reading the header", &e))?;
     if !probe(&head) {
