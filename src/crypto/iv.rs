@@ -81,7 +81,7 @@ impl IvSource {
                         (CipherAlg::Camellia, 24) => boxed::<camellia::Camellia192>(&salt),
                         (CipherAlg::Camellia, 32) => boxed::<camellia::Camellia256>(&salt),
                         (CipherAlg::Serpent, _) => boxed::<serpent::Serpent>(&salt),
-                        (CipherAlg::Twofish, _) => boxed::<twofish::Twofish>(&salt),
+                        (CipherAlg::Twofish, _) => boxed::<super::twofish::Twofish>(&salt),
                         (CipherAlg::Cast5, _) => boxed::<cast5::Cast5>(&salt),
                         _ => None,
                     }

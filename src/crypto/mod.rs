@@ -13,6 +13,7 @@ mod modes;
 pub mod spec;
 #[cfg(test)]
 mod tests;
+mod twofish;
 mod xts;
 
 pub use hash::HashAlg;

@@ -182,7 +182,7 @@ pub(super) fn build(spec: &CipherSpec, key: &[u8]) -> Result<Box<dyn SectorCiphe
             _ => xts::<camellia::Camellia256>(key, iv),
         },
         (CipherAlg::Serpent, ChainMode::Xts) => xts::<serpent::Serpent>(key, iv),
-        (CipherAlg::Twofish, ChainMode::Xts) => xts::<twofish::Twofish>(key, iv),
+        (CipherAlg::Twofish, ChainMode::Xts) => xts::<super::twofish::Twofish>(key, iv),
         (CipherAlg::Cast5, ChainMode::Xts) => None,
         (CipherAlg::Aes, _) => match key.len() {
             16 => narrow::<aes::Aes128>(mode, key, iv),
@@ -195,7 +195,7 @@ pub(super) fn build(spec: &CipherSpec, key: &[u8]) -> Result<Box<dyn SectorCiphe
             _ => narrow::<camellia::Camellia256>(mode, key, iv),
         },
         (CipherAlg::Serpent, _) => narrow::<serpent::Serpent>(mode, key, iv),
-        (CipherAlg::Twofish, _) => narrow::<twofish::Twofish>(mode, key, iv),
+        (CipherAlg::Twofish, _) => narrow::<super::twofish::Twofish>(mode, key, iv),
         (CipherAlg::Cast5, _) => narrow::<cast5::Cast5>(mode, key, iv),
     };
     built.ok_or_else(bad_key)

@@ -524,7 +524,7 @@ mod bench {
                     c.decrypt(req, (i * REQUEST / 512) as u64, sector_size);
                 }
             });
-            println!("{label:<28} {sector_size:>5} B sectors: {gbs:6.2} GB/s");
+            println!("{label:<28} {sector_size:>5} B sectors: {gbs:6.3} GB/s");
         }
     }
 
@@ -606,7 +606,9 @@ mod bench {
         }
         run("luksfs aes-128-xts", "aes-xts-plain64", &key[..32], &mut buf);
         run("luksfs serpent-256-xts", "serpent-xts-plain64", &key, &mut buf[..TOTAL / 64]);
-        run("luksfs twofish-256-xts", "twofish-xts-plain64", &key, &mut buf[..TOTAL / 64]);
+        run("luksfs twofish-256-xts", "twofish-xts-plain64", &key, &mut buf[..TOTAL / 256]);
+        run("luksfs camellia-256-xts", "camellia-xts-plain64", &key, &mut buf[..TOTAL / 64]);
+        run("luksfs cast5-cbc-plain64", "cast5-cbc-plain64", &key[..16], &mut buf[..TOTAL / 64]);
         run("luksfs aes-256-cbc-essiv", "aes-cbc-essiv:sha256", &key[..32], &mut buf);
         run("luksfs aes-256-ctr-plain64", "aes-ctr-plain64", &key[..32], &mut buf);
         run("luksfs aes-256-ecb", "aes-ecb", &key[..32], &mut buf);
