@@ -1,11 +1,12 @@
 //! CBC, ECB and CTR sector ciphers, and [`build`]: spec + key → [`SectorCipher`].
 //!
 //! CBC uses the `cbc` crate (`Decryptor::<&C>::inner_iv_init` + `decrypt_blocks` per sector):
-//! its decryption runs the block cipher over the whole sector in parallel, which the
-//! measurements in `docs/DEPENDENCIES.md` (and `crypto::xts::bench`) found faster than a
-//! hand-batched copy + `decrypt_blocks` + xor. CTR is written here: the kernel's `ctr(...)`
-//! counter is the whole block as a big-endian number and wraps silently, where the `ctr` crate
-//! would refuse to wrap (a panic on hostile IVs).
+//! its decryption runs inside the block cipher's backend, 8 AES blocks in parallel with the xor
+//! folded in. `crypto::xts::bench` (AES-256-CBC-ESSIV, per CPU-second): 8.3–8.5 GB/s, at the
+//! ECB ceiling, against 5.1–6.5 GB/s for a hand-batched copy + `decrypt_blocks` + xor.
+//!
+//! CTR is written here: the kernel's `ctr(...)` counter is the whole block as a big-endian number
+//! and wraps silently, where the `ctr` crate would refuse to wrap (a panic on hostile IVs).
 
 use std::fmt;
 
@@ -228,4 +229,26 @@ where
         ChainMode::Ecb => Box::new(Ecb { cipher }),
         ChainMode::Xts => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_no_key() {
+        let key = [0xa5u8; 32];
+        let spec = |s: &str| CipherSpec::parse_joined(s).unwrap();
+        let iv = || IvSource::new(spec("aes-cbc-essiv:sha256").ivgen(), CipherAlg::Aes, &key).unwrap();
+        let cipher = || aes::Aes256::new_from_slice(&key).unwrap();
+        let shown = [
+            format!("{:?}", Cbc { cipher: cipher(), iv: iv() }),
+            format!("{:?}", Ctr { cipher: cipher(), iv: IvSource::Plain64 }),
+            format!("{:?}", Ecb { cipher: cipher() }),
+        ];
+        for s in shown {
+            assert!(s.contains("Aes256") && !s.to_lowercase().contains("a5") && !s.contains("165"), "{s}");
+        }
+        assert!(format!("{:?}", iv()).starts_with("Essiv"));
+    }
 }
