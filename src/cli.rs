@@ -6,7 +6,7 @@ use crate::cache::DEFAULT_CACHE_BYTES;
 use crate::dir::{KeyPlan, Tree, Unlocker};
 use crate::image::{ImageOptions, Prepared, UnlockSettings};
 use crate::keys::keyfile::{self, KeyfileRange, parse_size};
-use crate::keys::{Keyring, Secret, keytab};
+use crate::keys::{KeySource, Keyring, Secret, keytab};
 use crate::{Error, Result};
 use clap::{Args, Parser, Subcommand};
 use std::io::{IsTerminal, Write};
@@ -79,6 +79,11 @@ pub struct KeyArgs {
     /// Refuse Argon2 key slots that need more memory than this (default: 4G or half the RAM).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_kdf_memory: Option<u64>,
+    /// OpenStack cloud (clouds.yaml) whose Barbican holds the keys; default: OS_CLOUD or the OS_*
+    /// variables. Keys come from keytab `barbican:ID` lines, `--barbican-secret`, or the
+    /// `os_encrypt_key_id` / `cinder_encryption_key_id` of a Glance sidecar `<image>.json`.
+    #[arg(long, value_name = "NAME")]
+    pub os_cloud: Option<String>,
 }
 
 /// Per-image options.
@@ -137,6 +142,10 @@ pub struct CatArgs {
     /// Write at most this many bytes (default: to the end).
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     pub length: Option<u64>,
+    /// Take the passphrase from this Barbican secret (id or href): `passphrase` secrets as-is,
+    /// others as lowercase hex (OpenStack's rule).
+    #[arg(long, value_name = "ID", conflicts_with = "key_file")]
+    pub barbican_secret: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -244,9 +253,7 @@ fn print_stdout(b: &[u8]) -> Result<()> {
 fn cat(a: CatArgs) -> Result<i32> {
     let prepared = Prepared::open(&a.image, &a.opts.options())?;
     let settings = a.key.settings()?;
-    let Some(pass) = a.key.default_key(&a.image.display().to_string())? else {
-        return Err(Error::usage("no key given: use --key-file FILE (or run on a terminal to be prompted)"));
-    };
+    let pass = cat_passphrase(&a)?;
     let size = prepared.size();
     if a.offset > size {
         return Err(Error::usage(format!("--offset {} is beyond the decrypted size {size}", a.offset)));
@@ -272,6 +279,28 @@ fn cat(a: CatArgs) -> Result<i32> {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::from_io("writing to standard output", &e)),
         _ => Ok(0),
     }
+}
+
+/// The passphrase for `cat`: `--key-file`, else `--barbican-secret`, else the key id of a Glance
+/// sidecar (when OpenStack credentials are configured), else a prompt on a terminal.
+fn cat_passphrase(a: &CatArgs) -> Result<Secret> {
+    if a.key.key_file.is_some() {
+        return a.key.default_key("")?.ok_or_else(|| Error::usage("no key given"));
+    }
+    let ring = Keyring::new(None, a.key.os_cloud.clone());
+    if let Some(id) = &a.barbican_secret {
+        return ring.passphrase(&KeySource::Barbican(id.clone())).map_err(|e| e.with_path(&a.image));
+    }
+    if ring.barbican_configured() {
+        let meta = crate::keys::sidecar::load_for_image(&a.image)?;
+        if let Some(id) = meta.and_then(|m| m.key_id) {
+            log::info!("{}: key from Barbican secret {id} (Glance sidecar)", a.image.display());
+            return ring.passphrase(&KeySource::Barbican(id)).map_err(|e| e.with_path(&a.image));
+        }
+    }
+    a.key.default_key(&a.image.display().to_string())?.ok_or_else(|| {
+        Error::usage("no key given: use --key-file FILE, --barbican-secret ID, or run on a terminal to be prompted")
+    })
 }
 
 /// FUSE configuration from `-o` options.
@@ -328,17 +357,24 @@ fn mount(a: MountArgs) -> Result<i32> {
         None => Default::default(),
     };
     let settings = a.key.settings()?;
-    let default_key = a.key.default_key(&format!("the images in {}", source.display()))?;
-    if default_key.is_none() && keytab.is_empty() {
+    // The default key (key file, or one prompt) serves images without a keytab line or sidecar.
+    let barbican = Keyring::new(None, a.key.os_cloud.clone()).barbican_configured();
+    let default_key = if a.key.key_file.is_some() || (keytab.is_empty() && !barbican) {
+        a.key.default_key(&format!("the images in {}", source.display()))?
+    } else {
+        None
+    };
+    if default_key.is_none() && keytab.is_empty() && !barbican {
         return Err(Error::usage(
-            "no key given: use --key-file FILE, --keytab FILE, or run on a terminal to be prompted",
+            "no key given: use --key-file FILE, --keytab FILE, --os-cloud NAME, or run on a terminal to be prompted",
         ));
     }
     let t0 = Instant::now();
-    let plan = KeyPlan { keytab, default_options: a.image.options() };
+    let plan = KeyPlan { keytab, default_options: a.image.options(), use_sidecars: barbican };
     let tree = Arc::new(Tree::scan(&source, &plan)?);
     log::info!("found {} images under {} in {:?}", tree.images.len(), source.display(), t0.elapsed());
-    let unlocker = Arc::new(Unlocker { keys: Arc::new(Keyring::new(default_key)), settings });
+    let keys = Arc::new(Keyring::new(default_key, a.key.os_cloud.clone()));
+    let unlocker = Arc::new(Unlocker { keys, settings });
     let cfg = fuse_config(&a)?;
     let readahead = u32::try_from(a.max_readahead).unwrap_or(u32::MAX);
     let fs =

@@ -7,7 +7,7 @@
 //! `open()` of an image not yet unlocked does it at once (or waits for the worker already doing it).
 
 use crate::image::{ImageOptions, Prepared, UnlockSettings, probe_file};
-use crate::keys::{KeySource, Keyring, keytab};
+use crate::keys::{KeySource, Keyring, keytab, sidecar};
 use crate::{Error, ErrorKind, Result, image::Image};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -196,6 +196,8 @@ pub struct KeyPlan {
     pub keytab: BTreeMap<PathBuf, keytab::Entry>,
     /// Options applied to images without a keytab line (from the command line).
     pub default_options: ImageOptions,
+    /// Take keys from Glance sidecars (`<image>.json`) of images without a keytab line.
+    pub use_sidecars: bool,
 }
 
 impl Tree {
@@ -267,10 +269,22 @@ impl Tree {
     }
 
     fn add_file(&mut self, path: &Path, rel: &Path, parent: u64, plan: &KeyPlan, md: &std::fs::Metadata) -> Result<()> {
-        let (key, options) = match plan.keytab.get(rel) {
+        let (mut key, options) = match plan.keytab.get(rel) {
             Some(e) => (e.key.clone(), e.options.clone()),
             None => (KeySource::Default, plan.default_options.clone()),
         };
+        let meta = match sidecar::load_for_image(path) {
+            Ok(m) => m,
+            Err(e) => {
+                log::warn!("{e}; ignoring the sidecar");
+                None
+            }
+        };
+        if key == KeySource::Default && plan.use_sidecars {
+            if let Some(id) = meta.as_ref().and_then(|m| m.key_id.clone()) {
+                key = KeySource::Barbican(id);
+            }
+        }
         // A file with a detached header has no magic of its own: the keytab line is what makes
         // it an image.
         if options.header.is_none() {
@@ -284,7 +298,16 @@ impl Tree {
             }
         }
         let (size, state) = match Prepared::open(path, &options) {
-            Ok(p) => (p.size(), State::Queued(Box::new(p))),
+            Ok(p) => {
+                if let Some(want) = meta.as_ref().and_then(|m| m.decrypt_size).filter(|&w| w != p.size()) {
+                    log::warn!(
+                        "{}: the Glance sidecar says os_decrypt_size {want}, but the image decrypts to {} bytes",
+                        path.display(),
+                        p.size()
+                    );
+                }
+                (p.size(), State::Queued(Box::new(p)))
+            }
             Err(e) => {
                 log::error!("{e}");
                 (0, State::Failed(e))

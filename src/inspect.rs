@@ -226,6 +226,34 @@ pub fn report(path: &Path, options: &ImageOptions) -> Result<(Value, Option<Erro
             Some(e.clone())
         }
     };
+    match crate::keys::sidecar::load_for_image(path) {
+        Ok(Some(m)) => {
+            let size = opened.as_ref().ok().map(Prepared::size);
+            let matches = m.decrypt_size.zip(size).map(|(want, got)| want == got);
+            r.insert(
+                "openstack".into(),
+                json!({"sidecar": crate::keys::sidecar::sidecar_path(path).display().to_string(),
+                       "image_id": m.id, "name": m.name, "disk_format": m.disk_format,
+                       "encrypt_format": m.encrypt_format, "key_id": m.key_id,
+                       "os_decrypt_size": m.decrypt_size, "decrypt_size_matches": matches,
+                       "os_hash_algo": m.hash_algo, "os_hash_value": m.hash_value}),
+            );
+            if matches == Some(false) {
+                r.insert(
+                    "warnings".into(),
+                    json!([format!(
+                        "the Glance sidecar says os_decrypt_size {}, but the image decrypts to {} bytes",
+                        m.decrypt_size.unwrap_or(0),
+                        size.unwrap_or(0)
+                    )]),
+                );
+            }
+        }
+        Ok(None) => {}
+        Err(e) => {
+            r.insert("openstack".into(), json!({"error": e.to_string()}));
+        }
+    }
     Ok((Value::Object(r), problem))
 }
 

@@ -67,16 +67,35 @@ impl fmt::Display for KeySource {
 }
 
 /// Resolves [`KeySource`]s to passphrases for one run of luksfs.
+///
+/// The Barbican client is created on first use (so a mount without Barbican keys never needs
+/// credentials) and shared by every image: one token per mount, each secret fetched once.
 #[derive(Default)]
 pub struct Keyring {
     default: Option<Secret>,
+    os_cloud: Option<String>,
+    manager: std::sync::OnceLock<std::result::Result<std::sync::Arc<barbican::KeyManager>, crate::Error>>,
 }
 
 impl Keyring {
     /// A keyring whose [`KeySource::Default`] is `default` (a `--key-file` read once, or the
-    /// passphrase typed at the prompt).
-    pub fn new(default: Option<Secret>) -> Self {
-        Keyring { default }
+    /// passphrase typed at the prompt), with Barbican credentials from `os_cloud` (`--os-cloud`)
+    /// or the `OS_*` environment.
+    pub fn new(default: Option<Secret>, os_cloud: Option<String>) -> Self {
+        Keyring { default, os_cloud, manager: std::sync::OnceLock::new() }
+    }
+
+    /// Whether OpenStack credentials were named (`--os-cloud`, `OS_CLOUD` or `OS_AUTH_URL`), so
+    /// that Glance sidecars' key ids should be used.
+    pub fn barbican_configured(&self) -> bool {
+        self.os_cloud.is_some() || std::env::var_os("OS_CLOUD").is_some() || std::env::var_os("OS_AUTH_URL").is_some()
+    }
+
+    fn manager(&self) -> crate::Result<&barbican::KeyManager> {
+        let m = self
+            .manager
+            .get_or_init(|| barbican::KeyManager::from_cloud(self.os_cloud.as_deref()).map(std::sync::Arc::new));
+        m.as_deref().map_err(Clone::clone)
     }
 
     /// The passphrase for `source`.
@@ -86,9 +105,7 @@ impl Keyring {
                 crate::Error::bad_key("no key for this image: give --key-file, or a keytab line for it")
             }),
             KeySource::File { path, range } => keyfile::read(path, *range),
-            KeySource::Barbican(id) => Err(crate::Error::usage(format!(
-                "Barbican secret {id}: no OpenStack credentials were given (use --os-cloud or the OS_* variables)"
-            ))),
+            KeySource::Barbican(id) => self.manager()?.passphrase(id),
         }
     }
 }
