@@ -7,7 +7,7 @@
 #   images/disk.luks     LUKS1 by qemu-img, holding an MBR disk with an ext4 partition
 #   images/vm.qcow2      qcow2 with native LUKS encryption by qemu-img/qemu-io (mostly sparse)
 #   images/vault.luks2   LUKS2 by cryptsetup (Argon2id), holding a FAT file system
-# Everything goes into DIR/demo (kept, so you can play with it) or, without DIR, into a
+# Everything goes into DIR/demo (recreated, then kept so you can play with it) or, without DIR, into a
 # temporary directory that is removed at the end. Run as root (FUSE, cryptsetup's lock dir).
 set -euo pipefail
 export LC_ALL=C PATH="$PATH:/usr/sbin:/sbin"
@@ -77,7 +77,7 @@ qemu-io --object "secret,id=s0,file=$D/keys/vm.key" \
 
 # (c) a FAT file system encrypted in place by cryptsetup as LUKS2 (Argon2id)
 truncate -s 8M "$W/fat.raw"
-mkfs.vfat -n VAULT "$W/fat.raw" >/dev/null
+mkfs.vfat -S 4096 -n VAULT "$W/fat.raw" >/dev/null # 4 KiB sectors, like the LUKS2 ones
 printf 'secret notes\n' >"$W/notes.txt"
 mcopy -i "$W/fat.raw" "$W/notes.txt" "$W/tree/docs/numbers.txt" ::/
 cp "$W/fat.raw" "$W/vault.tmp"
