@@ -22,5 +22,7 @@ pub mod keys;
 pub mod logging;
 pub mod luks;
 pub mod qcow2;
+pub mod sniff;
+pub mod verify;
 
 pub use error::{Error, ErrorKind, Result};
