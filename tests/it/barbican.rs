@@ -248,8 +248,13 @@ impl Osk {
 
     /// [`Osk::extra_barbican`] with more gunicorn options (`--certfile F --keyfile K`: HTTPS).
     fn extra_barbican_with(&self, gunicorn_args: &[&str]) -> ExtraBarbican {
-        let tls = gunicorn_args.contains(&"--certfile");
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        self.extra_barbican_at(port, gunicorn_args)
+    }
+
+    /// [`Osk::extra_barbican_with`] on a given port (e.g. a restart where a stopped one was).
+    fn extra_barbican_at(&self, port: u16, gunicorn_args: &[&str]) -> ExtraBarbican {
+        let tls = gunicorn_args.contains(&"--certfile");
         let log = std::fs::File::create(self.dir.join(format!("log/barbican-extra-{port}.out"))).unwrap();
         let child = Command::new(self.var("OSK_BARBICAN_SERVE"))
             .arg(port.to_string())

@@ -231,7 +231,8 @@ fn check_mount(m: &Mount, row: &Row, spots: &[(u64, u64, String)]) -> Result<Str
             return Err(format!("spot [{off}, +{len}]: {} bytes, wrong sha256", data.len()));
         }
     }
-    Ok("sha256 ok".into())
+    let whole = if row.expect == "ok-spot" { "size ok" } else { "sha256 ok" };
+    Ok(if spots.is_empty() { whole.into() } else { format!("{whole}, {} spot checks", spots.len()) })
 }
 
 /// `external/` unpacked (per its README) into a cache directory keyed by the manifest's hash.

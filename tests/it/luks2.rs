@@ -82,6 +82,13 @@ fn detached_header() {
     let no_hdr = Image { header: None, ..img.clone() };
     assert_ne!(no_hdr.cat().run().code(), 0, "the data file alone must not decrypt");
     lab.check_both(&[&img]);
+    if !crate::util::have(&["fuse"]) {
+        return;
+    }
+    // key and header paths relative to the keytab's directory (keys/)
+    let kt = lab.key("relative.keytab", b"data.bin  data.bin.key  header=data.bin.hdr\n");
+    let m = lab.mount(&["--keytab".as_ref(), kt.as_os_str()]);
+    m.check(&img, "data.bin.raw");
 }
 
 #[test]
