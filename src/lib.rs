@@ -23,6 +23,7 @@ pub mod logging;
 pub mod luks;
 pub mod qcow2;
 pub mod sniff;
+pub mod sys;
 pub mod verify;
 
 pub use error::{Error, ErrorKind, Result};

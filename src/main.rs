@@ -3,6 +3,8 @@
 use clap::Parser;
 
 fn main() {
+    // Before any secret is read: no core dumps, no ptrace/`/proc/PID/mem` by other processes.
+    luksfs::sys::harden_process();
     let cli = match luksfs::cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

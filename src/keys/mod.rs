@@ -12,14 +12,22 @@ use std::fmt;
 use std::path::PathBuf;
 use zeroize::Zeroizing;
 
-/// Secret bytes (a passphrase or a volume key): zeroized on drop, redacted in `Debug`.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(Zeroizing<Vec<u8>>);
+/// Secret bytes (a passphrase or a volume key): zeroized on drop, redacted in `Debug`, and kept
+/// out of swap and core dumps while alive (`mlock` + `MADV_DONTDUMP` through [`crate::sys`],
+/// best effort: see there).
+#[derive(Default)]
+pub struct Secret {
+    bytes: Zeroizing<Vec<u8>>,
+    /// The `(address, capacity)` protected by [`crate::sys::protect`], released on drop.
+    locked: (usize, usize),
+}
 
 impl Secret {
     /// Wrap bytes that are already secret.
     pub fn new(bytes: Vec<u8>) -> Self {
-        Secret(Zeroizing::new(bytes))
+        let locked = (bytes.as_ptr() as usize, bytes.capacity());
+        crate::sys::protect(locked.0, locked.1);
+        Secret { bytes: Zeroizing::new(bytes), locked }
     }
     /// Copy `bytes` into a new secret.
     pub fn from_slice(bytes: &[u8]) -> Self {
@@ -27,21 +35,43 @@ impl Secret {
     }
     /// The secret bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        &self.bytes
     }
     /// Length in bytes.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.bytes.len()
     }
     /// Whether it holds no bytes.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.bytes.is_empty()
+    }
+}
+
+impl Clone for Secret {
+    fn clone(&self) -> Self {
+        Secret::from_slice(self.as_bytes())
+    }
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Secret {}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        // Wipe before unlocking, so the bytes cannot reach swap in between.
+        zeroize::Zeroize::zeroize(&mut *self.bytes);
+        crate::sys::unprotect(self.locked.0, self.locked.1);
     }
 }
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Secret(<redacted, {} bytes>)", self.0.len())
+        write!(f, "Secret(<redacted, {} bytes>)", self.bytes.len())
     }
 }
 
@@ -120,5 +150,20 @@ mod tests {
         let d = format!("{s:?}");
         assert!(!d.contains("hunter2"));
         assert!(d.contains("7 bytes"));
+    }
+
+    #[test]
+    fn secret_memory_is_locked_while_alive() {
+        let s = Secret::from_slice(b"a volume key of 32 bytes........");
+        let c = s.clone();
+        assert_eq!(c, s);
+        drop(s);
+        assert_eq!(c.as_bytes(), b"a volume key of 32 bytes........");
+        let addr = c.as_bytes().as_ptr() as usize;
+        // Where RLIMIT_MEMLOCK allows it (root, or the default 8 MiB), the page is locked.
+        if crate::sys::protect(addr, 1) {
+            assert_eq!(crate::sys::is_locked(addr), Some(true));
+        }
+        crate::sys::unprotect(addr, 1);
     }
 }
