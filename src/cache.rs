@@ -13,6 +13,9 @@ use std::sync::Arc;
 /// Plaintext bytes per cache block.
 pub const BLOCK_SIZE: u64 = 64 << 10;
 
+/// Requests at least this large bypass the cache (see [`BlockCache::read`]).
+pub const DIRECT_MIN: u64 = BLOCK_SIZE;
+
 /// Default cache budget.
 pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
 
@@ -41,6 +44,11 @@ impl BlockCache {
     /// Fill `out` with the plaintext of `image` (known to the cache as `id`) at `off`. The range
     /// must lie within the image.
     pub fn read(&self, id: u64, image: &Image, off: u64, out: &mut [u8]) -> Result<()> {
+        if out.len() as u64 >= DIRECT_MIN {
+            // Streaming reads: decrypt straight into the caller's buffer. The kernel page cache
+            // keeps what it asked for, so caching it here again would only evict useful blocks.
+            return image.read_plain(off, out);
+        }
         let mut done = 0usize;
         while done < out.len() {
             let pos = off + done as u64;

@@ -16,6 +16,11 @@ use std::time::{Duration, SystemTime};
 /// Attribute and entry TTL: the tree never changes while mounted.
 const TTL: Duration = Duration::from_secs(24 * 3600);
 
+thread_local! {
+    /// Each FUSE worker's reply buffer, grown to the largest request it has served.
+    static REPLY_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// The mounted filesystem.
 pub struct LuksFs {
     tree: Arc<Tree>,
@@ -130,14 +135,19 @@ impl Filesystem for LuksFs {
         if offset >= end {
             return reply.data(&[]);
         }
-        let mut buf = vec![0u8; (end - offset) as usize];
-        match self.cache.read(ino.0, &img, offset, &mut buf) {
-            Ok(()) => reply.data(&buf),
-            Err(e) => {
-                log::error!("read at {offset}: {e}");
-                reply.error(errno(&e))
+        let n = (end - offset) as usize;
+        REPLY_BUF.with_borrow_mut(|buf| {
+            if buf.len() < n {
+                buf.resize(n, 0);
             }
-        }
+            match self.cache.read(ino.0, &img, offset, &mut buf[..n]) {
+                Ok(()) => reply.data(&buf[..n]),
+                Err(e) => {
+                    log::error!("read at {offset}: {e}");
+                    reply.error(errno(&e))
+                }
+            }
+        });
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {

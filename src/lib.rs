@@ -8,6 +8,7 @@
 //! FUSE layer) and [`cli`] (the command line).
 #![deny(unsafe_code)]
 
+pub mod bdi;
 pub mod cache;
 pub mod cli;
 pub mod codec;
