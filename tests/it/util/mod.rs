@@ -66,6 +66,12 @@ pub fn have(reqs: &[&str]) -> bool {
     true
 }
 
+/// One requirement (see [`have`]): true if present; otherwise prints why and returns false, or
+/// panics under `CI=true`.
+pub fn require_tool(name: &str) -> bool {
+    have(&[name])
+}
+
 /// `need!("qemu-img", "fuse")` at the top of a test: return early (skip) unless all are present.
 macro_rules! need {
     ($($r:expr),+ $(,)?) => {
