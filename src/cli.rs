@@ -261,23 +261,24 @@ fn cat(a: CatArgs) -> Result<i32> {
     let image = prepared.unlock(&pass, settings)?;
     drop(pass);
     let end = a.length.map_or(size, |l| a.offset.saturating_add(l).min(size));
-    const CHUNK: u64 = 4 << 20;
     let mut out = std::io::stdout().lock();
-    let mut buf = vec![0u8; CHUNK as usize];
-    let mut pos = a.offset;
-    while pos < end {
-        let n = CHUNK.min(end - pos) as usize;
-        image.read_plain(pos, &mut buf[..n])?;
-        match out.write_all(&buf[..n]) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(0),
-            Err(e) => return Err(Error::from_io("writing to standard output", &e)),
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut reader_gone = false;
+    let mut write = |r: std::io::Result<()>| match r {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            // The reader went away (`| head`): stop quietly.
+            reader_gone = true;
+            Err(Error::io("broken pipe"))
         }
-        pos += n as u64;
-    }
-    match out.flush() {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::from_io("writing to standard output", &e)),
-        _ => Ok(0),
+        Err(e) => Err(Error::from_io("writing to standard output", &e)),
+    };
+    let result = crate::stream::for_each_chunk(&image, a.offset, end, threads, |chunk| write(out.write_all(chunk)))
+        .and_then(|()| write(out.flush()));
+    match result {
+        Err(_) if reader_gone => Ok(0),
+        Err(e) => Err(e),
+        Ok(()) => Ok(0),
     }
 }
 

@@ -24,6 +24,7 @@ pub mod logging;
 pub mod luks;
 pub mod qcow2;
 pub mod sniff;
+pub mod stream;
 pub mod sys;
 pub mod verify;
 
