@@ -14,6 +14,12 @@ pub const MAX_L1_BYTES: u64 = 32 << 20;
 /// Largest virtual size accepted (QEMU's `QCOW_MAX_VIRTUAL_SIZE`-ish bound: 2^62 would overflow
 /// offset math; real images are far smaller).
 pub const MAX_VIRTUAL_SIZE: u64 = 1 << 56;
+/// Largest refcount table accepted, in bytes (QEMU's `QCOW_MAX_REFTABLE_SIZE`).
+pub const MAX_REFTABLE_BYTES: u64 = 8 << 20;
+/// Most internal snapshots accepted (QEMU's `QCOW_MAX_SNAPSHOTS`).
+pub const MAX_SNAPSHOTS: u32 = 65536;
+/// Size of the fixed part of a snapshot table entry.
+const SNAPSHOT_ENTRY_MIN: u64 = 40;
 /// Header extension types.
 pub const EXT_END: u32 = 0;
 pub const EXT_BACKING_FORMAT: u32 = 0xE279_2ACA;
@@ -260,6 +266,32 @@ impl Header {
                 ));
             }
         }
+        // Tables luksfs never reads are checked as QEMU checks them at open (found by
+        // tests/it/hostile.rs: a refcount table past the end or over the header was accepted, and
+        // data clusters could point into it).
+        let rt_bytes = u64::from(self.refcount_table_clusters) * cluster;
+        if rt_bytes > MAX_REFTABLE_BYTES {
+            return inv(format!("refcount table of {} clusters is too large", self.refcount_table_clusters));
+        }
+        if self.refcount_table_clusters > 0 || self.refcount_table_offset != 0 {
+            let off = self.refcount_table_offset;
+            if off == 0 || off % cluster != 0 {
+                return inv(format!("refcount table offset {off} is not a cluster after the header"));
+            }
+            if off.checked_add(rt_bytes).is_none_or(|e| e > file_len) {
+                return inv(format!("refcount table at {off} lies past the end of the file ({file_len})"));
+            }
+        }
+        if self.nb_snapshots > MAX_SNAPSHOTS {
+            return inv(format!("{} snapshots (at most {MAX_SNAPSHOTS})", self.nb_snapshots));
+        }
+        if self.nb_snapshots > 0 {
+            let off = self.snapshots_offset;
+            let need = u64::from(self.nb_snapshots) * SNAPSHOT_ENTRY_MIN;
+            if off == 0 || off % cluster != 0 || off.checked_add(need).is_none_or(|e| e > file_len) {
+                return inv(format!("snapshot table at {off} is misaligned or past the end of the file ({file_len})"));
+            }
+        }
         if self.version == 3 && !(0..=6).contains(&self.refcount_order) {
             return inv(format!("refcount_order {} out of range", self.refcount_order));
         }
@@ -343,6 +375,27 @@ pub(crate) mod tests {
         for n in 0..140 {
             assert!(Header::parse(&sample()[..n], 1 << 20).is_err(), "len {n}");
         }
+    }
+
+    /// Regression (tests/it/hostile.rs `qcow2_tables_past_eof_or_overlapping_the_header_are_exit_4`):
+    /// refcount and snapshot tables outside the file or over the header were accepted.
+    #[test]
+    fn refcount_and_snapshot_tables_are_checked() {
+        let with = |off: usize, v: &[u8]| {
+            let mut b = sample();
+            b[off..off + v.len()].copy_from_slice(v);
+            Header::parse(&b, 1 << 20)
+        };
+        let mut ok = sample();
+        ok[48..56].copy_from_slice(&(4u64 << 16).to_be_bytes());
+        ok[56..60].copy_from_slice(&1u32.to_be_bytes());
+        assert!(Header::parse(&ok, 1 << 20).is_ok());
+        assert!(with(48, &(1u64 << 30).to_be_bytes()).is_err(), "refcount table past EOF");
+        assert!(with(48, &512u64.to_be_bytes()).is_err(), "refcount table unaligned");
+        assert!(with(56, &1u32.to_be_bytes()).is_err(), "refcount table at offset 0");
+        assert!(with(56, &u32::MAX.to_be_bytes()).is_err(), "refcount table huge");
+        assert!(with(60, &1u32.to_be_bytes()).is_err(), "snapshot table at offset 0");
+        assert!(with(60, &u32::MAX.to_be_bytes()).is_err(), "too many snapshots");
     }
 
     #[test]

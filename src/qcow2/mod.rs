@@ -43,6 +43,10 @@ impl Qcow2 {
         if let Some((off, len)) = header.crypto_header {
             metadata.push((off, off + len));
         }
+        if header.refcount_table_clusters > 0 {
+            let rt = header.refcount_table_offset;
+            metadata.push((rt, rt + u64::from(header.refcount_table_clusters) * cs));
+        }
         let tables = (L2_CACHE_BYTES / cs).max(4) as usize;
         Ok(Qcow2 { header, file, file_len, l1, metadata, l2_cache: quick_cache::sync::Cache::new(tables) })
     }
@@ -96,6 +100,9 @@ impl Qcow2 {
             let st = table::l2_entry(e, h.version, cs)?;
             if let Storage::Data(host) = st {
                 self.check_host(host + in_cluster, cluster_left, "data cluster")?;
+                if host == l2_off {
+                    return Err(Error::corrupt(format!("data cluster at 0x{host:x} is its own L2 table")));
+                }
                 return Ok((Storage::Data(host + in_cluster), cluster_left));
             }
             return Ok((st, cluster_left));
@@ -125,6 +132,9 @@ impl Qcow2 {
             // Only the subclusters in use need to exist: QEMU does not allocate the rest on disk.
             let at = host + in_cluster % scs;
             self.check_host(at, len, "data subcluster")?;
+            if at < l2_off + cs && l2_off < at + len {
+                return Err(Error::corrupt(format!("data subcluster at 0x{at:x} lies in its own L2 table")));
+            }
             return Ok((Storage::Data(at), len));
         }
         Ok((first, len))
