@@ -13,6 +13,41 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use zeroize::Zeroizing;
 
+/// Largest PBKDF2 iteration count tried (key slot or volume-key digest): 2^27, about a minute of
+/// one core for PBKDF2-SHA256 on current hardware. cryptsetup's own benchmark writes 1-10 million
+/// for its default 2 s (LUKS1 `--iter-time`), so only a hand-made header asks for more; without a
+/// bound a hostile header (`u32::MAX` iterations) holds a core for an hour per slot.
+pub const MAX_PBKDF2_ITERATIONS: u32 = 1 << 27;
+/// Largest Argon2 work tried, as passes × KiB (2^27: 128 GiB of memory passes, about a minute):
+/// cryptsetup's benchmark gives a few GiB-passes for its default 2 s. The memory alone is capped
+/// separately by `--max-kdf-memory`.
+pub const MAX_ARGON2_WORK_KIB: u64 = 1 << 27;
+
+/// Why a slot's KDF cost is refused (before any work is done), if it is.
+pub fn kdf_cost_refusal(kdf: &SlotKdf, digest: Option<&DigestCheck>) -> Option<String> {
+    match kdf {
+        SlotKdf::Pbkdf2 { iterations, .. } if *iterations > MAX_PBKDF2_ITERATIONS => {
+            return Some(format!(
+                "PBKDF2 with {iterations} iterations is over the bound of {MAX_PBKDF2_ITERATIONS} (hostile header?)"
+            ));
+        }
+        SlotKdf::Argon2 { time, memory_kib, .. } if u64::from(*time) * u64::from(*memory_kib) > MAX_ARGON2_WORK_KIB => {
+            return Some(format!(
+                "Argon2 with {time} passes over {memory_kib} KiB is over the bound of {MAX_ARGON2_WORK_KIB} KiB-passes \
+                 (hostile header?)"
+            ));
+        }
+        _ => {}
+    }
+    match digest {
+        Some(d) if d.iterations > MAX_PBKDF2_ITERATIONS => Some(format!(
+            "volume key digest with {} PBKDF2 iterations is over the bound of {MAX_PBKDF2_ITERATIONS} (hostile header?)",
+            d.iterations
+        )),
+        _ => None,
+    }
+}
+
 /// How a slot turns a passphrase into the key that decrypts its key material.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SlotKdf {
@@ -146,6 +181,9 @@ fn try_slot(plan: &SlotPlan, passphrase: &Secret, src: &dyn ReadAt, max_mem_kib:
         // spending a KDF pass on it.
         return Ok(None);
     };
+    if let Some(why) = kdf_cost_refusal(&plan.kdf, Some(digest)) {
+        return Err(ctx(Error::unsupported(why)));
+    }
     let need = plan.volume_key_len.checked_mul(plan.stripes as usize).filter(|&n| n > 0);
     let Some(need) = need else { return Err(ctx(Error::corrupt("empty key material"))) };
     let read_len = need.div_ceil(512) * 512;
@@ -193,4 +231,52 @@ fn try_slot(plan: &SlotPlan, passphrase: &Secret, src: &dyn ReadAt, max_mem_kib:
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    fn plan(kdf: SlotKdf, digest_iterations: u32) -> SlotPlan {
+        SlotPlan {
+            id: 0,
+            priority: 1,
+            kdf,
+            area_offset: 4096,
+            area_size: 128_000,
+            area_cipher: CipherSpec::parse("aes", "xts-plain64").unwrap(),
+            area_key_len: 64,
+            stripes: 4000,
+            af_hash: "sha256".into(),
+            volume_key_len: 32,
+            digest: Some(DigestCheck {
+                hash: "sha256".into(),
+                iterations: digest_iterations,
+                salt: vec![0; 32],
+                digest: vec![0; 20],
+            }),
+        }
+    }
+
+    /// Found by tests/it/hostile.rs (`luks1_pbkdf2_iterations_absurd_is_refused_fast`): a slot or
+    /// digest asking for u32::MAX PBKDF2 iterations held a core for about an hour.
+    #[test]
+    fn absurd_kdf_costs_are_refused_before_any_work() {
+        let src = vec![0u8; 256 * 1024];
+        let pass = Secret::from_slice(b"pw");
+        let opts = UnlockOptions { key_slot: None, max_kdf_memory_kib: 1 << 20, parallel: 1 };
+        let pb = |i| SlotKdf::Pbkdf2 { hash: "sha256".into(), iterations: i, salt: vec![0; 32] };
+        let a2 =
+            |t, m| SlotKdf::Argon2 { variant: Argon2Variant::Id, time: t, memory_kib: m, lanes: 1, salt: vec![0; 32] };
+        let t0 = std::time::Instant::now();
+        for p in [plan(pb(u32::MAX), 1000), plan(pb(1000), u32::MAX), plan(a2(u32::MAX, 1 << 20), 1000)] {
+            let e = unlock(&[p], &pass, &src, opts).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+            assert!(e.to_string().contains("over the bound"), "{e}");
+        }
+        assert!(t0.elapsed() < std::time::Duration::from_secs(2));
+        assert_eq!(kdf_cost_refusal(&pb(MAX_PBKDF2_ITERATIONS), None), None);
+        assert_eq!(kdf_cost_refusal(&a2(4, 1 << 20), None), None);
+    }
 }
