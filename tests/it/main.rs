@@ -24,6 +24,7 @@ mod util;
 mod barbican;
 mod corpus;
 mod errors;
+mod hostile;
 mod luks1;
 mod luks2;
 mod mount;
