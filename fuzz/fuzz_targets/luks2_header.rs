@@ -1,0 +1,4 @@
+//! Fuzz target `luks2_header`: see `luksfs_fuzz::luks2_header` for what it checks and how its corpus is seeded.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| luksfs_fuzz::luks2_header(data));

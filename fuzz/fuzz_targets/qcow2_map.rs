@@ -1,0 +1,4 @@
+//! Fuzz target `qcow2_map`: see `luksfs_fuzz::qcow2_map` for what it checks and how its corpus is seeded.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| luksfs_fuzz::qcow2_map(data));

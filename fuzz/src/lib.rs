@@ -1,0 +1,289 @@
+//! The shared fuzzing harness of luksfs (cloud-hypervisor style: `fuzz_targets/*.rs` are one
+//! line each; the work and the invariants live here, so a crash found by one target can be
+//! replayed from a unit test or a debugger with the same code).
+//!
+//! Every entry point takes untrusted bytes and drives the same public APIs the daemon uses
+//! (`luksfs::luks`, `luksfs::qcow2`, `luksfs::io`). Besides "no panic, no hang, no huge
+//! allocation" (libFuzzer's `-timeout` and `-rss_limit_mb` catch the last two), each checks
+//! the invariants the rest of luksfs relies on after a successful parse: offsets inside the file,
+//! sizes within the named limits, mappings that never point into metadata.
+//!
+//! Key derivation cost is chosen by the header, so key slots are only *tried* when the header
+//! asks for a cheap KDF (see [`CHEAP`]); the seeds are made with such parameters.
+//!
+//! Seeds: `fuzz/make-seeds.sh` (images made by `cryptsetup` and `qemu-img`), dictionaries in
+//! `fuzz/dictionaries/`.
+
+use luksfs::io::{ReadAt, Window};
+use luksfs::keys::Secret;
+use luksfs::luks::keyslot::{self, SlotKdf, SlotPlan, UnlockOptions};
+use luksfs::luks::{self, v1, v2};
+use luksfs::qcow2::Qcow2;
+use luksfs::qcow2::header::{self as qh, Header as QHeader};
+use luksfs::qcow2::table::Storage;
+use sha2::Digest as _;
+use std::sync::Arc;
+
+/// The passphrase of every seed image (`make-seeds.sh`).
+pub const PASSPHRASE: &[u8] = b"fuzz";
+
+/// Largest KDF cost a fuzzed key slot may ask for before it is tried: PBKDF2 iterations (key
+/// slot and volume-key digest) and Argon2 passes × KiB.
+pub const CHEAP: u32 = 1000;
+
+fn cheap(p: &SlotPlan) -> bool {
+    let kdf = match &p.kdf {
+        SlotKdf::Pbkdf2 { iterations, .. } => *iterations <= CHEAP,
+        SlotKdf::Argon2 { time, memory_kib, .. } => u64::from(*time) * u64::from(*memory_kib) <= 4 * u64::from(CHEAP),
+    };
+    kdf && p.digest.as_ref().is_none_or(|d| d.iterations <= CHEAP)
+}
+
+/// Try the cheap key slots of `hdr` with [`PASSPHRASE`] against `src` (where the key material
+/// lies). Any outcome but a panic is fine; a success must give a key of the advertised length.
+fn try_unlock(hdr: &luks::Header, src: &dyn ReadAt) {
+    let Ok(plans) = hdr.slot_plans() else { return };
+    for p in &plans {
+        // Invariants the key-slot reader relies on.
+        assert!(p.area_offset.checked_add(p.area_size).is_some(), "slot {} area overflows", p.id);
+        assert!(p.stripes >= 1 && p.stripes <= v1::MAX_STRIPES.max(v2::MAX_STRIPES), "stripes {}", p.stripes);
+        assert!(p.volume_key_len >= 1 && p.volume_key_len <= 512, "key length {}", p.volume_key_len);
+    }
+    let plans: Vec<SlotPlan> = plans.into_iter().filter(cheap).collect();
+    if plans.is_empty() {
+        return;
+    }
+    let opts = UnlockOptions { key_slot: None, max_kdf_memory_kib: 4096, parallel: 1 };
+    if let Ok(u) = keyslot::unlock(&plans, &Secret::from_slice(PASSPHRASE), src, opts) {
+        let p = plans.iter().find(|p| p.id == u.slot).expect("the winning slot is one of the plans");
+        assert_eq!(u.volume_key.len(), p.volume_key_len);
+    }
+}
+
+/// Everything a LUKS header of either version offers after a successful parse.
+fn exercise_header(hdr: &luks::Header, src: &dyn ReadAt) {
+    let _ = hdr.uuid();
+    let end = hdr.header_area_end();
+    if let Ok(layout) = hdr.data_layout() {
+        assert!(matches!(layout.sector_size, 512 | 1024 | 2048 | 4096), "sector size {}", layout.sector_size);
+        assert!(layout.key_len >= 1 && layout.key_len <= 512, "key length {}", layout.key_len);
+        let _ = (layout.offset, layout.size, end);
+    }
+    try_unlock(hdr, src);
+}
+
+/// `luks1_header`: the input is the start of a LUKS1 file (header, then key material).
+///
+/// Checks: [`v1::Header::parse`] never panics; an accepted header has a sane key size and
+/// stripe count, and key material after the header, before the payload and not overlapping;
+/// [`luks::read_header`] agrees with the pure parser; cheap key slots are tried.
+pub fn luks1_header(data: &[u8]) {
+    let parsed = v1::Header::parse(data);
+    if let Ok(h) = &parsed {
+        assert!(h.key_bytes >= 1 && h.key_bytes <= v1::MAX_KEY_BYTES);
+        let mut areas: Vec<(u64, u64)> = Vec::new();
+        for s in &h.slots {
+            assert!(s.stripes >= 1 && s.stripes <= v1::MAX_STRIPES);
+            let start = u64::from(s.key_material_offset) * 512;
+            let end = start + h.material_len(s);
+            assert!(start >= v1::HEADER_LEN as u64, "key material overlaps the header");
+            if h.payload_offset != 0 {
+                assert!(end <= h.payload_offset_bytes(), "key material runs into the payload");
+            }
+            assert!(areas.iter().all(|&(a, b)| end <= a || b <= start), "key material areas overlap");
+            areas.push((start, end));
+        }
+    }
+    let file = data.to_vec();
+    match luks::read_header(&file) {
+        Ok(luks::Header::V1(h)) => {
+            assert_eq!(Some(&h), parsed.as_ref().ok(), "read_header and Header::parse disagree");
+            exercise_header(&luks::Header::V1(h), &file);
+        }
+        Ok(h @ luks::Header::V2(_)) => exercise_header(&h, &file),
+        Err(_) => {}
+    }
+}
+
+/// Build a well-formed two-copy LUKS2 metadata area around `json` (checksums right), followed by
+/// a zeroed key-slot area, so that mutations of the JSON reach the semantic checks instead of
+/// stopping at the checksum. The header size is taken from `config.json_size` when that is an
+/// allowed size and the text fits, else the smallest size that fits.
+pub fn luks2_image(json: &[u8], seqid: u64) -> Option<Vec<u8>> {
+    let hinted = serde_json::from_slice::<serde_json::Value>(json).ok().and_then(|v| {
+        v.get("config")?.get("json_size")?.as_str()?.parse::<u64>().ok().map(|n| n + v2::BIN_HEADER_LEN as u64)
+    });
+    let fits = |s: u64| s >= (v2::BIN_HEADER_LEN + json.len() + 1) as u64;
+    let hdr_size = match hinted {
+        Some(h) if v2::HDR_SIZES.contains(&h) && fits(h) => h,
+        _ => *v2::HDR_SIZES.iter().find(|&&s| fits(s))?,
+    };
+    let hs = hdr_size as usize;
+    let keyslots_size = serde_json::from_slice::<serde_json::Value>(json)
+        .ok()
+        .and_then(|v| v.get("config")?.get("keyslots_size")?.as_str()?.parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(1 << 20);
+    let mut img = vec![0u8; 2 * hs + keyslots_size];
+    for (i, base) in [0usize, hs].into_iter().enumerate() {
+        let area = &mut img[base..base + hs];
+        area[..6].copy_from_slice(if i == 0 { &v1::MAGIC } else { &v2::MAGIC_SECONDARY });
+        area[6..8].copy_from_slice(&2u16.to_be_bytes());
+        area[8..16].copy_from_slice(&hdr_size.to_be_bytes());
+        area[16..24].copy_from_slice(&seqid.to_be_bytes());
+        area[72..78].copy_from_slice(b"sha256");
+        area[168..204].copy_from_slice(b"6b8e3f3e-6c1a-4d7c-9d0e-0f1e2d3c4b5a");
+        area[256..264].copy_from_slice(&(base as u64).to_be_bytes());
+        area[v2::BIN_HEADER_LEN..v2::BIN_HEADER_LEN + json.len()].copy_from_slice(json);
+        let sum = sha2::Sha256::digest(&*area);
+        area[448..480].copy_from_slice(&sum);
+    }
+    Some(img)
+}
+
+/// `luks2_header`: the first byte picks the mode.
+///
+/// * even: the rest is a whole LUKS2 file (binary headers, JSON areas, key slots), given to
+///   [`luks::read_header`] as is: checksums, the copy search and seqid arbitration;
+/// * odd: the rest is the JSON text: [`v2::Metadata::parse`] on it, then the same text wrapped
+///   into a valid header pair by [`luks2_image`] and opened, so JSON mutations reach the
+///   segment/key-slot/digest checks and (cheap) key slots are tried against a zeroed key-slot
+///   area.
+pub fn luks2_header(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else { return };
+    if mode & 1 == 0 {
+        let file = rest.to_vec();
+        if let Ok(h) = luks::read_header(&file) {
+            exercise_header(&h, &file);
+        }
+        return;
+    }
+    let md = v2::Metadata::parse(rest);
+    if let Ok(m) = &md {
+        for k in &m.keyslots {
+            assert!(k.key_size >= 1 && k.key_size <= v2::MAX_KEY_SIZE);
+            if let Some(u) = &k.usable {
+                assert!(u.af_stripes >= 1 && u.af_stripes <= v2::MAX_STRIPES);
+                assert!(u64::from(k.key_size) * u64::from(u.af_stripes) <= u.area_size);
+            }
+        }
+    }
+    let Some(file) = luks2_image(rest, u64::from(mode >> 1)) else { return };
+    match luks::read_header(&file) {
+        Ok(h) => {
+            assert!(md.is_ok(), "read_header accepted JSON that Metadata::parse rejects");
+            exercise_header(&h, &file);
+        }
+        Err(_) => {}
+    }
+}
+
+/// Offsets of the guest bytes a fuzz run maps: the first clusters in order, then points spread
+/// over the virtual size.
+fn guest_offsets(size: u64, cluster: u64) -> impl Iterator<Item = u64> {
+    let walk = (0..64u64).map(move |i| i * cluster);
+    let spread = (0..64u64).map(move |i| (size / 64).saturating_mul(i).saturating_add(i * 4097 % cluster));
+    walk.chain(spread).filter(move |&g| g < size)
+}
+
+/// `qcow2_header`: the input is the start of a qcow2 file (header, extensions, first cluster).
+///
+/// Checks: [`QHeader::parse`] never panics, with the file as long as the input and as a 1 TiB
+/// file; an accepted header has cluster_bits in range, the L1 table and the encryption header
+/// inside the file, and a bounded L1 size; `refusal()` never panics.
+pub fn qcow2_header(data: &[u8]) {
+    for file_len in [data.len() as u64, 1 << 40] {
+        let Ok(h) = QHeader::parse(data, file_len) else { continue };
+        assert!((qh::MIN_CLUSTER_BITS..=qh::MAX_CLUSTER_BITS).contains(&h.cluster_bits));
+        let l1_bytes = u64::from(h.l1_size) * 8;
+        assert!(l1_bytes <= qh::MAX_L1_BYTES);
+        if h.l1_size > 0 {
+            assert!(h.l1_table_offset % h.cluster_size() == 0 && h.l1_table_offset + l1_bytes <= file_len);
+        }
+        if let Some((off, len)) = h.crypto_header {
+            assert!(off.checked_add(len).is_some_and(|e| e <= file_len));
+        }
+        assert!(h.size.div_ceil(h.l2_coverage()) <= u64::from(h.l1_size));
+        let _ = h.refusal();
+        // The embedded LUKS header, when the input holds it (small seeds do not).
+        if let Some((off, len)) = h.crypto_header
+            && file_len == data.len() as u64
+        {
+            let file: Arc<dyn ReadAt> = Arc::new(data.to_vec());
+            let w = Window::new(file, off, len);
+            if let Ok(hdr) = luks::read_header(&w) {
+                exercise_header(&hdr, &w);
+            }
+        }
+    }
+}
+
+/// `qcow2_map`: the input is a whole (small) qcow2 image.
+///
+/// Parses its header, loads the L1 table through [`Qcow2::new`] and maps guest offsets the way
+/// `luksfs::image` reads them (a run per call, coalescing host-contiguous data clusters). Every
+/// mapping must be non-empty, stay within the cluster and the request, and a data mapping must lie
+/// inside the file and outside the header cluster, the L1 table and the encryption header; the
+/// mapped host bytes are then read (which must succeed).
+pub fn qcow2_map(data: &[u8]) {
+    let file_len = data.len() as u64;
+    let first = &data[..data.len().min(1 << qh::MAX_CLUSTER_BITS)];
+    let Ok(h) = QHeader::parse(first, file_len) else { return };
+    let cs = h.cluster_size();
+    let size = h.size;
+    let mut meta = vec![(0, cs), (h.l1_table_offset, h.l1_table_offset + u64::from(h.l1_size) * 8)];
+    if let Some((off, len)) = h.crypto_header {
+        meta.push((off, off + len));
+    }
+    let file: Arc<dyn ReadAt> = Arc::new(data.to_vec());
+    let Ok(q) = Qcow2::new(h, file.clone(), file_len) else { return };
+    let mut buf = Vec::new();
+    for guest in guest_offsets(size, cs) {
+        let want = (size - guest).min(256 << 10);
+        let mut done = 0u64;
+        // At most a few runs per read, like Image::read_qcow2.
+        for _ in 0..8 {
+            if done >= want {
+                break;
+            }
+            let g = guest + done;
+            let Ok((st, n)) = q.map(g, want - done) else { break };
+            assert!(n > 0 && n <= want - done, "map({g}, {}) gave length {n}", want - done);
+            assert!(n <= cs - g % cs, "mapping of {n} bytes crosses the cluster boundary");
+            if let Storage::Data(host) = st {
+                let end = host.checked_add(n).expect("host range overflows");
+                assert!(end <= file_len, "data at {host}+{n} past the end of the {file_len}-byte file");
+                for &(a, b) in &meta {
+                    assert!(end <= a || b <= host, "data at {host}+{n} overlaps metadata [{a}, {b})");
+                }
+                buf.resize(n as usize, 0);
+                file.read_exact_at(&mut buf, host).expect("mapped bytes are readable");
+            }
+            done += n;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_and_tiny_inputs() {
+        for n in 0..64 {
+            let d = vec![0xa5u8; n];
+            luks1_header(&d);
+            luks2_header(&d);
+            qcow2_header(&d);
+            qcow2_map(&d);
+        }
+    }
+
+    #[test]
+    fn luks2_image_checksums_verify() {
+        let json = br#"{"keyslots":{},"segments":{},"digests":{},"config":{"json_size":"12288","keyslots_size":"0"}}"#;
+        let img = luks2_image(json, 1).unwrap();
+        let h = luks::read_header(&img).unwrap();
+        assert_eq!(h.version(), 2);
+    }
+}
