@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # scripts/test.sh -- the whole test suite, as CI runs it (.ci/run):
 #   install-deps, cargo fmt --check, clippy -D warnings, release build, unit + integration tests
-#   (cargo-nextest when present, else cargo test; release profile, sharing the release build's
-#   dependencies), doc tests, then the third-party corpus through `luksfs cat` and a FUSE mount.
+#   (cargo-nextest when present, else cargo test; dev profile: building the tests with the
+#   release profile's thin LTO costs more than the debug binary's slower run), doc tests, then
+#   the third-party corpus through the release `luksfs cat` and a FUSE mount.
 # Stops at the first failing step; prints each step's time. Under CI=true a missing tool,
 # /dev/fuse or root fails the tests instead of skipping them.
 # Then each fuzz target briefly (scripts/fuzz.sh, FUZZ_SMOKE_SECS each, default 60) as a smoke test.
@@ -31,10 +32,10 @@ step() {
 run_tests() {
     # shellcheck disable=SC2086  # TEST_ARGS is a word list
     if cargo nextest --version >/dev/null 2>&1; then
-        cargo nextest run --release --locked --no-fail-fast --failure-output final ${TEST_ARGS:-}
+        cargo nextest run --locked --no-fail-fast --failure-output final ${TEST_ARGS:-}
     else
         echo "(cargo-nextest not found: using cargo test)"
-        cargo test --release --locked --no-fail-fast ${TEST_ARGS:-}
+        cargo test --locked --no-fail-fast ${TEST_ARGS:-}
     fi
 }
 
@@ -43,7 +44,7 @@ step "cargo fmt --check" cargo fmt --all --check
 step "cargo clippy --all-targets -D warnings" cargo clippy --locked --all-targets -- -D warnings
 step "cargo build --release" cargo build --release --locked
 step "tests (unit + integration)" run_tests
-step "doc tests" cargo test --release --locked --doc
+step "doc tests" cargo test --locked --doc
 # shellcheck disable=SC2086  # CORPUS_ARGS is a word list
 step "corpus (quick, cat + mount, external)" scripts/corpus.sh --quick --via both --external ${CORPUS_ARGS:-}
 step "fuzz smoke (${FUZZ_SMOKE_SECS:-60} s per target)" env FUZZ_NO_RECORD=1 scripts/fuzz.sh "${FUZZ_SMOKE_SECS:-60}"
