@@ -218,10 +218,7 @@ impl Prepared {
     }
 
     fn open_qcow2(path: &Path, file: Arc<dyn ReadAt>, file_len: u64, options: &ImageOptions) -> Result<Prepared> {
-        // The header and its extensions live in the first cluster (at most 2 MiB).
-        let first = file_len.min(1 << qcow2::header::MAX_CLUSTER_BITS) as usize;
-        let buf = crate::io::read_vec(&*file, 0, first).map_err(|e| Error::from_io("reading the qcow2 header", &e))?;
-        let qh = qcow2::header::Header::parse(&buf, file_len)?;
+        let qh = qcow2::read_header(&*file, file_len)?;
         if let Some(why) = qh.refusal() {
             return Err(Error::unsupported(why));
         }

@@ -156,7 +156,7 @@ fn qcow2_report(h: &qh::Header) -> Value {
         "incompatible_bits": format!("0x{:x}", h.incompatible_features),
         "compatible_bits": format!("0x{:x}", h.compatible_features),
         "autoclear_bits": format!("0x{:x}", h.autoclear_features),
-        "backing_file": h.backing_file_offset != 0,
+        "backing_file": h.backing_file.clone().or_else(|| (h.backing_file_offset != 0).then(|| "(unreadable name)".into())),
         "backing_format": h.backing_format,
         "data_file": h.data_file,
         "encryption_header": h.crypto_header.map(|(o, l)| json!({"offset": o, "length": l})),
@@ -183,9 +183,7 @@ pub fn report(path: &Path, options: &ImageOptions) -> Result<(Value, Option<Erro
         None => return Err(Error::corrupt("not a LUKS or qcow2 image (no known magic)").with_path(path)),
         Some(Format::Qcow2) => {
             r.insert("format".into(), json!("qcow2"));
-            let first = len.min(1 << qh::MAX_CLUSTER_BITS) as usize;
-            let buf = crate::io::read_vec(&*file, 0, first).map_err(|e| Error::from_io("read", &e).with_path(path))?;
-            let h = qh::Header::parse(&buf, len).map_err(|e| Error::from(e).with_path(path))?;
+            let h = crate::qcow2::read_header(&*file, len).map_err(|e| e.with_path(path))?;
             r.insert("qcow2".into(), qcow2_report(&h));
             if let Some((off, l)) = h.crypto_header {
                 let w = Window::new(file.clone(), off, l);

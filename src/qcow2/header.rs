@@ -99,6 +99,8 @@ pub struct Header {
     pub header_length: u32,
     /// (offset, length) of the embedded LUKS header, from the crypto extension.
     pub crypto_header: Option<(u64, u64)>,
+    /// The backing file name (filled in by [`super::read_header`]).
+    pub backing_file: Option<String>,
     pub backing_format: Option<String>,
     pub data_file: Option<String>,
     pub extensions: Vec<Extension>,
@@ -182,6 +184,7 @@ impl Header {
             refcount_order,
             header_length,
             crypto_header: None,
+            backing_file: None,
             backing_format: None,
             data_file: None,
             extensions: Vec::new(),
@@ -305,11 +308,11 @@ impl Header {
             return Some(format!("unknown incompatible qcow2 feature bits 0x{unknown:x}"));
         }
         if self.backing_file_offset != 0 {
-            return Some(
-                "qcow2 image has a backing file: backing chains are refused (the backing file would be read \
+            let name = self.backing_file.as_deref().map(|n| format!(" '{n}'")).unwrap_or_default();
+            return Some(format!(
+                "qcow2 image has a backing file{name}: backing chains are refused (the backing file would be read \
                  with this image's trust; CVE-2024-32498 class)"
-                    .into(),
-            );
+            ));
         }
         if self.incompatible_features & INCOMPAT_DATA_FILE != 0 || self.data_file.is_some() {
             return Some("qcow2 image uses an external data file: refused (it can point at any file)".into());

@@ -14,6 +14,33 @@ use table::Storage;
 /// Memory budget for cached L2 tables, per image.
 const L2_CACHE_BYTES: u64 = 4 << 20;
 
+/// Bytes read to find the header and its extensions; the whole first cluster (up to 2 MiB) is
+/// read only when the extensions reach further.
+const HEADER_PROBE: u64 = 64 << 10;
+/// Longest backing file name QEMU accepts.
+const MAX_BACKING_NAME: u32 = 1023;
+
+/// Read and parse the header of a qcow2 file, and the backing file name if it has one.
+pub fn read_header(file: &dyn ReadAt, file_len: u64) -> Result<Header> {
+    let io = |e: std::io::Error| Error::from_io("reading the qcow2 header", &e);
+    let buf = crate::io::read_vec(file, 0, file_len.min(HEADER_PROBE) as usize).map_err(io)?;
+    let mut h = match Header::parse(&buf, file_len) {
+        Err(header::Qcow2Error::Truncated(_)) if file_len > HEADER_PROBE => {
+            let n = file_len.min(1 << header::MAX_CLUSTER_BITS) as usize;
+            Header::parse(&crate::io::read_vec(file, 0, n).map_err(io)?, file_len)?
+        }
+        r => r?,
+    };
+    if h.backing_file_offset != 0 {
+        let (off, n) = (h.backing_file_offset, h.backing_file_size.min(MAX_BACKING_NAME));
+        if off.checked_add(u64::from(n)).is_some_and(|e| e <= file_len.min(h.cluster_size())) {
+            let name = crate::io::read_vec(file, off, n as usize).map_err(io)?;
+            h.backing_file = Some(String::from_utf8_lossy(&name).into_owned());
+        }
+    }
+    Ok(h)
+}
+
 /// A read-only qcow2 address mapper.
 pub struct Qcow2 {
     header: Header,
