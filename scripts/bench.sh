@@ -1,0 +1,579 @@
+#!/usr/bin/env bash
+# scripts/bench.sh -- luksfs against qemu-storage-daemon's FUSE export, side by side (issue 5).
+#
+# Usage: scripts/bench.sh [--quick] [--size 1G] [--reps 3] [--keep DIR]
+#                         [--fio-runtime S] [--cache-size 64M] [--bin PATH]
+#   --quick        smoke mode: 128 MiB images, 1 repetition, 2 s fio runs, unlock headers with
+#                  200,000 PBKDF2 iterations instead of 1,000,000 (about a minute on an idle machine)
+#   --size SIZE    plaintext size of the main images (M or G suffix; default 1G, --quick 128M)
+#   --reps N       repetitions of every figure; the table shows the median (default 3, --quick 1)
+#   --keep DIR     work in DIR and keep everything (images are reused by a later run with the
+#                  same --size); default: a new /var/tmp/luksfs-bench.XXXXXX whose images are
+#                  removed at the end (the results and logs in it are kept)
+#   --fio-runtime S  cap of each fio run in seconds (default 10, --quick 2)
+#   --cache-size SIZE  luksfs --cache-size, the RSS budget is this + 16 MiB (default 64M)
+#   --bin PATH     benchmark this luksfs binary instead of building `cargo build --release`
+#
+# Needs root (drops page caches of the files it reads, mounts FUSE), /dev/fuse, qemu-img,
+# qemu-storage-daemon, cryptsetup, fio, fusermount3, openssl, python3 (scripts/install-deps.sh).
+# Not part of CI (noisy); --quick is a smoke test of the script itself.
+#
+# Method (see ../shared/docs/PEERS.md; adapted where noted):
+# * Images: SIZE of seeded pseudo-random plaintext (openssl aes-256-ctr of zeros); LUKS1
+#   aes-xts-plain64/sha256 and qcow2+LUKS (encrypt.format=luks) by qemu-img convert
+#   (iter-time=10); LUKS2 aes-xts-plain64, 512-bit key, 4 KiB sectors, PBKDF2 by
+#   `cryptsetup reencrypt --encrypt` (as shared/corpus/corpus-lib.sh); a SIZE/4 LUKS1 image for
+#   the RSS figure; 16 MiB LUKS1 headers with exactly 1,000,000 PBKDF2-sha256 iterations
+#   (`cryptsetup luksFormat --pbkdf-force-iterations`; --quick: 200,000), one plus 8 distinct ones for the unlock
+#   figures; a directory of 1,000 copies of a small LUKS1 image for the mount figure.
+# * Bytes first: every exposed file (both tools) is compared with its plaintext (`cmp`, two
+#   concurrent half-file cmps and random preads for luksfs) before any speed is measured; a
+#   mismatch aborts.
+# * Each figure runs on a freshly started daemon (empty userspace cache), one tool at a time,
+#   with the ciphertext in the host page cache (`cat IMAGE > /dev/null`) and the exposed file's
+#   page cache dropped (`dd iflag=nocache count=0`, checked with fincore; luksfs opens files with
+#   FOPEN_KEEP_CACHE, so without the drop the kernel would serve the plaintext).
+# * seq: `dd if=EXPOSED of=/dev/null bs=1M`; CPU: utime+stime of the daemon process
+#   (/proc/PID/stat) around that dd, per GiB; re-read: a second dd without dropping the cache.
+# * random: fio randread bs=4k psync direct=0 invalidate=1, one job over the file or two jobs
+#   over disjoint halves, each 4 KiB block read at most once (fio random map, no
+#   --time_based: with the plaintext kept in the page cache a second pass would measure the
+#   page cache, not the daemon); --runtime caps each run.
+# * unlock: from spawning the daemon until 512 bytes of the exposed file are read (stat polling
+#   at 1 ms, scripts/bench/firstread.py), header in the host page cache; 8 images: until all 8
+#   first reads are done, luksfs one mount of a directory vs qsd one process with 8 exports and
+#   vs 8 qsd processes started together.
+# * mount: from spawning luksfs on the 1,000-image directory until `ls` (readdir) lists 1,000.
+# * RSS: VmHWM of the daemon after a full dd and a 2-job fio run, at SIZE/4 and at SIZE.
+#
+# Output: one table (figure | luksfs | qsd | ratio | target | PASS/FAIL), also written to
+# WORKDIR/table.md and WORKDIR/table.tsv; raw rows in WORKDIR/results.tsv; logs in WORKDIR/logs.
+# Every mount and process the script starts is tracked by PID and removed on exit, error or
+# Ctrl-C (fusermount3 -u, kill PID); nothing is killed by name.
+# Exit status: 0 when the benchmark ran (whatever the PASS/FAIL verdicts), 1 on an error
+# (wrong bytes, a daemon that died or hung), 2 on a usage error.
+
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+HELPERS=$ROOT/scripts/bench
+PY=${PYTHON:-python3}
+T_START=$SECONDS
+
+usage() { sed -n '2,/^$/{s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
+die() { printf '\nbench.sh: ERROR: %s\n' "$*" >&2; exit 1; }
+log() { printf '[%s %4ds] %s\n' "$(date +%T)" $((SECONDS - T_START)) "$*" >&2; }
+
+# ------------------------------------------------------------------ arguments
+QUICK=0 SIZE='' REPS='' KEEP='' BIN='' FIO_RT='' CACHE=64M
+need() { [ $# -ge 2 ] && [ -n "$2" ] || { echo "bench.sh: $1 needs a value (see --help)" >&2; exit 2; }; }
+while [ $# -gt 0 ]; do
+    case $1 in
+        --quick) QUICK=1 ;;
+        --size | --reps | --keep | --bin | --fio-runtime | --cache-size)
+            need "$@"
+            case $1 in
+                --size) SIZE=$2 ;; --reps) REPS=$2 ;; --keep) KEEP=$2 ;; --bin) BIN=$2 ;;
+                --fio-runtime) FIO_RT=$2 ;; --cache-size) CACHE=$2 ;;
+            esac
+            shift ;;
+        --size=* | --reps=* | --keep=* | --bin=* | --fio-runtime=* | --cache-size=*)
+            v=${1#*=}; k=${1%%=*}; set -- "$k" "$v" "${@:2}"; continue ;;
+        -h | --help) usage; exit 0 ;;
+        *) echo "bench.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+UNLOCK_ITERS=1000000
+if [ "$QUICK" = 1 ]; then SIZE=${SIZE:-128M} REPS=${REPS:-1} FIO_RT=${FIO_RT:-2} UNLOCK_ITERS=200000; fi
+SIZE=${SIZE:-1G} REPS=${REPS:-3} FIO_RT=${FIO_RT:-10}
+
+mib() { # SIZE (N, NM, NG; plain numbers are MiB) -> MiB
+    case $1 in
+        *[gG]) echo $((${1%[gG]} * 1024)) ;;
+        *[mM]) echo $((${1%[mM]})) ;;
+        *) echo $(($1)) ;;
+    esac
+}
+[[ $SIZE =~ ^[0-9]+[mMgG]?$ ]] || { echo "bench.sh: --size $SIZE: use e.g. 256M or 1G" >&2; exit 2; }
+[[ $CACHE =~ ^[0-9]+[mMgG]?$ ]] || { echo "bench.sh: --cache-size $CACHE: use e.g. 64M" >&2; exit 2; }
+[[ $REPS =~ ^[1-9][0-9]*$ ]] || { echo "bench.sh: --reps $REPS: a positive number" >&2; exit 2; }
+[[ $FIO_RT =~ ^[1-9][0-9]*$ ]] || { echo "bench.sh: --fio-runtime $FIO_RT: whole seconds" >&2; exit 2; }
+S=$(mib "$SIZE")                 # main image size, MiB
+SMALL=$((S / 4))                 # RSS comparison image, MiB
+BUDGET=$(mib "$CACHE")
+((S >= 64 && S % 4 == 0)) || { echo "bench.sh: --size must be at least 64M and a multiple of 4M" >&2; exit 2; }
+label() { if (($1 % 1024 == 0)); then echo "$(($1 / 1024)) GiB"; else echo "$1 MiB"; fi; }
+
+# ------------------------------------------------------------------ preflight
+[ "$(id -u)" = 0 ] || die "run as root (page-cache drops, FUSE mounts)"
+[ -c /dev/fuse ] || die "/dev/fuse is missing"
+missing=()
+for t in qemu-img qemu-storage-daemon cryptsetup fio fusermount3 openssl fincore "$PY" cmp dd timeout flock mountpoint; do
+    command -v "$t" >/dev/null || missing+=("$t")
+done
+((${#missing[@]} == 0)) || die "missing tools: ${missing[*]} (scripts/install-deps.sh installs them)"
+
+# ------------------------------------------------------------------ work dir, cleanup
+if [ -n "$KEEP" ]; then
+    mkdir -p "$KEEP"; W=$(cd "$KEEP" && pwd)
+else
+    mkdir -p /var/tmp; W=$(mktemp -d /var/tmp/luksfs-bench.XXXXXX)
+fi
+IMG=$W/img MNT=$W/mnt LOGD=$W/logs RUN=$W/run
+RES=$W/results.tsv ANOM=$W/anomalies.txt
+mkdir -p "$IMG" "$MNT" "$LOGD" "$RUN" "$W/bin"
+exec 9>"$W/.lock"
+flock -n 9 || die "another bench.sh run is using $W"
+if awk -v d="$MNT/" 'index($2, d) == 1 {f = 1} END {exit !f}' /proc/mounts; then
+    die "something is still mounted under $MNT (an earlier run?): fusermount3 -u it first"
+fi
+rm -f "$MNT"/*.raw "$RUN"/*
+: >"$RES"; : >"$ANOM"
+
+PIDS=()       # every daemon we started (bash children or spawned by firstread.py)
+alive() { # PID: running and not a zombie
+    local st
+    st=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+    [ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
+}
+wait_gone() { # PID SECONDS
+    local i
+    for ((i = 0; i < $2 * 50; i++)); do alive "$1" || return 0; sleep 0.02; done
+    return 1
+}
+our_mounts() { awk -v d="$MNT/" 'index($2, d) == 1 {print $2}' /proc/mounts | sed 's/\\040/ /g' | sort -r; }
+cleanup() {
+    local rc=$? p m
+    set +e
+    trap - EXIT INT TERM
+    for p in $(cat "$RUN"/*.pid 2>/dev/null) "${PIDS[@]}"; do alive "$p" && kill -TERM "$p" 2>/dev/null; done
+    for p in $(cat "$RUN"/*.pid 2>/dev/null) "${PIDS[@]}"; do
+        wait_gone "$p" 5 || { echo "bench.sh: pid $p ignored SIGTERM, sending SIGKILL" >&2; kill -KILL "$p" 2>/dev/null; }
+    done
+    while IFS= read -r m; do
+        [ -n "$m" ] && { fusermount3 -u "$m" 2>/dev/null || fusermount3 -uz "$m" 2>/dev/null; }
+    done < <(our_mounts)
+    [ -n "$(our_mounts)" ] && echo "bench.sh: WARNING: still mounted: $(our_mounts | tr '\n' ' ')" >&2
+    rm -rf "$RUN"
+    if [ -z "$KEEP" ]; then
+        rm -rf "${W:?}/img" "${W:?}/mnt" "${W:?}/bin"
+        echo "bench.sh: images removed; results and logs kept in $W" >&2
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'echo "bench.sh: interrupted" >&2; exit 130' INT TERM
+
+anomaly() { log "ANOMALY: $*"; printf '%s\n' "$*" >>"$ANOM"; }
+record() { printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$(cut -d' ' -f1 /proc/loadavg)" >>"$RES"; }
+info() { printf 'info\t%s\t1\t%s\t\n' "$1" "$2" >>"$RES"; }
+
+# ------------------------------------------------------------------ build
+log "work dir $W; size $(label "$S") (RSS images $(label "$SMALL") and $(label "$S")), $REPS rep(s), fio cap ${FIO_RT} s, luksfs --cache-size $CACHE"
+if [ -z "$BIN" ]; then
+    log "cargo build --release"
+    (cd "$ROOT" && cargo build --release 2>&1 | tail -3) || die "cargo build --release failed"
+    BIN=$ROOT/target/release/luksfs
+fi
+[ -x "$BIN" ] || die "$BIN is not an executable"
+# A private copy: other builds in the tree must not swap the binary under a running benchmark.
+cp "$BIN" "$W/bin/luksfs"
+LUKSFS=$W/bin/luksfs
+REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ]; then REV="$REV+uncommitted-changes"; fi
+
+# ------------------------------------------------------------------ images
+KEY=$IMG/key
+PLAIN=$IMG/plain.raw PLAIN_SMALL=$IMG/plain-small.raw TINY_PLAIN=$IMG/tiny.raw
+QOPT="cipher-alg=aes-256,cipher-mode=xts,ivgen-alg=plain64,hash-alg=sha256"
+mk_unlock_hdr() { # FILE: 16 MiB LUKS1, aes-xts-plain64 512-bit, PBKDF2-sha256 exactly UNLOCK_ITERS iterations
+    rm -f "$1"; truncate -s 16M "$1"
+    cryptsetup luksFormat --batch-mode --type luks1 --cipher aes-xts-plain64 --key-size 512 --hash sha256 \
+        --pbkdf-force-iterations "$UNLOCK_ITERS" --key-file "$KEY" "$1" >/dev/null
+}
+mk_images() {
+    local stamp="bench-images v1 size=$S small=$SMALL unlock=$UNLOCK_ITERS" i pids=() t off
+    if [ -f "$IMG/stamp" ] && [ "$(cat "$IMG/stamp")" = "$stamp" ]; then
+        log "reusing the images in $IMG"; return 0
+    fi
+    rm -rf "$IMG"; mkdir -p "$IMG"
+    printf '%s' 'luksfs-bench-passphrase' >"$KEY"      # exact bytes, no newline
+    log "images: $(label "$S") seeded plaintext"
+    head -c $((S << 20)) /dev/zero | openssl enc -aes-256-ctr -nosalt -pbkdf2 -pass pass:luksfs-bench-seed >"$PLAIN"
+    [ "$(stat -c %s "$PLAIN")" = $((S << 20)) ] || die "plaintext has the wrong size"
+    head -c $((SMALL << 20)) "$PLAIN" >"$PLAIN_SMALL"
+    head -c 65536 "$PLAIN" >"$TINY_PLAIN"
+    # unlock headers (8 distinct ones: no salt is shared), two at a time, while qemu-img works
+    (
+        mk_unlock_hdr "$IMG/unlock1m.img" || exit 1
+        mkdir -p "$IMG/par8"
+        for i in 1 3 5 7; do
+            mk_unlock_hdr "$IMG/par8/u$i.img" & p=$!
+            mk_unlock_hdr "$IMG/par8/u$((i + 1)).img" || exit 1
+            wait "$p" || exit 1
+        done
+    ) >"$LOGD/unlock-headers.log" 2>&1 &
+    pids+=($!)
+    log "images: LUKS1 (qemu-img -O luks), qcow2+LUKS, LUKS1 $(label "$SMALL"), small LUKS1"
+    # qemu-img spends seconds on its PBKDF2 benchmark whatever the size: two at a time
+    (qemu-img convert -f raw -O luks --object "secret,id=s0,file=$KEY" -o "key-secret=s0,iter-time=10,$QOPT" \
+        "$PLAIN_SMALL" "$IMG/luks1-small.img" &&
+        qemu-img convert -f raw -O luks --object "secret,id=s0,file=$KEY" -o "key-secret=s0,iter-time=1,$QOPT" \
+            "$TINY_PLAIN" "$IMG/tiny.img") >"$LOGD/qemu-img-small.log" 2>&1 &
+    pids+=($!)
+    qemu-img convert -f raw -O luks --object "secret,id=s0,file=$KEY" -o "key-secret=s0,iter-time=10,$QOPT" \
+        "$PLAIN" "$IMG/luks1.img"
+    qemu-img convert -f raw -O qcow2 --object "secret,id=s0,file=$KEY" \
+        -o "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10,$(sed 's/\([a-z-]*=\)/encrypt.\1/g' <<<"$QOPT")" \
+        "$PLAIN" "$IMG/qcow2.img"
+    log "images: LUKS2 4 KiB sectors (cryptsetup reencrypt --encrypt)"
+    # corpus-lib.sh cs_luks2: with --reduce-device-size R the data segment starts at R/2 and the
+    # first (file size - R) bytes of the device are the original data; cut the rest off.
+    t=$IMG/luks2-4k.tmp
+    cp --sparse=always "$PLAIN" "$t"; truncate -s $(((S + 32) << 20)) "$t"
+    cryptsetup reencrypt --encrypt --type luks2 --reduce-device-size 32M --force-offline-reencrypt --batch-mode \
+        --key-file "$KEY" --cipher aes-xts-plain64 --key-size 512 --sector-size 4096 --hash sha256 \
+        --pbkdf pbkdf2 --pbkdf-force-iterations 1000 "$t" >"$LOGD/luks2-reencrypt.log" 2>&1 ||
+        die "cryptsetup reencrypt failed: $(tail -3 "$LOGD/luks2-reencrypt.log")"
+    off=$(cryptsetup luksDump --dump-json-metadata "$t" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["segments"]["0"]["offset"])')
+    truncate -s $((off + (S << 20))) "$t"; mv "$t" "$IMG/luks2-4k.img"
+    for i in "${pids[@]}"; do
+        wait "$i" || die "image creation failed: $(tail -3 "$LOGD/unlock-headers.log" "$LOGD/qemu-img-small.log")"
+    done
+    log "images: 1,000 copies of a small LUKS1 image"
+    "$PY" - "$IMG/tiny.img" "$IMG/dir1000" <<'PY' || die "copying the small images failed"
+import os, sys
+src, d = sys.argv[1:3]
+data = open(src, "rb").read()
+os.makedirs(d, exist_ok=True)
+for i in range(1, 1001):  # sparse copies: only the non-zero 4 KiB blocks are written
+    fd = os.open(f"{d}/img{i:04d}.img", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    for off in range(0, len(data), 4096):
+        blk = data[off:off + 4096]
+        if blk.count(0) != len(blk):
+            os.pwrite(fd, blk, off)
+    os.ftruncate(fd, len(data))
+    os.close(fd)
+PY
+    echo "$stamp" >"$IMG/stamp"
+}
+mk_images
+ls "$IMG"/par8/u{1..8}.img >/dev/null || die "missing unlock headers"
+info iterations.luks1 "$(cryptsetup luksDump "$IMG/luks1.img" | awk '/Iterations:/ {print $2; exit}')"
+info iterations.unlock1m "$(cryptsetup luksDump "$IMG/unlock1m.img" | awk '/Iterations:/ {print $2; exit}')"
+info sector_size.luks2 "$(cryptsetup luksDump "$IMG/luks2-4k.img" | awk '/sector:/ {print $2; exit}')"
+
+# ------------------------------------------------------------------ daemons started by this shell
+# start_luksfs IMAGE | start_qsd IMAGE luks|qcow2 -> D_TOOL D_PID D_MP D_FILE D_LOG
+BASEDEV=$(stat -c %d "$MNT")
+start_luksfs() {
+    local name; name=$(basename "$1")
+    D_TOOL=luksfs D_MP=$MNT/lf.$name D_FILE=$MNT/lf.$name/$name.raw D_LOG=$LOGD/luksfs.$name.log
+    mkdir -p "$D_MP"
+    "$LUKSFS" mount "$1" "$D_MP" --key-file "$KEY" --cache-size "$CACHE" >>"$D_LOG" 2>&1 &
+    D_PID=$!; PIDS+=("$D_PID")
+    wait_ready
+}
+qsd_node() { # DRIVER FILE-NODE SECRET
+    case $1 in
+        luks) echo "driver=luks,file=$2,key-secret=$3" ;;
+        qcow2) echo "driver=qcow2,file=$2,encrypt.format=luks,encrypt.key-secret=$3" ;;
+    esac
+}
+start_qsd() {
+    local name; name=$(basename "$1")
+    D_TOOL=qsd D_MP=$MNT/qsd.$name.raw D_FILE=$MNT/qsd.$name.raw D_LOG=$LOGD/qsd.$name.log
+    : >"$D_MP"
+    qemu-storage-daemon --object "secret,id=sec0,file=$KEY" \
+        --blockdev "driver=file,filename=$1,node-name=f0,read-only=on" \
+        --blockdev "$(qsd_node "$2" f0 sec0),node-name=n0,read-only=on" \
+        --export "type=fuse,id=e0,node-name=n0,mountpoint=$D_MP" >>"$D_LOG" 2>&1 &
+    D_PID=$!; PIDS+=("$D_PID")
+    wait_ready
+}
+wait_ready() { # until 512 bytes of D_FILE are readable from the mount
+    local i n
+    for ((i = 0; i < 6000; i++)); do
+        if [ "$(stat -c %d "$D_FILE" 2>/dev/null)" != "" ] && [ "$(stat -c %d "$D_FILE")" != "$BASEDEV" ]; then
+            n=$(timeout -k 5 120 head -c 512 "$D_FILE" 2>>"$D_LOG" | wc -c) || true
+            [ "$n" = 512 ] && return 0
+            die "$D_TOOL: reading the first 512 bytes of $D_FILE gave $n bytes; log $D_LOG: $(tail -3 "$D_LOG")"
+        fi
+        alive "$D_PID" || die "$D_TOOL (pid $D_PID) exited during start-up; log $D_LOG: $(tail -5 "$D_LOG")"
+        sleep 0.01
+    done
+    die "$D_TOOL: $D_FILE not mounted after 60 s"
+}
+stop_daemon() {
+    local rc=0
+    [ -n "${D_PID:-}" ] || return 0
+    if [ "$D_TOOL" = luksfs ]; then
+        # luksfs must exit 0 on its own after fusermount3 -u
+        fusermount3 -u "$D_MP" 2>>"$D_LOG" || anomaly "fusermount3 -u $D_MP failed (see $D_LOG)"
+        if wait_gone "$D_PID" 10; then
+            wait "$D_PID" 2>/dev/null || rc=$?
+            [ "$rc" = 0 ] || anomaly "luksfs exited with status $rc after fusermount3 -u $D_MP (log $D_LOG)"
+        else
+            anomaly "luksfs (pid $D_PID) still running 10 s after fusermount3 -u $D_MP; sent SIGTERM"
+            kill -TERM "$D_PID" 2>/dev/null; wait_gone "$D_PID" 5 || kill -KILL "$D_PID" 2>/dev/null
+            wait "$D_PID" 2>/dev/null || true
+        fi
+    else
+        # qsd does not exit when unmounted (PEERS.md): SIGTERM, which also unmounts
+        kill -TERM "$D_PID" 2>/dev/null
+        wait_gone "$D_PID" 10 || kill -KILL "$D_PID" 2>/dev/null
+        wait "$D_PID" 2>/dev/null || true
+        if mountpoint -q "$D_MP" 2>/dev/null; then fusermount3 -u "$D_MP" 2>/dev/null || fusermount3 -uz "$D_MP"; fi
+    fi
+    D_PID=''
+}
+
+# ------------------------------------------------------------------ measurement helpers
+HZ=$(getconf CLK_TCK)
+ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }   # utime+stime (fields 14, 15)
+hwm_mib() { awk '/^VmHWM:/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+drop_exposed() { # FILE: drop its page cache, and check that nothing of it stays resident
+    local res
+    dd if="$1" iflag=nocache count=0 status=none
+    res=$(fincore -nb -o RES "$1" 2>/dev/null | awk '{s += $1} END {print s + 0}')
+    if [ "$res" != 0 ]; then
+        [ -f "$RUN/dropwarn" ] || { log "note: fadvise did not drop $1 ($res bytes resident); using drop_caches"; touch "$RUN/dropwarn"; }
+        sync; echo 1 >/proc/sys/vm/drop_caches
+        res=$(fincore -nb -o RES "$1" 2>/dev/null | awk '{s += $1} END {print s + 0}')
+        [ "$res" = 0 ] || die "cannot drop the page cache of $1 ($res bytes stay resident)"
+    fi
+}
+dd_mbs() { # FILE -> MB/s (10^6 B/s) of one whole-file read, bs=1M
+    local out
+    out=$(LC_ALL=C timeout -k 5 900 dd if="$1" of=/dev/null bs=1M 2>&1) ||
+        die "$D_TOOL: 'dd if=$1 of=/dev/null bs=1M' failed or hung (> 900 s): $(tail -2 <<<"$out")"
+    awk '/ copied, / { for (i = 1; i <= NF; i++) if ($i == "copied,") { printf "%.0f", $1 / $(i + 1) / 1e6; exit } }' <<<"$out"
+}
+fio_iops() { # FILE JOBS RUNTIME -> IOPS (jobs over disjoint slices; every 4 KiB block read at most once)
+    local f=$1 j=$2 rt=$3 size slice out=$RUN/fio.json
+    size=$(stat -c %s "$f"); slice=$((size / j / 4096 * 4096))
+    timeout -k 5 $((rt + 120)) fio --name=rr --filename="$f" --readonly --rw=randread --bs=4k --direct=0 \
+        --ioengine=psync --iodepth=1 --invalidate=1 --numjobs="$j" --size="$slice" --offset_increment="$slice" \
+        --runtime="$rt" --group_reporting --output-format=json >"$out" 2>"$RUN/fio.err" ||
+        die "$D_TOOL: fio randread ($j jobs) on $f failed or hung: $(tail -3 "$RUN/fio.err")"
+    "$PY" - "$out" <<'PY' || die "$D_TOOL: fio reported an error: $(tail -3 "$RUN/fio.err")"
+import json, sys
+j = json.load(open(sys.argv[1]))["jobs"][0]
+if j.get("error"):
+    sys.exit(1)
+print(int(j["read"]["iops"]))
+PY
+}
+bdi_ra() { # MOUNTPOINT -> read_ahead_kb of its FUSE bdi
+    local d; d=$(mountpoint -d "$1" 2>/dev/null) && cat "/sys/class/bdi/$d/read_ahead_kb" 2>/dev/null || echo '?'
+}
+gib_per() { awk -v t="$1" -v hz="$HZ" -v mb="$2" 'BEGIN {printf "%.3f", t / hz * 1024 / mb}'; }
+
+# ------------------------------------------------------------------ 1. bytes first
+declare -A IMGF=([luks1]=$IMG/luks1.img [qcow2]=$IMG/qcow2.img [luks2]=$IMG/luks2-4k.img [small]=$IMG/luks1-small.img)
+declare -A DRV=([luks1]=luks [qcow2]=qcow2 [luks2]=none [small]=luks)
+plain_of() { if [ "$1" = small ]; then echo "$PLAIN_SMALL"; else echo "$PLAIN"; fi; }
+verify() { # TOOL FMT
+    local tool=$1 fmt=$2 plain size got half rc1=0 rc2=0 out
+    plain=$(plain_of "$fmt"); size=$(stat -c %s "$plain")
+    if [ "$tool" = luksfs ]; then start_luksfs "${IMGF[$fmt]}"; else start_qsd "${IMGF[$fmt]}" "${DRV[$fmt]}"; fi
+    got=$(stat -c %s "$D_FILE")
+    [ "$got" = "$size" ] || die "WRONG SIZE: $tool exposes $D_FILE with $got bytes, the plaintext has $size ($fmt image ${IMGF[$fmt]})"
+    out=$(timeout -k 5 900 cmp "$D_FILE" "$plain" 2>&1) ||
+        die "BYTES DIFFER: $tool, $fmt image ${IMGF[$fmt]}: 'cmp $D_FILE $plain': $out"
+    if [ "$tool" = luksfs ]; then
+        # two concurrent readers on a fresh mount (nothing cached): each half against the plaintext
+        stop_daemon; start_luksfs "${IMGF[$fmt]}"; drop_exposed "$D_FILE"
+        half=$((size / 2))
+        timeout -k 5 900 cmp -n "$half" "$D_FILE" "$plain" >"$RUN/cmp1" 2>&1 & local c1=$!
+        timeout -k 5 900 cmp -i "$half:$half" "$D_FILE" "$plain" >"$RUN/cmp2" 2>&1 || rc2=$?
+        wait "$c1" || rc1=$?
+        ((rc1 == 0 && rc2 == 0)) || die "BYTES DIFFER: luksfs, $fmt, two concurrent cmp of the halves of $D_FILE: $(cat "$RUN/cmp1" "$RUN/cmp2")"
+        stop_daemon; start_luksfs "${IMGF[$fmt]}"
+        out=$("$PY" "$HELPERS/randcmp.py" "$D_FILE" "$plain" 400 "$fmt" 2>&1) ||
+            die "BYTES DIFFER: luksfs, $fmt, random reads: $out"
+    fi
+    stop_daemon
+    log "bytes equal: $tool $fmt ($(label $((size >> 20))))"
+}
+log "1. verifying the exposed bytes against the plaintext (both tools)"
+for fmt in luks1 qcow2 luks2 small; do
+    verify luksfs "$fmt"
+    [ "$fmt" = luks2 ] || verify qsd "$fmt"
+done
+
+# ------------------------------------------------------------------ figures
+tool_order() { if (($1 % 2)); then echo luksfs qsd; else echo qsd luksfs; fi; }   # alternate who goes first
+seq_figs() { # REP: dd + CPU + re-read for every format, both tools
+    local rep=$1 fmt tool c0 c1 v img
+    for fmt in luks1 qcow2 luks2; do
+        img=${IMGF[$fmt]}
+        for tool in $(tool_order "$rep"); do
+            [ "$fmt:$tool" = luks2:qsd ] && continue
+            if [ "$tool" = luksfs ]; then start_luksfs "$img"; else start_qsd "$img" "${DRV[$fmt]}"; fi
+            [ "$rep" = 1 ] && info "read_ahead_kb.$tool.$fmt" "$(bdi_ra "$D_MP")"
+            drop_exposed "$D_FILE"; cat "$img" >/dev/null
+            c0=$(ticks "$D_PID"); v=$(dd_mbs "$D_FILE"); c1=$(ticks "$D_PID")
+            record "$tool" "seq_MBps.$fmt" "$rep" "$v"
+            record "$tool" "cpu_s_per_GiB.$fmt" "$rep" "$(gib_per $((c1 - c0)) "$S")"
+            c0=$c1; v=$(dd_mbs "$D_FILE"); c1=$(ticks "$D_PID")
+            record "$tool" "reread_MBps.$fmt" "$rep" "$v"
+            record "$tool" "reread_cpu_s_per_GiB.$fmt" "$rep" "$(gib_per $((c1 - c0)) "$S")"
+            record "$tool" "hwm_after_seq_MiB.$fmt" "$rep" "$(hwm_mib "$D_PID")"
+            stop_daemon
+        done
+        log "rep $rep: seq $fmt: $(awk -F'\t' -v f="seq_MBps.$fmt" -v r="$rep" '$2 == f && $3 == r {printf "%s %s MB/s  ", $1, $4}' "$RES")"
+    done
+}
+rand_figs() { # REP: fio randread 4k, 1 and 2 jobs, LUKS1
+    local rep=$1 jobs tool v
+    for jobs in 1 2; do
+        for tool in $(tool_order "$rep"); do
+            if [ "$tool" = luksfs ]; then start_luksfs "${IMGF[luks1]}"; else start_qsd "${IMGF[luks1]}" luks; fi
+            cat "${IMGF[luks1]}" >/dev/null
+            v=$(fio_iops "$D_FILE" "$jobs" "$FIO_RT")
+            record "$tool" "rand4k_iops.j$jobs" "$rep" "$v"
+            log "rep $rep: randread 4k, $jobs job(s): $tool $v IOPS"
+            stop_daemon
+        done
+    done
+}
+rss_figs() { # REP: VmHWM after a full dd and a 2-job fio run, SIZE/4 and SIZE images
+    local rep=$1 which tool img
+    for which in small big; do
+        img=${IMGF[luks1]}; [ "$which" = small ] && img=${IMGF[small]}
+        for tool in $(tool_order "$rep"); do
+            if [ "$tool" = luksfs ]; then start_luksfs "$img"; else start_qsd "$img" luks; fi
+            drop_exposed "$D_FILE"; cat "$img" >/dev/null
+            dd_mbs "$D_FILE" >/dev/null
+            fio_iops "$D_FILE" 2 $((FIO_RT < 3 ? FIO_RT : 3)) >/dev/null
+            record "$tool" "rss_MiB.$which" "$rep" "$(hwm_mib "$D_PID")"
+            stop_daemon
+        done
+    done
+    log "rep $rep: peak RSS measured"
+}
+
+# firstread NAME ARGS...: run scripts/bench/firstread.py, leave its JSON in $RUN/NAME.json and the
+# daemons' PIDs in $RUN/NAME.pid (cleanup reads them)
+firstread() {
+    local name=$1; shift
+    "$PY" "$HELPERS/firstread.py" --base "$MNT" --pidfile "$RUN/$name.pid" --log "$LOGD/$name.log" --timeout 180 "$@" \
+        >"$RUN/$name.json" 2>"$RUN/$name.err" ||
+        die "$name: $(cat "$RUN/$name.err"); daemon log $LOGD/$name.log: $(tail -5 "$LOGD/$name.log")"
+}
+jget() { "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, {"d": d}))' "$@"; }
+stop_spawned() { # NAME luksfs|qsd MOUNTPOINT...: stop the daemons of a firstread run
+    local name=$1 tool=$2 p m; shift 2
+    if [ "$tool" = luksfs ]; then
+        for m in "$@"; do fusermount3 -u "$m" 2>>"$LOGD/$name.log" || anomaly "fusermount3 -u $m failed ($name)"; done
+        for p in $(cat "$RUN/$name.pid"); do
+            wait_gone "$p" 10 || { anomaly "luksfs (pid $p, $name) still running 10 s after fusermount3 -u"; kill -TERM "$p"; wait_gone "$p" 5 || kill -KILL "$p"; }
+        done
+    else
+        for p in $(cat "$RUN/$name.pid"); do kill -TERM "$p" 2>/dev/null; done
+        for p in $(cat "$RUN/$name.pid"); do wait_gone "$p" 10 || kill -KILL "$p" 2>/dev/null; done
+        for m in "$@"; do if mountpoint -q "$m" 2>/dev/null; then fusermount3 -u "$m" || fusermount3 -uz "$m"; fi; done
+    fi
+    rm -f "$RUN/$name.pid"
+}
+q() { printf '%q ' "$@"; }
+qsd_cmd() { # MOUNTPOINT-PREFIX IMAGE... : one qemu-storage-daemon exporting every IMAGE (luks) at PREFIX<i>.raw
+    local pre=$1 i=0 img; shift
+    local a=(qemu-storage-daemon --object "secret,id=sec0,file=$KEY")
+    for img in "$@"; do
+        i=$((i + 1)); : >"$pre$i.raw"
+        a+=(--blockdev "driver=file,filename=$img,node-name=f$i,read-only=on"
+            --blockdev "driver=luks,file=f$i,key-secret=sec0,node-name=n$i,read-only=on"
+            --export "type=fuse,id=e$i,node-name=n$i,mountpoint=$pre$i.raw")
+    done
+    q "${a[@]}"
+}
+unlock_figs() { # REP
+    local rep=$1 i mp reads=() qreads=() cmds=() a b
+    cat "$IMG/unlock1m.img" "$IMG"/par8/*.img >/dev/null     # headers hot: measure the KDF, not the disk
+    # one image, 1M iterations
+    mp=$MNT/u1; mkdir -p "$mp"
+    firstread u1-luksfs --read "$mp/unlock1m.img.raw" --cmd "$(q "$LUKSFS" mount "$IMG/unlock1m.img" "$mp" --key-file "$KEY" --cache-size "$CACHE")"
+    stop_spawned u1-luksfs luksfs "$mp"
+    record luksfs unlock1m_ms "$rep" "$(jget "$RUN/u1-luksfs.json" 'd["ms"]')"
+    record luksfs unlock1m_cpu_ms "$rep" "$(jget "$RUN/u1-luksfs.json" 'round(d["cpu_ms"])')"
+    firstread u1-qsd --read "$MNT/u1q1.raw" --cmd "$(qsd_cmd "$MNT/u1q" "$IMG/unlock1m.img")"
+    stop_spawned u1-qsd qsd "$MNT/u1q1.raw"
+    record qsd unlock1m_ms "$rep" "$(jget "$RUN/u1-qsd.json" 'd["ms"]')"
+    record qsd unlock1m_cpu_ms "$rep" "$(jget "$RUN/u1-qsd.json" 'round(d["cpu_ms"])')"
+    a=$(jget "$RUN/u1-luksfs.json" 'list(d["sha256"].values())[0]'); b=$(jget "$RUN/u1-qsd.json" 'list(d["sha256"].values())[0]')
+    [ "$a" = "$b" ] || die "BYTES DIFFER: first 512 bytes of unlock1m.img: luksfs sha256 $a, qsd $b"
+    # 8 images: luksfs one mount; qsd one process with 8 exports; 8 qsd processes
+    mp=$MNT/p8; mkdir -p "$mp"
+    for i in 1 2 3 4 5 6 7 8; do reads+=(--read "$mp/u$i.img.raw"); done
+    firstread p8-luksfs "${reads[@]}" --cmd "$(q "$LUKSFS" mount "$IMG/par8" "$mp" --key-file "$KEY" --cache-size "$CACHE")"
+    stop_spawned p8-luksfs luksfs "$mp"
+    record luksfs unlock8_ms "$rep" "$(jget "$RUN/p8-luksfs.json" 'd["ms"]')"
+    record luksfs unlock8_cpu_ms "$rep" "$(jget "$RUN/p8-luksfs.json" 'round(d["cpu_ms"])')"
+    for i in 1 2 3 4 5 6 7 8; do qreads+=(--read "$MNT/p8q$i.raw"); done
+    firstread p8-qsd "${qreads[@]}" --cmd "$(qsd_cmd "$MNT/p8q" "$IMG"/par8/u{1..8}.img)"
+    stop_spawned p8-qsd qsd "$MNT"/p8q{1..8}.raw
+    record qsd unlock8_ms "$rep" "$(jget "$RUN/p8-qsd.json" 'd["ms"]')"
+    record qsd unlock8_cpu_ms "$rep" "$(jget "$RUN/p8-qsd.json" 'round(d["cpu_ms"])')"
+    for i in 1 2 3 4 5 6 7 8; do cmds+=(--cmd "$(qsd_cmd "$MNT/p8p$i-" "$IMG/par8/u$i.img")"); done
+    qreads=(); for i in 1 2 3 4 5 6 7 8; do qreads+=(--read "$MNT/p8p$i-1.raw"); done
+    firstread p8-qsd8 "${qreads[@]}" "${cmds[@]}"
+    stop_spawned p8-qsd8 qsd "$MNT"/p8p{1..8}-1.raw
+    record qsd8 unlock8_ms "$rep" "$(jget "$RUN/p8-qsd8.json" 'd["ms"]')"
+    record qsd8 unlock8_cpu_ms "$rep" "$(jget "$RUN/p8-qsd8.json" 'round(d["cpu_ms"])')"
+    for i in 1 2 3 4 5 6 7 8; do
+        a=$(jget "$RUN/p8-luksfs.json" "d['sha256']['$mp/u$i.img.raw']"); b=$(jget "$RUN/p8-qsd.json" "d['sha256']['$MNT/p8q$i.raw']")
+        [ "$a" = "$b" ] || die "BYTES DIFFER: first 512 bytes of par8/u$i.img: luksfs sha256 $a, qsd $b"
+    done
+    log "rep $rep: unlock ($UNLOCK_ITERS iterations): luksfs $(jget "$RUN/u1-luksfs.json" 'd["ms"]') ms, qsd $(jget "$RUN/u1-qsd.json" 'd["ms"]') ms; 8 images: luksfs $(jget "$RUN/p8-luksfs.json" 'd["ms"]') ms, qsd 1 process $(jget "$RUN/p8-qsd.json" 'd["ms"]') ms, 8 processes $(jget "$RUN/p8-qsd8.json" 'd["ms"]') ms"
+}
+mount_figs() { # REP: 1,000-image directory, spawn -> readdir lists 1,000
+    local rep=$1 mp=$MNT/d1000 out t0
+    mkdir -p "$mp"
+    cat "$IMG"/dir1000/*.img >/dev/null
+    firstread d1000 --list "$mp" --expect 1000 --cmd "$(q "$LUKSFS" mount "$IMG/dir1000" "$mp" --key-file "$KEY" --cache-size "$CACHE")"
+    record luksfs mount1000_ms "$rep" "$(jget "$RUN/d1000.json" 'd["ms"]')"
+    if [ "$rep" = 1 ]; then
+        out=$(timeout -k 5 120 cmp "$mp/img0001.img.raw" "$TINY_PLAIN" 2>&1) || die "BYTES DIFFER: luksfs, dir1000/img0001.img: $out"
+        out=$(timeout -k 5 120 cmp "$mp/img1000.img.raw" "$TINY_PLAIN" 2>&1) || die "BYTES DIFFER: luksfs, dir1000/img1000.img: $out"
+    fi
+    t0=$(date +%s%N)
+    stop_spawned d1000 luksfs "$mp"
+    record luksfs unmount1000_ms "$rep" $((($(date +%s%N) - t0) / 1000000))
+    log "rep $rep: mount of 1,000 images → ls: $(jget "$RUN/d1000.json" 'd["ms"]') ms"
+}
+
+LOAD_START=$(uptime)
+log "2. figures ($REPS rep(s)); load: $LOAD_START"
+for rep in $(seq 1 "$REPS"); do
+    seq_figs "$rep"
+    rand_figs "$rep"
+    rss_figs "$rep"
+    unlock_figs "$rep"
+    mount_figs "$rep"
+done
+LOAD_END=$(uptime)
+
+# ------------------------------------------------------------------ report
+{
+    echo "# luksfs benchmark ($(date -u +%FT%TZ))"
+    echo
+    echo "- luksfs $REV ($("$LUKSFS" --version 2>/dev/null | head -1)), --cache-size $CACHE, default threads; vs $(qemu-storage-daemon --version | head -1) FUSE export"
+    echo "- machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) RAM"
+    echo "- images: $(label "$S") plaintext (RSS also at $(label "$SMALL")), $REPS repetition(s), median shown; fio runs capped at ${FIO_RT} s"
+    echo "- load at start: ${LOAD_START#*load average: }; at end: ${LOAD_END#*load average: }"
+    echo "- read_ahead_kb of the FUSE mounts: luksfs $(awk -F'\t' '$2 == "read_ahead_kb.luksfs.luks1" {print $4}' "$RES"), qsd $(awk -F'\t' '$2 == "read_ahead_kb.qsd.luks1" {print $4}' "$RES"); PBKDF2 iterations: LUKS1 image $(awk -F'\t' '$2 == "iterations.luks1" {print $4}' "$RES"), unlock headers $(awk -F'\t' '$2 == "iterations.unlock1m" {print $4}' "$RES")"
+    echo "- all exposed files were byte-identical to the plaintext (cmp, both tools)"
+    echo
+} >"$W/table-header.md"
+cat "$W/table-header.md"
+"$PY" "$HELPERS/summary.py" "$RES" "$W/table" "$BUDGET" "$(nproc)" "$(label "$SMALL")" "$(label "$S")" "$UNLOCK_ITERS"
+{ cat "$W/table-header.md" "$W/table.md"; } >"$W/table.md.tmp" && mv "$W/table.md.tmp" "$W/table.md"
+if [ -s "$ANOM" ]; then
+    echo; echo "Anomalies seen in luksfs/qsd during the run:"; sed 's/^/  - /' "$ANOM"
+    { echo; echo "Anomalies:"; sed 's/^/- /' "$ANOM"; } >>"$W/table.md"
+fi
+echo
+echo "table: $W/table.md and $W/table.tsv; raw rows: $RES; logs: $LOGD"
+log "done in $((SECONDS - T_START)) s"
