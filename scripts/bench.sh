@@ -2,7 +2,7 @@
 # scripts/bench.sh -- luksfs against qemu-storage-daemon's FUSE export, side by side (issue 5).
 #
 # Usage: scripts/bench.sh [--quick] [--size 1G] [--reps 3] [--keep DIR]
-#                         [--fio-runtime S] [--cache-size 64M] [--bin PATH]
+#                         [--fio-runtime S] [--cache-size 64M] [--rev REV | --bin PATH]
 #   --quick        smoke mode: 128 MiB images, 1 repetition, 2 s fio runs, unlock headers with
 #                  200,000 PBKDF2 iterations instead of 1,000,000 (about a minute on an idle machine)
 #   --size SIZE    plaintext size of the main images (M or G suffix; default 1G, --quick 128M)
@@ -12,7 +12,10 @@
 #                  removed at the end (the results and logs in it are kept)
 #   --fio-runtime S  cap of each fio run in seconds (default 10, --quick 2)
 #   --cache-size SIZE  luksfs --cache-size, the RSS budget is this + 16 MiB (default 64M)
-#   --bin PATH     benchmark this luksfs binary instead of building `cargo build --release`
+#   --rev REV      build the committed revision REV (e.g. HEAD) from `git archive` instead of the
+#                  work tree (other people's unfinished edits), in target/bench (seeded from
+#                  target/release, so only luksfs itself is compiled)
+#   --bin PATH     benchmark this luksfs binary instead of building
 #
 # Needs root (drops page caches of the files it reads, mounts FUSE), /dev/fuse, qemu-img,
 # qemu-storage-daemon, cryptsetup, fio, fusermount3, openssl, python3 (scripts/install-deps.sh).
@@ -64,19 +67,19 @@ die() { printf '\nbench.sh: ERROR: %s\n' "$*" >&2; exit 1; }
 log() { printf '[%s %4ds] %s\n' "$(date +%T)" $((SECONDS - T_START)) "$*" >&2; }
 
 # ------------------------------------------------------------------ arguments
-QUICK=0 SIZE='' REPS='' KEEP='' BIN='' FIO_RT='' CACHE=64M
+QUICK=0 SIZE='' REPS='' KEEP='' BIN='' FIO_RT='' CACHE=64M GITREV=
 need() { [ $# -ge 2 ] && [ -n "$2" ] || { echo "bench.sh: $1 needs a value (see --help)" >&2; exit 2; }; }
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) QUICK=1 ;;
-        --size | --reps | --keep | --bin | --fio-runtime | --cache-size)
+        --size | --reps | --keep | --bin | --fio-runtime | --cache-size | --rev)
             need "$@"
             case $1 in
                 --size) SIZE=$2 ;; --reps) REPS=$2 ;; --keep) KEEP=$2 ;; --bin) BIN=$2 ;;
-                --fio-runtime) FIO_RT=$2 ;; --cache-size) CACHE=$2 ;;
+                --fio-runtime) FIO_RT=$2 ;; --cache-size) CACHE=$2 ;; --rev) GITREV=$2 ;;
             esac
             shift ;;
-        --size=* | --reps=* | --keep=* | --bin=* | --fio-runtime=* | --cache-size=*)
+        --size=* | --reps=* | --keep=* | --bin=* | --fio-runtime=* | --cache-size=* | --rev=*)
             v=${1#*=}; k=${1%%=*}; set -- "$k" "$v" "${@:2}"; continue ;;
         -h | --help) usage; exit 0 ;;
         *) echo "bench.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -170,17 +173,37 @@ info() { printf 'info\t%s\t1\t%s\t\n' "$1" "$2" >>"$RES"; }
 
 # ------------------------------------------------------------------ build
 log "work dir $W; size $(label "$S") (RSS images $(label "$SMALL") and $(label "$S")), $REPS rep(s), fio cap ${FIO_RT} s, luksfs --cache-size $CACHE"
-if [ -z "$BIN" ]; then
-    log "cargo build --release"
-    (cd "$ROOT" && cargo build --release 2>&1 | tail -3) || die "cargo build --release failed"
+build_failed() { die "cargo build --release failed (log $LOGD/build.log):
+$(grep -m1 -A12 '^error' "$LOGD/build.log")"; }
+if [ -n "$BIN" ] && [ -n "$GITREV" ]; then die "--bin and --rev exclude each other"; fi
+if [ -n "$GITREV" ]; then
+    DESC=$(git -C "$ROOT" rev-parse --short "$GITREV^{commit}") || die "--rev $GITREV: not a commit"
+    log "cargo build --release of $GITREV ($DESC) from git archive, target dir $ROOT/target/bench"
+    TB=$ROOT/target/bench
+    mkdir -p "$TB"
+    if [ "$(cat "$TB/src.rev" 2>/dev/null)" != "$DESC" ]; then   # same path and mtimes: no rebuild for the same rev
+        rm -rf "$TB/src" "$TB/src.rev"; mkdir -p "$TB/src"
+        git -C "$ROOT" archive --format=tar "$DESC" | tar -x -C "$TB/src" || die "git archive $DESC failed"
+        echo "$DESC" >"$TB/src.rev"
+    fi
+    if [ ! -d "$TB/release" ] && [ -d "$ROOT/target/release" ]; then cp -a "$ROOT/target/release" "$TB/release"; fi
+    (cd "$TB/src" && cargo build --release --locked --target-dir "$TB") >"$LOGD/build.log" 2>&1 || build_failed
+    BIN=$TB/release/luksfs
+elif [ -z "$BIN" ]; then
+    log "cargo build --release (work tree)"
+    (cd "$ROOT" && cargo build --release) >"$LOGD/build.log" 2>&1 || build_failed
     BIN=$ROOT/target/release/luksfs
+    DESC=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+    if [ -n "$(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ]; then
+        DESC="$DESC+uncommitted-changes"
+    fi
+else
+    DESC="binary $BIN"
 fi
 [ -x "$BIN" ] || die "$BIN is not an executable"
 # A private copy: other builds in the tree must not swap the binary under a running benchmark.
 cp "$BIN" "$W/bin/luksfs"
 LUKSFS=$W/bin/luksfs
-REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ]; then REV="$REV+uncommitted-changes"; fi
 
 # ------------------------------------------------------------------ images
 KEY=$IMG/key
@@ -559,7 +582,7 @@ LOAD_END=$(uptime)
 {
     echo "# luksfs benchmark ($(date -u +%FT%TZ))"
     echo
-    echo "- luksfs $REV ($("$LUKSFS" --version 2>/dev/null | head -1)), --cache-size $CACHE, default threads; vs $(qemu-storage-daemon --version | head -1) FUSE export"
+    echo "- luksfs $DESC ($("$LUKSFS" --version 2>/dev/null | head -1)), --cache-size $CACHE, default threads; vs $(qemu-storage-daemon --version | head -1) FUSE export"
     echo "- machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) RAM"
     echo "- images: $(label "$S") plaintext (RSS also at $(label "$SMALL")), $REPS repetition(s), median shown; fio runs capped at ${FIO_RT} s"
     echo "- load at start: ${LOAD_START#*load average: }; at end: ${LOAD_END#*load average: }"
