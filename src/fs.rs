@@ -140,7 +140,7 @@ impl Filesystem for LuksFs {
             if buf.len() < n {
                 buf.resize(n, 0);
             }
-            match self.cache.read(ino.0, &img, offset, &mut buf[..n]) {
+            match self.cache.read(ino.0, &*img, offset, &mut buf[..n]) {
                 Ok(()) => reply.data(&buf[..n]),
                 Err(e) => {
                     log::error!("read at {offset}: {e}");
