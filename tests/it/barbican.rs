@@ -1,7 +1,8 @@
 //! The Barbican key manager against a REAL Keystone + Barbican (no mocks): `scripts/openstack-up.sh`
 //! starts them once per test binary run into `$LUKSFS_OPENSTACK_DIR` (default: the cargo target
 //! directory's `openstack/`) and leaves them running for the next run (warm start ~1-5 s; the
-//! first, cold, run installs them from PyPI in ~45-75 s). Stop them with
+//! first, cold, run installs them from PyPI in ~45-75 s; a run less than 10 minutes old whose
+//! servers answer is reused without running the script, see [`REUSE_WITHIN`]). Stop them with
 //! `scripts/openstack-down.sh target/openstack`.
 //!
 //! If they can't be started the tests print `SKIPPED: ...` and pass, except under `CI=true`.
@@ -11,7 +12,7 @@
 //! `barbican_stopped_mid_mount_*`, `barbican_token_revoked_mid_mount_*`): images made by
 //! qemu-img/cryptsetup whose passphrases live in Barbican, Glance sidecars, keytab `barbican:`
 //! lines, through `cat`, `inspect` and real FUSE mounts. Run just this module with
-//! `cargo test --release --test it -- barbican::`.
+//! `cargo test --test it -- barbican::`.
 //!
 //! Other modules can reuse [`harness`] and the REST helpers ([`Osk::store_symmetric`],
 //! [`Osk::store_passphrase`], [`Osk::clouds_env`]) for image-level tests.
@@ -71,18 +72,32 @@ fn harness_dir() -> PathBuf {
     }
 }
 
+/// A script run less than this long ago whose servers still answer (and whose `osk-token` Keystone
+/// still accepts) is not repeated: nextest runs every test in a process of its own, and a warm
+/// re-run of the script costs 4-8 s each time.
+const REUSE_WITHIN: Duration = Duration::from_secs(10 * 60);
+
 fn start() -> Result<Osk, String> {
     let dir = harness_dir();
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if let Some(o) = reuse(&dir) {
+        eprintln!("OpenStack harness already up ({})", dir.display());
+        return Ok(o);
+    }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/openstack-up.sh");
     let log = dir.join("up.log");
     let t = Instant::now();
-    let out = Command::new("bash")
-        .arg(&script)
-        .arg(&dir)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("{}: {e}", script.display()))?;
+    // one run of the script at a time (parallel test processes would install into one venv)
+    let mut cmd = match util::which("flock") {
+        Some(flock) => {
+            let mut c = Command::new(flock);
+            c.arg(dir.join(".up.lock")).arg("bash");
+            c
+        }
+        None => Command::new("bash"),
+    };
+    let out =
+        cmd.arg(&script).arg(&dir).stdin(Stdio::null()).output().map_err(|e| format!("{}: {e}", script.display()))?;
     let mut text = out.stdout.clone();
     text.extend_from_slice(&out.stderr);
     let _ = std::fs::write(&log, &text);
@@ -93,6 +108,11 @@ fn start() -> Result<Osk, String> {
         return Err(format!("{} {} failed ({}):\n{}", script.display(), dir.display(), out.status, tail.join("\n")));
     }
     eprintln!("OpenStack harness up in {:.1}s ({})", t.elapsed().as_secs_f32(), dir.display());
+    read_osk(dir)
+}
+
+/// What `DIR/osk.env` says.
+fn read_osk(dir: PathBuf) -> Result<Osk, String> {
     let envfile = std::fs::read_to_string(dir.join("osk.env")).map_err(|e| format!("osk.env: {e}"))?;
     let env: HashMap<String, String> = envfile
         .lines()
@@ -102,6 +122,34 @@ fn start() -> Result<Osk, String> {
         .collect();
     let get = |k: &str| env.get(k).cloned().ok_or_else(|| format!("osk.env lacks {k}"));
     Ok(Osk { keystone: get("OSK_KEYSTONE_URL")?, barbican: get("OSK_BARBICAN_URL")?, dir, env })
+}
+
+/// The servers of a script run less than [`REUSE_WITHIN`] ago, if both answer and Keystone still
+/// accepts the `osk-token` cloud's token.
+fn reuse(dir: &Path) -> Option<Osk> {
+    let age = std::fs::metadata(dir.join("osk.env")).ok()?.modified().ok()?.elapsed().ok()?;
+    if age > REUSE_WITHIN {
+        return None;
+    }
+    let osk = read_osk(dir.to_path_buf()).ok()?;
+    let probe = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .new_agent();
+    if probe.get(&osk.keystone).call().ok()?.status().as_u16() != 200 {
+        return None;
+    }
+    if !matches!(probe.get(format!("{}/", osk.barbican)).call().ok()?.status().as_u16(), 200 | 300) {
+        return None;
+    }
+    let cfg = clouds::load_with_env(Some("osk-token"), &osk.clouds_env()).ok()?;
+    let clouds::Auth::Token { token } = &cfg.auth else { return None };
+    let token = std::str::from_utf8(token.as_bytes()).ok()?;
+    let url = format!("{}/auth/tokens", osk.keystone);
+    let r = probe.get(&url).header("X-Auth-Token", token).header("X-Subject-Token", token).call().ok()?;
+    (r.status().as_u16() == 200).then_some(osk)
 }
 
 macro_rules! osk {
