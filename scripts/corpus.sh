@@ -120,7 +120,7 @@ if ((EXTERNAL)); then
         for t in "$CORPUS_SRC"/external/*.tar.xz; do tar -C "$EXT.tmp" -xJf "$t" --no-same-owner; done
         cp "$CORPUS_SRC/external/manifest.tsv" "$EXT.tmp/"
         printf 'file\toffset\tlength\tsha256\tnote\n' >"$EXT.tmp/spotchecks.tsv"
-        find "$EXT.tmp" -type f -exec fallocate --dig-holes {} + 2>/dev/null || true
+        find "$EXT.tmp" -type f -exec fallocate --dig-holes {} \; 2>/dev/null || true # one file per call
         mv "$EXT.tmp" "$EXT"
     fi
     DIRS+=("external/")
