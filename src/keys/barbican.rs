@@ -374,6 +374,12 @@ impl KeyManager {
                      from {})",
                     self.auth_url, self.cfg.source
                 ),
+                // ... and an unknown (e.g. deleted) application credential likewise
+                404 if matches!(self.cfg.auth, Auth::ApplicationCredential { .. }) => format!(
+                    "keystone at {}: unauthorized (404): the application credential is unknown (deleted or \
+                     mistyped; from {})",
+                    self.auth_url, self.cfg.source
+                ),
                 _ => format!("keystone at {}: {words} ({status})", self.auth_url),
             }));
         }
