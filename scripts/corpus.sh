@@ -201,7 +201,11 @@ name = lambda e: errno.errorcode.get(e, str(e))
 try:
     st = os.stat(path)
 except OSError as e:
+    if mode == "HIDDEN" and e.errno == errno.ENOENT:
+        print("PASS not listed: no LUKS/qcow2 magic, so not an image (cat exits 4)"); sys.exit()
     print("FAIL not listed: " + name(e.errno)); sys.exit()
+if mode == "HIDDEN":
+    print("FAIL listed although the file has no LUKS/qcow2 magic"); sys.exit()
 if mode.startswith("E"):
     want = getattr(errno, mode)
     try:
@@ -317,6 +321,14 @@ if [ "$VIA" = mount ] || [ "$VIA" = both ]; then
             ok-spot) mode=ok-spot ;; ok-or-unsupported) mode=ok-or-unsupported ;; *) mode=ok ;;
         esac
         is_sparse "$expect" "$size" && [ "$mode" = ok ] && mode=ok-spot
+        # A damaged file without LUKS/qcow2 magic is not an image: the mount must not list it
+        # (images are recognised by content); cat still has to refuse it with exit 4.
+        if [ "$mode" = EIO ] && [ -z "$(header_of "$notes")" ]; then
+            case $(head -c 4 "$OUTDIR/$p$f" | od -An -tx1 | tr -d ' \n') in
+                4c554b53 | 514649fb) ;;
+                *) mode=HIDDEN ;;
+            esac
+        fi
         # shellcheck disable=SC2046  # spot triples split into words on purpose
         line=$(timeout 600 python3 -c "$MOUNT_CHECK" "$MNT/$p$f.raw" "$mode" "$size" "$sha" $(spots_of "$p" "$f") 2>&1 </dev/null ||
             echo "FAIL checker exit $?")
