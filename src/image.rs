@@ -410,7 +410,7 @@ impl Image {
             let guest = off + done as u64;
             let (st, mut n) = q.map(guest, (buf.len() - done) as u64)?;
             match st {
-                Storage::Zero => buf[done..done + n as usize].fill(0),
+                Storage::Zero | Storage::Unallocated => buf[done..done + n as usize].fill(0),
                 Storage::Compressed => {
                     return Err(Error::unsupported(format!(
                         "guest offset {guest} is in a compressed cluster, which an encrypted qcow2 image cannot have"

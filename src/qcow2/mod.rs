@@ -1,6 +1,6 @@
-//! qcow2 address mapping: guest offset → host offset, zero, or compressed, through the L1 table
-//! and (cached) L2 tables. It maps addresses and does not decrypt; [`header`] and [`table`] are
-//! the pure parsers underneath.
+//! qcow2 address mapping: guest offset → host offset, zero, unallocated or compressed, through
+//! the L1 table and (cached) L2 tables. It maps addresses and does not decrypt; [`header`] and
+//! [`table`] are the pure parsers underneath.
 
 pub mod header;
 pub mod table;
@@ -119,7 +119,7 @@ impl Qcow2 {
             .ok_or_else(|| Error::corrupt(format!("guest offset {guest} is beyond the L1 table")))?;
         let cluster_left = (cs - in_cluster).min(max_len);
         let Some(l2_off) = table::l1_entry(l1e, cs)? else {
-            return Ok((Storage::Zero, cluster_left));
+            return Ok((Storage::Unallocated, cluster_left));
         };
         let l2 = self.l2_table(l2_off)?;
         if !h.extended_l2() {
@@ -144,7 +144,7 @@ impl Qcow2 {
         while len < cluster_left && next < table::SUBCLUSTERS {
             let st = table::ext_l2_entry(e, bitmap, next, cs)?;
             let same = match (first, st) {
-                (Storage::Zero, Storage::Zero) => true,
+                (Storage::Zero, Storage::Zero) | (Storage::Unallocated, Storage::Unallocated) => true,
                 (Storage::Data(a), Storage::Data(b)) => b == a + (next - sc) * scs,
                 _ => false,
             };

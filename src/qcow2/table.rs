@@ -18,8 +18,10 @@ pub const SUBCLUSTERS: u64 = 32;
 pub enum Storage {
     /// Encrypted data at this host offset.
     Data(u64),
-    /// Reads as zeros (zero flag, or unallocated with no backing file).
+    /// Reads as zeros: the zero flag is set (the cluster may still own host space).
     Zero,
+    /// Not allocated: reads as zeros (luksfs never uses a backing file).
+    Unallocated,
     /// A compressed cluster: not valid in an encrypted image.
     Compressed,
 }
@@ -49,7 +51,7 @@ pub fn l2_entry(entry: u64, version: u32, cluster_size: u64) -> Result<Storage, 
     }
     let off = entry & OFFSET_MASK;
     if off == 0 {
-        return Ok(Storage::Zero);
+        return Ok(Storage::Unallocated);
     }
     if off % cluster_size != 0 {
         return Err(Qcow2Error::Invalid(format!("data cluster offset 0x{off:x} is not cluster-aligned")));
@@ -66,7 +68,8 @@ pub fn ext_l2_entry(entry: u64, bitmap: u64, sc: u64, cluster_size: u64) -> Resu
     let zero = bitmap >> (32 + sc) & 1 != 0;
     match (alloc, zero) {
         (true, true) => Err(Qcow2Error::Invalid(format!("subcluster {sc} is both allocated and zero"))),
-        (false, _) => Ok(Storage::Zero),
+        (false, true) => Ok(Storage::Zero),
+        (false, false) => Ok(Storage::Unallocated),
         (true, false) => {
             let off = entry & OFFSET_MASK;
             if off == 0 || off % cluster_size != 0 {
@@ -84,7 +87,8 @@ mod tests {
     #[test]
     fn decodes_standard_entries() {
         let c = 65536;
-        assert_eq!(l2_entry(0, 3, c), Ok(Storage::Zero));
+        assert_eq!(l2_entry(0, 3, c), Ok(Storage::Unallocated));
+        assert_eq!(l2_entry(0, 2, c), Ok(Storage::Unallocated));
         assert_eq!(l2_entry(0x8000_0000_0005_0000, 3, c), Ok(Storage::Data(0x50000)));
         assert_eq!(l2_entry(0x8000_0000_0005_0001, 3, c), Ok(Storage::Zero));
         assert_eq!(l2_entry(COMPRESSED | 5, 3, c), Ok(Storage::Compressed));
@@ -98,7 +102,7 @@ mod tests {
         let bitmap = 0b01 | (0b10 << 32);
         assert_eq!(ext_l2_entry(0x50000, bitmap, 0, c), Ok(Storage::Data(0x50000)));
         assert_eq!(ext_l2_entry(0x50000, bitmap, 1, c), Ok(Storage::Zero));
-        assert_eq!(ext_l2_entry(0x50000, bitmap, 2, c), Ok(Storage::Zero));
+        assert_eq!(ext_l2_entry(0x50000, bitmap, 2, c), Ok(Storage::Unallocated));
         assert!(ext_l2_entry(0x50000, 1 | 1 << 32, 0, c).is_err());
         assert_eq!(ext_l2_entry(0x50000, 1 << 5, 5, c), Ok(Storage::Data(0x50000 + 5 * 2048)));
     }
