@@ -1,1 +1,797 @@
-//! Placeholder: being written in a parallel change.
+//! `luksfs verify IMAGE|DIR`: decrypt a whole image once and say whether it is a sane backup.
+//!
+//! One pass over the image: worker threads decrypt large chunks ahead ([`crate::stream`]) while
+//! the calling thread hashes them in order (SHA-256 of the plaintext) and keeps the first and last
+//! bytes for [`crate::sniff`]; another thread hashes the ciphertext file (SHA-256, plus the
+//! Glance sidecar's `os_hash_algo` when there is one). Then the report: format, cipher, key slot,
+//! payload offset, decrypted size, qcow2 allocation, hashes and their checks, what the plaintext
+//! is, warnings, and a verdict:
+//!
+//! | verdict | exit | when |
+//! |---|---|---|
+//! | `OK` | 0 | decrypted, every check passed, the plaintext is recognised |
+//! | `WARN` | 6 | decrypted, but: unrecognised or all-zero plaintext, a disk-image container inside, a size that disagrees (sidecar, filesystem header, partition table), a check that could not be made |
+//! | `FAIL` | 3, 4, 5, 1 | wrong key, corrupt or truncated image, refused image, read error (the usual classes) |
+//! | `FAIL` | 7 | a hash mismatch: `--expect-sha256`, or the sidecar's `os_hash_value` |
+//!
+//! `verify DIR` checks every image under DIR (found by magic, as `mount` finds them, keys as
+//! `mount` gives them) and exits with the worst code (see [`worst`]).
+//!
+//! The report is built once as JSON (schema in `docs/inspect-json.md`) and rendered as text with
+//! [`crate::inspect::render_text`], so both outputs say the same thing.
+
+use crate::cli::{ImageArgs, KeyArgs, image_passphrase, print_stdout};
+use crate::dir::{KeyPlan, Tree, Unlocker};
+use crate::image::{Format, Image, ImageOptions, Prepared, open_readonly};
+use crate::keys::{KeySource, Keyring, sidecar};
+use crate::qcow2::table::Storage;
+use crate::sniff::{self, Payload};
+use crate::{Error, Result};
+use clap::Args;
+use serde_json::{Map, Value, json};
+use sha2::Digest;
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Exit code of a `WARN` verdict.
+pub const EXIT_WARN: i32 = 6;
+/// Exit code of a `FAIL` verdict caused by a hash mismatch.
+pub const EXIT_MISMATCH: i32 = 7;
+
+/// Bytes per read of the ciphertext file.
+const FILE_CHUNK: usize = 4 << 20;
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// An encrypted image, or a directory: every LUKS1/LUKS2/qcow2 image under it (by magic).
+    pub source: PathBuf,
+    #[command(flatten)]
+    pub key: KeyArgs,
+    #[command(flatten)]
+    pub opts: ImageArgs,
+    /// SHA-256 (hex) the plaintext must have; a mismatch is a FAIL (exit 7). Single image only.
+    #[arg(long, value_name = "HEX", value_parser = parse_sha256)]
+    pub expect_sha256: Option<String>,
+    /// Print the report as one JSON object (schema: docs/inspect-json.md).
+    #[arg(long)]
+    pub json: bool,
+    /// Take the passphrase from this Barbican secret (id or href), for every image checked.
+    #[arg(long, value_name = "ID", conflicts_with = "key_file")]
+    pub barbican_secret: Option<String>,
+    /// Decryption threads (default: the number of cores, at least 2, at most 4).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub threads: Option<u32>,
+}
+
+fn parse_sha256(s: &str) -> std::result::Result<String, String> {
+    let t = s.trim().to_ascii_lowercase();
+    if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(t)
+    } else {
+        Err("expected 64 hex digits (a SHA-256)".into())
+    }
+}
+
+/// The outcome of checking one image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verdict {
+    Ok,
+    Warn,
+    Fail,
+}
+
+impl Verdict {
+    /// `OK`, `WARN`, `FAIL`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Ok => "OK",
+            Verdict::Warn => "WARN",
+            Verdict::Fail => "FAIL",
+        }
+    }
+}
+
+/// The worse of two exit codes of `verify`: any FAIL beats WARN (6) beats OK (0); among FAILs,
+/// corrupt (4) > hash mismatch (7) > wrong key (3) > refused (5) > I/O and other (1) > usage (2)
+/// (damaged data first, then what stops a restore).
+pub fn worst(a: i32, b: i32) -> i32 {
+    let rank = |c: i32| match c {
+        0 => 0,
+        EXIT_WARN => 1,
+        2 => 2,
+        1 => 3,
+        5 => 4,
+        3 => 5,
+        EXIT_MISMATCH => 6,
+        4 => 7,
+        _ => 3,
+    };
+    if rank(b) > rank(a) { b } else { a }
+}
+
+/// Run `luksfs verify`; returns the exit code.
+pub fn run(args: VerifyArgs) -> Result<i32> {
+    let md = std::fs::metadata(&args.source).map_err(|e| Error::from_io("cannot read", &e).with_path(&args.source))?;
+    if md.is_dir() { run_dir(&args) } else { run_one(&args) }
+}
+
+fn threads(a: &VerifyArgs) -> usize {
+    match a.threads {
+        Some(n) => n as usize,
+        None => std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 4),
+    }
+}
+
+fn run_one(a: &VerifyArgs) -> Result<i32> {
+    let settings = a.key.settings()?;
+    let opts = a.opts.options();
+    let progress = Progress::new(&a.source.display().to_string());
+    let checks = Checks { expect_sha256: a.expect_sha256.clone(), threads: threads(a) };
+    let report = verify_image(&a.source, &opts, &checks, progress, |p| {
+        let pass = image_passphrase(&a.key, a.barbican_secret.as_deref(), &a.source)?;
+        p.unlock(&pass, settings).map(Arc::new)
+    });
+    let text = if a.json {
+        serde_json::to_string_pretty(&report.json).unwrap_or_default() + "\n"
+    } else {
+        crate::inspect::render_text(&report.json)
+    };
+    print_stdout(text.as_bytes())?;
+    if let Some(line) = report.failure_line() {
+        eprintln!("luksfs: {line}");
+    }
+    Ok(report.exit_code)
+}
+
+fn run_dir(a: &VerifyArgs) -> Result<i32> {
+    if a.opts.header.is_some() {
+        return Err(Error::usage("--header needs a single image; verify the image itself, not its directory"));
+    }
+    if a.expect_sha256.is_some() {
+        return Err(Error::usage("--expect-sha256 needs a single image, not a directory"));
+    }
+    let settings = a.key.settings()?;
+    let ring = Keyring::new(None, a.key.os_cloud.clone());
+    let barbican = ring.barbican_configured();
+    // The key for images without a sidecar key: --barbican-secret, --key-file, or one prompt.
+    let default_key = match &a.barbican_secret {
+        Some(id) => Some(ring.passphrase(&KeySource::Barbican(id.clone()))?),
+        None if a.key.key_file.is_some() || !barbican => {
+            a.key.default_key(&format!("the images in {}", a.source.display()))?
+        }
+        None => None,
+    };
+    if default_key.is_none() && !barbican {
+        return Err(Error::usage(
+            "no key given: use --key-file FILE, --barbican-secret ID, --os-cloud NAME (Glance sidecars), \
+             or run on a terminal to be prompted",
+        ));
+    }
+    let plan = KeyPlan { keytab: BTreeMap::new(), default_options: a.opts.options(), use_sidecars: barbican };
+    let tree = Tree::scan(&a.source, &plan)?;
+    let unlocker = Unlocker { keys: Arc::new(Keyring::new(default_key, a.key.os_cloud.clone())), settings };
+    let checks = Checks { expect_sha256: None, threads: threads(a) };
+    let n = tree.images.len();
+    let mut reports = Vec::with_capacity(n);
+    let mut code = 0;
+    let (mut ok, mut warn, mut fail) = (0, 0, 0);
+    for (i, entry) in tree.images.iter().enumerate() {
+        let rel = entry.rel.display().to_string();
+        let progress = Progress::new(&format!("[{}/{n}] {rel}", i + 1));
+        let mut r = verify_image(&entry.source, &plan.default_options, &checks, progress, |_| entry.get(&unlocker));
+        code = worst(code, r.exit_code);
+        match r.verdict {
+            Verdict::Ok => ok += 1,
+            Verdict::Warn => warn += 1,
+            Verdict::Fail => fail += 1,
+        }
+        let line = format!("{:<4}  {rel}  {}\n", r.verdict.name(), r.one_line());
+        if a.json {
+            if let Value::Object(m) = &mut r.json {
+                m.insert("path".into(), json!(rel));
+            }
+            reports.push(r.json);
+        } else {
+            // One line per image as soon as it is checked.
+            print_stdout(line.as_bytes())?;
+        }
+    }
+    if n == 0 {
+        code = EXIT_WARN;
+    }
+    let verdict = match code {
+        0 => Verdict::Ok,
+        EXIT_WARN => Verdict::Warn,
+        _ => Verdict::Fail,
+    };
+    let summary = format!(
+        "{n} image{} under {}: {ok} OK, {warn} WARN, {fail} FAIL; verdict {} (exit {code})\n",
+        if n == 1 { "" } else { "s" },
+        a.source.display(),
+        verdict.name()
+    );
+    if a.json {
+        let j = json!({"directory": a.source.display().to_string(), "images": reports,
+                       "summary": {"images": n, "ok": ok, "warn": warn, "fail": fail},
+                       "verdict": verdict.name(), "exit_code": code});
+        print_stdout((serde_json::to_string_pretty(&j).unwrap_or_default() + "\n").as_bytes())?;
+    } else {
+        print_stdout(summary.as_bytes())?;
+    }
+    Ok(code)
+}
+
+/// What to check besides the image itself.
+struct Checks {
+    expect_sha256: Option<String>,
+    threads: usize,
+}
+
+/// One image's report: the JSON document and its verdict.
+struct Report {
+    json: Value,
+    verdict: Verdict,
+    exit_code: i32,
+    error: Option<Error>,
+    mismatches: Vec<String>,
+    warnings: Vec<String>,
+    path: PathBuf,
+}
+
+impl Report {
+    /// The stderr line for a FAIL (None otherwise).
+    fn failure_line(&self) -> Option<String> {
+        if let Some(e) = &self.error {
+            return Some(e.clone().with_path(&self.path).to_string());
+        }
+        self.mismatches.first().map(|m| format!("{}: {m}", self.path.display()))
+    }
+
+    /// The `verify DIR` line after the verdict and the name.
+    fn one_line(&self) -> String {
+        let j = &self.json;
+        if let Some(e) = &self.error {
+            return format!("{}: {}", e.kind().name(), e.message());
+        }
+        let mut s = format!(
+            "{} {} {}, {}; plaintext sha256 {}",
+            j["format"].as_str().unwrap_or("-"),
+            j["cipher"].as_str().unwrap_or("-"),
+            human(j["decrypted_size"].as_u64().unwrap_or(0)),
+            j["plaintext"]["description"].as_str().unwrap_or("-"),
+            j["sha256"]["plaintext"].as_str().unwrap_or("-"),
+        );
+        for m in self.mismatches.iter().chain(&self.warnings) {
+            s += &format!("; {m}");
+        }
+        s
+    }
+}
+
+/// Glance `os_hash_algo` values luksfs can check (no MD5: luksfs has no MD5 implementation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OsAlgo {
+    Sha1,
+    Sha224,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl OsAlgo {
+    fn from_name(s: &str) -> Option<OsAlgo> {
+        match s.to_ascii_lowercase().as_str() {
+            "sha1" => Some(OsAlgo::Sha1),
+            "sha224" => Some(OsAlgo::Sha224),
+            "sha256" => Some(OsAlgo::Sha256),
+            "sha384" => Some(OsAlgo::Sha384),
+            "sha512" => Some(OsAlgo::Sha512),
+            _ => None,
+        }
+    }
+    fn hasher(self) -> Hasher {
+        match self {
+            OsAlgo::Sha1 => Hasher::Sha1(sha1::Sha1::new()),
+            OsAlgo::Sha224 => Hasher::Sha224(sha2::Sha224::new()),
+            OsAlgo::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
+            OsAlgo::Sha384 => Hasher::Sha384(sha2::Sha384::new()),
+            OsAlgo::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
+        }
+    }
+}
+
+/// A running hash of one of the [`OsAlgo`]s.
+enum Hasher {
+    Sha1(sha1::Sha1),
+    Sha224(sha2::Sha224),
+    Sha256(sha2::Sha256),
+    Sha384(sha2::Sha384),
+    Sha512(sha2::Sha512),
+}
+
+impl Hasher {
+    fn update(&mut self, b: &[u8]) {
+        match self {
+            Hasher::Sha1(h) => h.update(b),
+            Hasher::Sha224(h) => h.update(b),
+            Hasher::Sha256(h) => h.update(b),
+            Hasher::Sha384(h) => h.update(b),
+            Hasher::Sha512(h) => h.update(b),
+        }
+    }
+    fn finish(self) -> String {
+        match self {
+            Hasher::Sha1(h) => hex(&h.finalize()),
+            Hasher::Sha224(h) => hex(&h.finalize()),
+            Hasher::Sha256(h) => hex(&h.finalize()),
+            Hasher::Sha384(h) => hex(&h.finalize()),
+            Hasher::Sha512(h) => hex(&h.finalize()),
+        }
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn human(n: u64) -> String {
+    const UNITS: [&str; 6] = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} bytes") } else { format!("{v:.1} {}", UNITS[u]) }
+}
+
+fn format_name(f: Format) -> &'static str {
+    match f {
+        Format::Luks1 => "luks1",
+        Format::Luks2 => "luks2",
+        Format::Qcow2 => "qcow2",
+    }
+}
+
+/// Bytes of a qcow2 image's virtual disk by how they are stored.
+#[derive(Default)]
+struct Allocation {
+    allocated: u64,
+    zero: u64,
+    unallocated: u64,
+    compressed: u64,
+}
+
+fn qcow2_allocation(q: &crate::qcow2::Qcow2, size: u64) -> Result<Allocation> {
+    let mut a = Allocation::default();
+    let mut off = 0;
+    while off < size {
+        let (st, n) = q.map(off, size - off)?;
+        if n == 0 {
+            return Err(Error::corrupt(format!("qcow2 mapping at guest offset {off} is empty")));
+        }
+        match st {
+            Storage::Data(_) => a.allocated += n,
+            Storage::Zero => a.zero += n,
+            Storage::Unallocated => a.unallocated += n,
+            Storage::Compressed => a.compressed += n,
+        }
+        off += n;
+    }
+    Ok(a)
+}
+
+/// Everything one pass over the image produced.
+struct Streamed {
+    plain_sha256: String,
+    head: Vec<u8>,
+    tail: Vec<u8>,
+    all_zero: bool,
+    cipher_sha256: String,
+    os_hash: Option<String>,
+}
+
+/// Check one image. `unlock` turns the opened image into a readable one (resolving the key).
+fn verify_image(
+    path: &Path,
+    opts: &ImageOptions,
+    checks: &Checks,
+    mut progress: Progress,
+    unlock: impl FnOnce(Prepared) -> Result<Arc<Image>>,
+) -> Report {
+    let t0 = Instant::now();
+    let mut j = Map::new();
+    let mut warnings = Vec::new();
+    let mut mismatches = Vec::new();
+    j.insert("file".into(), json!(path.display().to_string()));
+    for k in
+        ["file_size", "format", "cipher", "key_bits", "sector_size", "payload_offset", "decrypted_size", "key_slot"]
+    {
+        j.insert(k.into(), Value::Null);
+    }
+    j.insert("sha256".into(), json!({"ciphertext": null, "plaintext": null}));
+    let error = verify_inner(path, opts, checks, &mut progress, unlock, &mut j, &mut warnings, &mut mismatches).err();
+    progress.clear();
+    if !j.contains_key("plaintext") {
+        j.insert("plaintext".into(), Value::Null);
+    }
+    let (verdict, exit_code) = match &error {
+        Some(e) => (Verdict::Fail, e.kind().exit_code()),
+        None if !mismatches.is_empty() => (Verdict::Fail, EXIT_MISMATCH),
+        None if !warnings.is_empty() => (Verdict::Warn, EXIT_WARN),
+        None => (Verdict::Ok, 0),
+    };
+    j.insert("warnings".into(), json!(warnings));
+    j.insert("mismatches".into(), json!(mismatches));
+    if let Some(e) = &error {
+        j.insert("error".into(), json!({"class": e.kind().name(), "reason": e.message()}));
+    }
+    j.insert("elapsed_seconds".into(), json!((t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0));
+    j.insert("verdict".into(), json!(verdict.name()));
+    j.insert("exit_code".into(), json!(exit_code));
+    Report { json: Value::Object(j), verdict, exit_code, error, mismatches, warnings, path: path.to_path_buf() }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn verify_inner(
+    path: &Path,
+    opts: &ImageOptions,
+    checks: &Checks,
+    progress: &mut Progress,
+    unlock: impl FnOnce(Prepared) -> Result<Arc<Image>>,
+    j: &mut Map<String, Value>,
+    warnings: &mut Vec<String>,
+    mismatches: &mut Vec<String>,
+) -> Result<()> {
+    let file_size =
+        std::fs::metadata(path).map_err(|e| Error::from_io("cannot read the image", &e).with_path(path))?.len();
+    j.insert("file_size".into(), json!(file_size));
+    let prepared = Prepared::open(path, opts)?;
+    let size = prepared.size();
+    let layout = prepared.layout().clone();
+    j.insert("format".into(), json!(format_name(prepared.format())));
+    j.insert("cipher".into(), json!(layout.cipher.to_string()));
+    j.insert("key_bits".into(), json!(layout.key_len * 8));
+    j.insert("sector_size".into(), json!(layout.sector_size));
+    if prepared.qcow2().is_none() {
+        j.insert("payload_offset".into(), json!(layout.offset));
+        let ss = u64::from(layout.sector_size);
+        let rest = file_size.saturating_sub(layout.offset) % ss;
+        if layout.size.is_none() && opts.header.is_none() && rest != 0 {
+            warnings.push(format!(
+                "the file ends {rest} bytes into a {ss}-byte sector: it may be truncated (those bytes are ignored)"
+            ));
+        }
+    }
+    j.insert("decrypted_size".into(), json!(size));
+    if let Some(q) = prepared.qcow2() {
+        let a = qcow2_allocation(q, size)?;
+        let mut m = json!({"cluster_size": q.header().cluster_size(), "allocated": a.allocated,
+                           "zero": a.zero, "unallocated": a.unallocated});
+        if a.compressed > 0 {
+            m["compressed"] = json!(a.compressed);
+        }
+        j.insert("qcow2".into(), m);
+    }
+
+    // The Glance sidecar: what to check against.
+    let mut os_algo = None;
+    let meta = match sidecar::load_for_image(path) {
+        Ok(m) => m,
+        Err(e) => {
+            warnings.push(format!("the Glance sidecar cannot be used: {e}"));
+            None
+        }
+    };
+    if let Some(m) = &meta {
+        if m.hash_value.is_some() {
+            let name = m.hash_algo.as_deref().unwrap_or("sha512");
+            os_algo = OsAlgo::from_name(name);
+            if os_algo.is_none() {
+                warnings.push(format!(
+                    "the Glance sidecar's os_hash_algo {name} is not supported (sha1, sha224, sha256, sha384 and \
+                     sha512 are): os_hash_value not checked"
+                ));
+            }
+        }
+    }
+
+    let image = unlock(prepared)?;
+    j.insert("key_slot".into(), json!(image.slot()));
+
+    let s = stream(&image, path, file_size, os_algo, checks.threads, progress)?;
+    j.insert("sha256".into(), json!({"ciphertext": s.cipher_sha256, "plaintext": s.plain_sha256}));
+    if let Some(want) = &checks.expect_sha256 {
+        let matches = *want == s.plain_sha256;
+        j.insert("expect_sha256".into(), json!({"value": want, "matches": matches}));
+        if !matches {
+            mismatches.push(format!(
+                "the plaintext's sha256 is {}, not the expected {want} (--expect-sha256)",
+                s.plain_sha256
+            ));
+        }
+    }
+    if let Some(m) = &meta {
+        let hash_matches = match (&s.os_hash, &m.hash_value) {
+            (Some(got), Some(want)) => Some(got.eq_ignore_ascii_case(want.trim())),
+            _ => None,
+        };
+        if hash_matches == Some(false) {
+            mismatches.push(format!(
+                "the ciphertext's {} is {}, not the Glance sidecar's os_hash_value {}",
+                m.hash_algo.as_deref().unwrap_or("sha512"),
+                s.os_hash.as_deref().unwrap_or(""),
+                m.hash_value.as_deref().unwrap_or("")
+            ));
+        }
+        let size_matches = m.decrypt_size.map(|want| want == size);
+        if size_matches == Some(false) {
+            warnings.push(format!(
+                "the Glance sidecar says os_decrypt_size {}, but the image decrypts to {size} bytes",
+                m.decrypt_size.unwrap_or(0)
+            ));
+        }
+        j.insert(
+            "openstack".into(),
+            json!({"sidecar": sidecar::sidecar_path(path).display().to_string(), "image_id": m.id,
+                   "name": m.name, "os_hash_algo": m.hash_algo, "os_hash_value": m.hash_value,
+                   "os_hash_checked": s.os_hash.is_some(), "os_hash_matches": hash_matches,
+                   "os_decrypt_size": m.decrypt_size, "decrypt_size_matches": size_matches,
+                   "checksum": m.checksum, "checksum_checked": false}),
+        );
+    }
+
+    let payload = sniff::classify(&s.head, &s.tail, size, s.all_zero);
+    let mut pj = payload.to_json();
+    match &payload {
+        Payload::Container(c) => {
+            let mut w = c.warning();
+            if !c.details.is_empty() {
+                w += &format!(" ({})", c.details.join("; "));
+            }
+            warnings.push(w);
+        }
+        Payload::Zeros if size == 0 => warnings.push("the image decrypts to 0 bytes: nothing to restore".into()),
+        Payload::Zeros => warnings.push("the plaintext is all zeros: the volume holds no data".into()),
+        Payload::Unrecognised { .. } => warnings.push(
+            "the plaintext is not recognised: no partition table, filesystem or volume signature at its start".into(),
+        ),
+        Payload::Volume(v) => {
+            if let Some(claimed) = v.size.filter(|&c| c > size) {
+                warnings.push(format!(
+                    "the {} header says the volume has {claimed} bytes, but the plaintext has only {size}: truncated?",
+                    v.kind.name()
+                ));
+            }
+        }
+        Payload::Table(t) => {
+            warnings.extend(t.problems.iter().cloned());
+            // Look at the start of each partition: which filesystem (or container) is in it.
+            for (i, p) in t.partitions.iter().enumerate() {
+                let len = (sniff::VOLUME_PROBE_LEN as u64).min(p.size).min(size.saturating_sub(p.start));
+                if len == 0 {
+                    continue;
+                }
+                let mut buf = vec![0u8; len as usize];
+                image.read_plain(p.start, &mut buf)?;
+                let inner = sniff::classify(&buf, &[], p.size, false);
+                if let Payload::Volume(v) = &inner {
+                    if let Some(claimed) = v.size.filter(|&c| c > p.size) {
+                        warnings.push(format!(
+                            "partition {}: the {} header says the volume has {claimed} bytes, but the partition \
+                             has only {}",
+                            p.number,
+                            v.kind.name(),
+                            p.size
+                        ));
+                    }
+                }
+                pj["partitions"][i]["contents"] = inner.to_json();
+            }
+        }
+    }
+    j.insert("plaintext".into(), pj);
+    Ok(())
+}
+
+/// Read the whole plaintext once ([`crate::stream::for_each_chunk`]: `threads` workers decrypt
+/// ahead, chunks are hashed here in order) while another thread hashes the ciphertext file.
+fn stream(
+    image: &Image,
+    path: &Path,
+    file_size: u64,
+    os_algo: Option<OsAlgo>,
+    threads: usize,
+    progress: &mut Progress,
+) -> Result<Streamed> {
+    let size = image.size();
+    let stop = AtomicBool::new(false);
+    // Bytes of the file hashed by each ciphertext thread (SHA-256; the sidecar's algorithm).
+    let (cipher_done, os_done) = (AtomicU64::new(0), AtomicU64::new(0));
+    progress.plain_total = size;
+    progress.cipher_total = file_size;
+    progress.start = Instant::now();
+
+    std::thread::scope(|s| {
+        // The ciphertext is hashed by its own threads (one per algorithm: SHA-512 has no CPU
+        // instructions here and would hold SHA-256 back), each reading the file.
+        let cipher = s.spawn(|| hash_file(path, OsAlgo::Sha256.hasher(), &cipher_done, &stop));
+        let (os_done, stop) = (&os_done, &stop);
+        let os = os_algo
+            .filter(|&a| a != OsAlgo::Sha256)
+            .map(|a| s.spawn(move || hash_file(path, a.hasher(), os_done, stop)));
+        let hashed = || match os {
+            Some(_) => cipher_done.load(Ordering::Relaxed).min(os_done.load(Ordering::Relaxed)),
+            None => cipher_done.load(Ordering::Relaxed),
+        };
+        let mut sha = sha2::Sha256::new();
+        let mut head = Vec::with_capacity(sniff::HEAD_LEN.min(size as usize));
+        let mut tail: Vec<u8> = Vec::with_capacity(2 * sniff::TAIL_LEN);
+        let mut all_zero = true;
+        let mut done = 0u64;
+        let read = crate::stream::for_each_chunk(image, 0, size, threads, |buf| {
+            sha.update(buf);
+            if head.len() < sniff::HEAD_LEN {
+                let take = (sniff::HEAD_LEN - head.len()).min(buf.len());
+                head.extend_from_slice(&buf[..take]);
+            }
+            tail.extend_from_slice(&buf[buf.len().saturating_sub(sniff::TAIL_LEN)..]);
+            let excess = tail.len().saturating_sub(sniff::TAIL_LEN);
+            tail.drain(..excess);
+            if all_zero {
+                all_zero = buf.iter().all(|&b| b == 0);
+            }
+            done += buf.len() as u64;
+            progress.draw(done, hashed());
+            Ok(())
+        });
+        if let Err(e) = read {
+            stop.store(true, Ordering::Relaxed);
+            return Err(e);
+        }
+        while !cipher.is_finished() || os.as_ref().is_some_and(|h| !h.is_finished()) {
+            progress.draw(size, hashed());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let failed = |_| Error::io("a ciphertext hashing thread failed");
+        let cipher_sha256 = cipher.join().map_err(failed)??;
+        let os_hash = match (os_algo, os) {
+            (_, Some(h)) => Some(h.join().map_err(failed)??),
+            (Some(_), None) => Some(cipher_sha256.clone()),
+            (None, None) => None,
+        };
+        Ok(Streamed { plain_sha256: hex(&sha.finalize()), head, tail, all_zero, cipher_sha256, os_hash })
+    })
+}
+
+/// The hash of the whole file at `path`; `done` counts the bytes hashed.
+fn hash_file(path: &Path, mut h: Hasher, done: &AtomicU64, stop: &AtomicBool) -> Result<String> {
+    let mut f = open_readonly(path).map_err(|e| Error::from_io("cannot open the image", &e).with_path(path))?;
+    let mut buf = vec![0u8; FILE_CHUNK];
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Err(Error::io("stopped"));
+        }
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::from_io("reading the image file", &e).with_path(path)),
+        };
+        h.update(&buf[..n]);
+        done.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    Ok(h.finish())
+}
+
+/// A one-line progress display on standard error, only when it is a terminal.
+struct Progress {
+    on: bool,
+    label: String,
+    /// Plaintext and ciphertext bytes to go through.
+    plain_total: u64,
+    cipher_total: u64,
+    start: Instant,
+    last: Option<Instant>,
+}
+
+impl Progress {
+    fn new(label: &str) -> Progress {
+        Progress {
+            on: std::io::stderr().is_terminal(),
+            label: label.to_string(),
+            plain_total: 0,
+            cipher_total: 0,
+            start: Instant::now(),
+            last: None,
+        }
+    }
+
+    /// Redraw (at most 5 times a second): `plain` plaintext bytes hashed, `cipher` ciphertext bytes.
+    fn draw(&mut self, plain: u64, cipher: u64) {
+        if !self.on || self.last.is_some_and(|t| t.elapsed() < Duration::from_millis(200)) {
+            return;
+        }
+        self.last = Some(Instant::now());
+        let secs = self.start.elapsed().as_secs_f64().max(1e-3);
+        // Both passes count: the ciphertext hash may finish after the plaintext.
+        let frac = (plain + cipher) as f64 / (self.plain_total + self.cipher_total).max(1) as f64;
+        let eta = if frac > 0.0 { secs * (1.0 - frac) / frac } else { 0.0 };
+        let line = format!(
+            "{}: {} of {} ({:.0}%), {}/s, ETA {}",
+            self.label,
+            human(plain),
+            human(self.plain_total),
+            frac * 100.0,
+            human((plain as f64 / secs) as u64),
+            eta_text(eta)
+        );
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r\x1b[2K{line}");
+        let _ = err.flush();
+    }
+
+    fn clear(&self) {
+        if self.on && self.last.is_some() {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[2K");
+            let _ = err.flush();
+        }
+    }
+}
+
+fn eta_text(secs: f64) -> String {
+    let s = secs.round() as u64;
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worst_orders_failures_before_warnings() {
+        assert_eq!(worst(0, EXIT_WARN), EXIT_WARN);
+        assert_eq!(worst(EXIT_WARN, 0), EXIT_WARN);
+        assert_eq!(worst(EXIT_WARN, 3), 3);
+        assert_eq!(worst(3, EXIT_MISMATCH), EXIT_MISMATCH);
+        assert_eq!(worst(4, EXIT_MISMATCH), 4);
+        assert_eq!(worst(1, 5), 5);
+        assert_eq!([0, 6, 3, 0, 1].into_iter().fold(0, worst), 3);
+    }
+
+    #[test]
+    fn sha256_argument() {
+        let h = "AB".repeat(32);
+        assert_eq!(parse_sha256(&h).unwrap(), "ab".repeat(32));
+        assert!(parse_sha256("abc").is_err());
+        assert!(parse_sha256(&"zz".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn os_hash_algorithms() {
+        let mut h = OsAlgo::from_name("SHA512").unwrap().hasher();
+        h.update(b"abc");
+        assert!(h.finish().starts_with("ddaf35a193617aba"));
+        assert!(OsAlgo::from_name("md5").is_none());
+        let mut h = OsAlgo::Sha1.hasher();
+        h.update(b"abc");
+        assert_eq!(h.finish(), "a9993e364706816aba3e25717850c26c9cd0d89d");
+    }
+
+    #[test]
+    fn eta_and_sizes() {
+        assert_eq!(eta_text(65.4), "1:05");
+        assert_eq!(eta_text(3725.0), "1:02:05");
+        assert_eq!(human(1536), "1.5 KiB");
+        assert_eq!(human(100), "100 bytes");
+    }
+}

@@ -11,6 +11,8 @@
 //! * `luks2`: LUKS2 images (cryptsetup): KDFs, sector sizes, headers, requirements.
 //! * `errors`: exit codes and messages of `cat` / `inspect` on bad input; `cat --offset/--length`.
 //! * `mount`: real FUSE mounts: trees, keytabs, read-only behaviour, signals, start-up time.
+//! * `verify`: `verify` reports, verdicts and exit codes; snapshots of `verify --json` and
+//!   `inspect --json`.
 //! * `corpus`: the third-party corpus in `../shared/corpus` (upstream cryptsetup images; the
 //!   generated visible corpus when `LUKSFS_CORPUS_DIR` points at one).
 //!
@@ -31,3 +33,4 @@ mod luks2;
 mod mount;
 mod qcow2;
 mod stress;
+mod verify;
