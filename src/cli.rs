@@ -1,6 +1,6 @@
-//! The command line: `mount`, `cat`, `inspect`. Parses arguments (clap), resolves keys, and maps
-//! every failure to the documented exit codes (0 ok, 1 other, 2 usage, 3 wrong key, 4 corrupt,
-//! 5 refused/unsupported).
+//! The command line: `mount`, `cat`, `inspect`, `verify`. Parses arguments (clap), resolves keys,
+//! and maps every failure to the documented exit codes (0 ok, 1 other, 2 usage, 3 wrong key,
+//! 4 corrupt, 5 refused/unsupported; `verify`: 6 warnings, 7 mismatch).
 
 use crate::cache::DEFAULT_CACHE_BYTES;
 use crate::dir::{KeyPlan, Tree, Unlocker};
@@ -17,11 +17,13 @@ use std::time::{Duration, Instant};
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 success, 1 other error (I/O, ...), 2 usage, 3 no key slot opened with the key,
-4 corrupt or truncated image, 5 refused or unsupported feature.
+4 corrupt or truncated image, 5 refused or unsupported feature;
+verify only: 6 verified with warnings, 7 a hash check failed.
 
 Examples:
   luksfs inspect vol-1.luks
   luksfs cat vol-1.luks --key-file vol-1.key | sha256sum
+  luksfs verify vol-1.luks --key-file vol-1.key --expect-sha256 HEX
   luksfs mount /srv/images /mnt/plain --key-file key.txt
   luksfs mount /srv/images /mnt/plain --keytab images.keytab --daemon
   fusermount3 -u /mnt/plain";
@@ -61,6 +63,9 @@ pub enum Command {
     Cat(CatArgs),
     /// Show an image's header facts: format, cipher, key slots, segments (no key needed).
     Inspect(InspectArgs),
+    /// Decrypt a whole image (or every image under a directory) and report hashes, what the
+    /// plaintext is, and a verdict: OK, WARN or FAIL.
+    Verify(crate::verify::VerifyArgs),
 }
 
 /// How to obtain the passphrase.
@@ -161,7 +166,7 @@ pub struct InspectArgs {
 }
 
 impl ImageArgs {
-    fn options(&self) -> ImageOptions {
+    pub(crate) fn options(&self) -> ImageOptions {
         ImageOptions { header: self.header.clone(), key_slot: self.key_slot }
     }
 }
@@ -173,7 +178,7 @@ fn total_ram_kib() -> Option<u64> {
 }
 
 impl KeyArgs {
-    fn settings(&self) -> Result<UnlockSettings> {
+    pub(crate) fn settings(&self) -> Result<UnlockSettings> {
         let mut s = UnlockSettings::default();
         let cap_kib = match self.max_kdf_memory {
             Some(b) => b / 1024,
@@ -184,7 +189,7 @@ impl KeyArgs {
     }
 
     /// The default key: the key file, or a prompt on a terminal (`None` if neither).
-    fn default_key(&self, prompt_for: &str) -> Result<Option<Secret>> {
+    pub(crate) fn default_key(&self, prompt_for: &str) -> Result<Option<Secret>> {
         if let Some(p) = &self.key_file {
             let range = KeyfileRange { offset: self.keyfile_offset.unwrap_or(0), size: self.keyfile_size };
             return keyfile::read(p, range).map(Some);
@@ -213,6 +218,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Mount(a) => mount(a),
         Command::Cat(a) => cat(a),
         Command::Inspect(a) => inspect(a),
+        Command::Verify(a) => crate::verify::run(a),
     };
     match result {
         Ok(code) => code,
@@ -241,7 +247,7 @@ fn inspect(a: InspectArgs) -> Result<i32> {
     }
 }
 
-fn print_stdout(b: &[u8]) -> Result<()> {
+pub(crate) fn print_stdout(b: &[u8]) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match out.write_all(b).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),
@@ -253,7 +259,7 @@ fn print_stdout(b: &[u8]) -> Result<()> {
 fn cat(a: CatArgs) -> Result<i32> {
     let prepared = Prepared::open(&a.image, &a.opts.options())?;
     let settings = a.key.settings()?;
-    let pass = cat_passphrase(&a)?;
+    let pass = image_passphrase(&a.key, a.barbican_secret.as_deref(), &a.image)?;
     let size = prepared.size();
     if a.offset > size {
         return Err(Error::usage(format!("--offset {} is beyond the decrypted size {size}", a.offset)));
@@ -282,24 +288,25 @@ fn cat(a: CatArgs) -> Result<i32> {
     }
 }
 
-/// The passphrase for `cat`: `--key-file`, else `--barbican-secret`, else the key id of a Glance
-/// sidecar (when OpenStack credentials are configured), else a prompt on a terminal.
-fn cat_passphrase(a: &CatArgs) -> Result<Secret> {
-    if a.key.key_file.is_some() {
-        return a.key.default_key("")?.ok_or_else(|| Error::usage("no key given"));
+/// The passphrase for one image (`cat`, `verify IMAGE`): `--key-file`, else `--barbican-secret`,
+/// else the key id of a Glance sidecar (when OpenStack credentials are configured), else a prompt
+/// on a terminal.
+pub(crate) fn image_passphrase(key: &KeyArgs, barbican_secret: Option<&str>, image: &Path) -> Result<Secret> {
+    if key.key_file.is_some() {
+        return key.default_key("")?.ok_or_else(|| Error::usage("no key given"));
     }
-    let ring = Keyring::new(None, a.key.os_cloud.clone());
-    if let Some(id) = &a.barbican_secret {
-        return ring.passphrase(&KeySource::Barbican(id.clone())).map_err(|e| e.with_path(&a.image));
+    let ring = Keyring::new(None, key.os_cloud.clone());
+    if let Some(id) = barbican_secret {
+        return ring.passphrase(&KeySource::Barbican(id.to_string())).map_err(|e| e.with_path(image));
     }
     if ring.barbican_configured() {
-        let meta = crate::keys::sidecar::load_for_image(&a.image)?;
+        let meta = crate::keys::sidecar::load_for_image(image)?;
         if let Some(id) = meta.and_then(|m| m.key_id) {
-            log::info!("{}: key from Barbican secret {id} (Glance sidecar)", a.image.display());
-            return ring.passphrase(&KeySource::Barbican(id)).map_err(|e| e.with_path(&a.image));
+            log::info!("{}: key from Barbican secret {id} (Glance sidecar)", image.display());
+            return ring.passphrase(&KeySource::Barbican(id)).map_err(|e| e.with_path(image));
         }
     }
-    a.key.default_key(&a.image.display().to_string())?.ok_or_else(|| {
+    key.default_key(&image.display().to_string())?.ok_or_else(|| {
         Error::usage("no key given: use --key-file FILE, --barbican-secret ID, or run on a terminal to be prompted")
     })
 }
