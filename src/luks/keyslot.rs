@@ -105,7 +105,7 @@ pub struct Unlocked {
 
 /// Try the slots (all usable ones in priority order, or the one named) until one opens.
 ///
-/// A wrong passphrase gives [`ErrorKind::BadKey`]; damaged or unsupported slots give their own
+/// A wrong passphrase gives [`crate::ErrorKind::BadKey`]; damaged or unsupported slots give their own
 /// error when no slot was merely wrong.
 pub fn unlock(plans: &[SlotPlan], passphrase: &Secret, src: &dyn ReadAt, opts: UnlockOptions) -> Result<Unlocked> {
     let mut order: Vec<&SlotPlan> = match opts.key_slot {
