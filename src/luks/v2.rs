@@ -20,6 +20,9 @@ pub const MAGIC_SECONDARY: [u8; 6] = *b"SKUL\xba\xbe";
 pub const MAX_STRIPES: u32 = 4096;
 /// Largest key size accepted, in bytes.
 pub const MAX_KEY_SIZE: u32 = 512;
+/// Key slot ids are below this (cryptsetup's `LUKS2_KEYSLOTS_MAX`): it bounds how many slots,
+/// each costing a KDF run, a header can make luksfs try.
+pub const MAX_KEYSLOTS: u32 = 32;
 
 /// Why LUKS2 metadata is unusable.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -346,6 +349,9 @@ impl Metadata {
         let mut keyslots = Vec::new();
         for (k, v) in root.keyslots {
             let kid = id(&k, "key slot")?;
+            if kid >= MAX_KEYSLOTS {
+                return Err(Luks2Error::Invalid(format!("key slot id {kid} is not below {MAX_KEYSLOTS}")));
+            }
             let bad = |why: String| Luks2Error::Invalid(format!("key slot {kid}: {why}"));
             if v.key_size == 0 || v.key_size > MAX_KEY_SIZE {
                 return Err(bad(format!("key size {} bytes", v.key_size)));
@@ -497,6 +503,10 @@ mod tests {
             let j = SAMPLE_JSON.replacen(from, to, 1);
             assert!(Metadata::parse(j.as_bytes()).is_err(), "{to}");
         }
+        // Found by tests/it/hostile.rs (luks2_more_than_32_keyslots_is_exit_4): any number of
+        // key slots was accepted, each one a KDF run at unlock.
+        let j = SAMPLE_JSON.replacen(r#"{"keyslots":{"1":"#, r#"{"keyslots":{"32":"#, 1);
+        assert!(matches!(Metadata::parse(j.as_bytes()), Err(Luks2Error::Invalid(m)) if m.contains("not below 32")));
         let deep = "[".repeat(100_000);
         assert!(Metadata::parse(deep.as_bytes()).is_err());
     }

@@ -292,6 +292,27 @@ fn luks2_stripes_and_key_size_huge_are_exit_4() {
     }
 }
 
+/// Every key slot costs a KDF run: more than cryptsetup's 32 (ids 0..=31) is corrupt, so a header
+/// cannot make luksfs derive keys hundreds of times. 32 copies of a cheap slot still open.
+#[test]
+fn luks2_more_than_32_keyslots_is_exit_4() {
+    need!("cryptsetup");
+    let lab = Lab::new();
+    let base = luks2_base(&lab, &["--luks2-metadata-size", "256k"]);
+    let copies = |n: u32| {
+        move |j: &mut serde_json::Value| {
+            let ks = j["keyslots"]["0"].clone();
+            for i in 1..n {
+                j["keyslots"][i.to_string()] = ks.clone();
+            }
+        }
+    };
+    let img = luks2_variant(&lab, &base, "keyslots-200.img", copies(200));
+    expect_class(&img, 4, &[]);
+    let img = luks2_variant(&lab, &base, "keyslots-32.img", copies(32));
+    img.check_cat();
+}
+
 #[test]
 fn luks2_deeply_nested_json_is_exit_4() {
     need!("cryptsetup");
