@@ -226,6 +226,7 @@ pub fn qcow2_map(data: &[u8]) {
     let file_len = data.len() as u64;
     let first = &data[..data.len().min(1 << qh::MAX_CLUSTER_BITS)];
     let Ok(h) = QHeader::parse(first, file_len) else { return };
+    assert_eq!(luksfs::image::Format::probe(data), Some(luksfs::image::Format::Qcow2), "parsed but not probed");
     let cs = h.cluster_size();
     let size = h.size;
     let mut meta = vec![(0, cs), (h.l1_table_offset, h.l1_table_offset + u64::from(h.l1_size) * 8)];
