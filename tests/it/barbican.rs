@@ -91,7 +91,8 @@ fn start() -> Result<Osk, String> {
     let mut cmd = match util::which("flock") {
         Some(flock) => {
             let mut c = Command::new(flock);
-            c.arg(dir.join(".up.lock")).arg("bash");
+            // -o: the script's servers must not inherit (and hold forever) the lock's descriptor
+            c.arg("-o").arg(dir.join(".up.lock")).arg("bash");
             c
         }
         None => Command::new("bash"),
