@@ -4,7 +4,7 @@
 # Usage: scripts/bench.sh [--quick] [--size 1G] [--reps 3] [--keep DIR]
 #                         [--fio-runtime S] [--cache-size 64M] [--rev REV | --bin PATH]
 #   --quick        smoke mode: 128 MiB images, 1 repetition, 2 s fio runs, unlock headers with
-#                  200,000 PBKDF2 iterations instead of 1,000,000 (about a minute on an idle machine)
+#                  200,000 PBKDF2 iterations instead of 1,000,000 (about a minute plus the build)
 #   --size SIZE    plaintext size of the main images (M or G suffix; default 1G, --quick 128M)
 #   --reps N       repetitions of every figure; the table shows the median (default 3, --quick 1)
 #   --keep DIR     work in DIR and keep everything (images are reused by a later run with the
@@ -27,8 +27,9 @@
 #   (iter-time=10); LUKS2 aes-xts-plain64, 512-bit key, 4 KiB sectors, PBKDF2 by
 #   `cryptsetup reencrypt --encrypt` (as shared/corpus/corpus-lib.sh); a SIZE/4 LUKS1 image for
 #   the RSS figure; 16 MiB LUKS1 headers with exactly 1,000,000 PBKDF2-sha256 iterations
-#   (`cryptsetup luksFormat --pbkdf-force-iterations`; --quick: 200,000), one plus 8 distinct ones for the unlock
-#   figures; a directory of 1,000 copies of a small LUKS1 image for the mount figure.
+#   (`cryptsetup luksFormat --pbkdf-force-iterations`; --quick: 200,000), one plus 8 distinct
+#   ones for the unlock figures; a directory of 1,000 copies of a small LUKS1 image for the
+#   mount figure.
 # * Bytes first: every exposed file (both tools) is compared with its plaintext (`cmp`, two
 #   concurrent half-file cmps and random preads for luksfs) before any speed is measured; a
 #   mismatch aborts.
@@ -48,6 +49,8 @@
 #   vs 8 qsd processes started together.
 # * mount: from spawning luksfs on the 1,000-image directory until `ls` (readdir) lists 1,000.
 # * RSS: VmHWM of the daemon after a full dd and a 2-job fio run, at SIZE/4 and at SIZE.
+# * Wall-clock figures follow the machine's load: the report gives the load averages, and
+#   load-independent companions (daemon CPU per GiB, daemon CPU time of the unlocks).
 #
 # Output: one table (figure | luksfs | qsd | ratio | target | PASS/FAIL), also written to
 # WORKDIR/table.md and WORKDIR/table.tsv; raw rows in WORKDIR/results.tsv; logs in WORKDIR/logs.
@@ -56,14 +59,20 @@
 # Exit status: 0 when the benchmark ran (whatever the PASS/FAIL verdicts), 1 on an error
 # (wrong bytes, a daemon that died or hung), 2 on a usage error.
 
-set -euo pipefail
+set -Eeuo pipefail
+LAST_ERR=''
+trap 'LAST_ERR="line $LINENO: $BASH_COMMAND"' ERR   # named by cleanup if set -e stops the script
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HELPERS=$ROOT/scripts/bench
 PY=${PYTHON:-python3}
 T_START=$SECONDS
 
 usage() { sed -n '2,/^$/{s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
-die() { printf '\nbench.sh: ERROR: %s\n' "$*" >&2; exit 1; }
+die() {
+    printf '\nbench.sh: ERROR: %s\n' "$*" >&2
+    [ -d "${RUN:-}" ] && : >"$RUN/died"   # a file: die may run in a $(...) subshell
+    exit 1
+}
 log() { printf '[%s %4ds] %s\n' "$(date +%T)" $((SECONDS - T_START)) "$*" >&2; }
 
 # ------------------------------------------------------------------ arguments
@@ -133,25 +142,67 @@ fi
 rm -f "$MNT"/*.raw "$RUN"/*
 : >"$RES"; : >"$ANOM"
 
-PIDS=()       # every daemon we started (bash children or spawned by firstread.py)
-alive() { # PID: running and not a zombie
-    local st
-    st=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-    [ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
+# Every daemon we start (our children, or spawned by firstread.py) is remembered as an ENTRY
+# PID:STARTTIME (field 22 of /proc/PID/stat) and only signalled while that very process still
+# runs: a PID the kernel has since handed to someone else's process is never touched.
+PROCS=()
+LAST_ENT='' D_PID='' D_ENT='' D_TOOL='' D_LOG=''
+stat_fields() { # PID -> the fields of /proc/PID/stat after "(comm)", i.e. state ppid ... (22 = $20)
+    local s
+    s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    echo "${s##*) }"
 }
-wait_gone() { # PID SECONDS
+track() { # PID: remember it (LAST_ENT = its entry, empty if it is already gone)
+    local f
+    LAST_ENT=''
+    f=$(stat_fields "$1") || return 0
+    # shellcheck disable=SC2086  # split the stat fields
+    set -- "$1" $f
+    LAST_ENT="$1:${21}"
+    PROCS+=("$LAST_ENT")
+}
+untrack() { # ENTRY
     local i
-    for ((i = 0; i < $2 * 50; i++)); do alive "$1" || return 0; sleep 0.02; done
+    for i in "${!PROCS[@]}"; do [ "${PROCS[$i]}" != "$1" ] || unset 'PROCS[i]'; done
+    PROCS=("${PROCS[@]}")   # keep the indices dense (firstread slices the array)
+}
+live() { # ENTRY: that process still runs (not a zombie)
+    local want=${1#*:} f
+    [ -n "$1" ] || return 1
+    f=$(stat_fields "${1%%:*}") || return 1
+    # shellcheck disable=SC2086
+    set -- $f
+    [ "$1" != Z ] && [ "$1" != X ] && [ "${20}" = "$want" ]
+}
+signal() { live "$2" && kill "-$1" "${2%%:*}" 2>/dev/null; return 0; }   # SIG ENTRY
+wait_gone() { # ENTRY SECONDS
+    local i
+    for ((i = 0; i < $2 * 50; i++)); do live "$1" || return 0; sleep 0.02; done
     return 1
+}
+adopt_pidfile() { # FILE from firstread.py: track its PIDs that still run our daemons' binaries
+    local p a0
+    for p in $(cat "$1" 2>/dev/null); do
+        a0=$(tr '\0' '\n' 2>/dev/null <"/proc/$p/cmdline" | head -1) || a0=''
+        case $a0 in "${LUKSFS:-/nonexistent}" | qemu-storage-daemon | */qemu-storage-daemon) track "$p" ;; esac
+    done
+    rm -f "$1"
 }
 our_mounts() { awk -v d="$MNT/" 'index($2, d) == 1 {print $2}' /proc/mounts | sed 's/\\040/ /g' | sort -r; }
 cleanup() {
-    local rc=$? p m
+    local rc=$? e f m
     set +e
-    trap - EXIT INT TERM
-    for p in $(cat "$RUN"/*.pid 2>/dev/null) "${PIDS[@]}"; do alive "$p" && kill -TERM "$p" 2>/dev/null; done
-    for p in $(cat "$RUN"/*.pid 2>/dev/null) "${PIDS[@]}"; do
-        wait_gone "$p" 5 || { echo "bench.sh: pid $p ignored SIGTERM, sending SIGKILL" >&2; kill -KILL "$p" 2>/dev/null; }
+    trap - EXIT INT TERM ERR
+    if ((rc != 0 && rc != 130)) && [ ! -e "$RUN/died" ]; then
+        printf '\nbench.sh: ERROR: aborted (exit %s) at %s\n' "$rc" "${LAST_ERR:-?}" >&2
+    fi
+    if ((rc != 0)) && [ -n "$D_ENT" ] && ! live "$D_ENT"; then
+        echo "bench.sh: the $D_TOOL daemon (pid $D_PID) had exited; log $D_LOG: $(tail -3 "$D_LOG" 2>/dev/null)" >&2
+    fi
+    for f in "$RUN"/*.pid; do [ -f "$f" ] && adopt_pidfile "$f"; done
+    for e in "${PROCS[@]}"; do signal TERM "$e"; done
+    for e in "${PROCS[@]}"; do
+        wait_gone "$e" 5 || { echo "bench.sh: pid ${e%%:*} ignored SIGTERM, sending SIGKILL" >&2; signal KILL "$e"; }
     done
     while IFS= read -r m; do
         [ -n "$m" ] && { fusermount3 -u "$m" 2>/dev/null || fusermount3 -uz "$m" 2>/dev/null; }
@@ -294,7 +345,7 @@ start_luksfs() {
     D_TOOL=luksfs D_MP=$MNT/lf.$name D_FILE=$MNT/lf.$name/$name.raw D_LOG=$LOGD/luksfs.$name.log
     mkdir -p "$D_MP"
     "$LUKSFS" mount "$1" "$D_MP" --key-file "$KEY" --cache-size "$CACHE" >>"$D_LOG" 2>&1 &
-    D_PID=$!; PIDS+=("$D_PID")
+    D_PID=$!; track "$D_PID"; D_ENT=$LAST_ENT
     wait_ready
 }
 qsd_node() { # DRIVER FILE-NODE SECRET
@@ -311,7 +362,7 @@ start_qsd() {
         --blockdev "driver=file,filename=$1,node-name=f0,read-only=on" \
         --blockdev "$(qsd_node "$2" f0 sec0),node-name=n0,read-only=on" \
         --export "type=fuse,id=e0,node-name=n0,mountpoint=$D_MP" >>"$D_LOG" 2>&1 &
-    D_PID=$!; PIDS+=("$D_PID")
+    D_PID=$!; track "$D_PID"; D_ENT=$LAST_ENT
     wait_ready
 }
 wait_ready() { # until 512 bytes of D_FILE are readable from the mount
@@ -322,7 +373,7 @@ wait_ready() { # until 512 bytes of D_FILE are readable from the mount
             [ "$n" = 512 ] && return 0
             die "$D_TOOL: reading the first 512 bytes of $D_FILE gave $n bytes; log $D_LOG: $(tail -3 "$D_LOG")"
         fi
-        alive "$D_PID" || die "$D_TOOL (pid $D_PID) exited during start-up; log $D_LOG: $(tail -5 "$D_LOG")"
+        live "$D_ENT" || die "$D_TOOL (pid $D_PID) exited during start-up; log $D_LOG: $(tail -5 "$D_LOG")"
         sleep 0.01
     done
     die "$D_TOOL: $D_FILE not mounted after 60 s"
@@ -333,22 +384,23 @@ stop_daemon() {
     if [ "$D_TOOL" = luksfs ]; then
         # luksfs must exit 0 on its own after fusermount3 -u
         fusermount3 -u "$D_MP" 2>>"$D_LOG" || anomaly "fusermount3 -u $D_MP failed (see $D_LOG)"
-        if wait_gone "$D_PID" 10; then
+        if wait_gone "$D_ENT" 10; then
             wait "$D_PID" 2>/dev/null || rc=$?
             [ "$rc" = 0 ] || anomaly "luksfs exited with status $rc after fusermount3 -u $D_MP (log $D_LOG)"
         else
             anomaly "luksfs (pid $D_PID) still running 10 s after fusermount3 -u $D_MP; sent SIGTERM"
-            kill -TERM "$D_PID" 2>/dev/null; wait_gone "$D_PID" 5 || kill -KILL "$D_PID" 2>/dev/null
+            signal TERM "$D_ENT"; wait_gone "$D_ENT" 5 || signal KILL "$D_ENT"
             wait "$D_PID" 2>/dev/null || true
         fi
     else
         # qsd does not exit when unmounted (PEERS.md): SIGTERM, which also unmounts
-        kill -TERM "$D_PID" 2>/dev/null
-        wait_gone "$D_PID" 10 || kill -KILL "$D_PID" 2>/dev/null
+        signal TERM "$D_ENT"
+        wait_gone "$D_ENT" 10 || signal KILL "$D_ENT"
         wait "$D_PID" 2>/dev/null || true
         if mountpoint -q "$D_MP" 2>/dev/null; then fusermount3 -u "$D_MP" 2>/dev/null || fusermount3 -uz "$D_MP"; fi
     fi
-    D_PID=''
+    untrack "$D_ENT"   # reaped: its PID may be reused from now on
+    D_PID='' D_ENT=''
 }
 
 # ------------------------------------------------------------------ measurement helpers
@@ -369,7 +421,7 @@ drop_exposed() { # FILE: drop its page cache, and check that nothing of it stays
 dd_mbs() { # FILE -> MB/s (10^6 B/s) of one whole-file read, bs=1M
     local out
     out=$(LC_ALL=C timeout -k 5 900 dd if="$1" of=/dev/null bs=1M 2>&1) ||
-        die "$D_TOOL: 'dd if=$1 of=/dev/null bs=1M' failed or hung (> 900 s): $(tail -2 <<<"$out")"
+        die "$D_TOOL: 'dd if=$1 of=/dev/null bs=1M' failed or hung (> 900 s): $(grep -v -e 'records in' -e 'records out' <<<"$out" | tr '\n' ' ')"
     awk '/ copied, / { for (i = 1; i <= NF; i++) if ($i == "copied,") { printf "%.0f", $1 / $(i + 1) / 1e6; exit } }' <<<"$out"
 }
 fio_iops() { # FILE JOBS RUNTIME -> IOPS (jobs over disjoint slices; every 4 KiB block read at most once)
@@ -479,26 +531,34 @@ rss_figs() { # REP: VmHWM after a full dd and a 2-job fio run, SIZE/4 and SIZE i
 
 # firstread NAME ARGS...: run scripts/bench/firstread.py, leave its JSON in $RUN/NAME.json and the
 # daemons' PIDs in $RUN/NAME.pid (cleanup reads them)
+FR_ENTS=()
 firstread() {
-    local name=$1; shift
+    local name=$1 rc=0 n; shift
+    n=${#PROCS[@]}
     "$PY" "$HELPERS/firstread.py" --base "$MNT" --pidfile "$RUN/$name.pid" --log "$LOGD/$name.log" --timeout 180 "$@" \
-        >"$RUN/$name.json" 2>"$RUN/$name.err" ||
-        die "$name: $(cat "$RUN/$name.err"); daemon log $LOGD/$name.log: $(tail -5 "$LOGD/$name.log")"
+        >"$RUN/$name.json" 2>"$RUN/$name.err" || rc=$?
+    adopt_pidfile "$RUN/$name.pid"
+    FR_ENTS=("${PROCS[@]:n}")
+    ((rc == 0)) || die "$name: $(cat "$RUN/$name.err"); daemon log $LOGD/$name.log: $(tail -5 "$LOGD/$name.log")"
 }
 jget() { "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, {"d": d}))' "$@"; }
-stop_spawned() { # NAME luksfs|qsd MOUNTPOINT...: stop the daemons of a firstread run
-    local name=$1 tool=$2 p m; shift 2
+stop_spawned() { # NAME luksfs|qsd MOUNTPOINT...: stop the daemons of the last firstread run (FR_ENTS)
+    local name=$1 tool=$2 e m; shift 2
     if [ "$tool" = luksfs ]; then
         for m in "$@"; do fusermount3 -u "$m" 2>>"$LOGD/$name.log" || anomaly "fusermount3 -u $m failed ($name)"; done
-        for p in $(cat "$RUN/$name.pid"); do
-            wait_gone "$p" 10 || { anomaly "luksfs (pid $p, $name) still running 10 s after fusermount3 -u"; kill -TERM "$p"; wait_gone "$p" 5 || kill -KILL "$p"; }
+        for e in "${FR_ENTS[@]}"; do
+            wait_gone "$e" 10 || {
+                anomaly "luksfs (pid ${e%%:*}, $name) still running 10 s after fusermount3 -u"
+                signal TERM "$e"; wait_gone "$e" 5 || signal KILL "$e"
+            }
         done
     else
-        for p in $(cat "$RUN/$name.pid"); do kill -TERM "$p" 2>/dev/null; done
-        for p in $(cat "$RUN/$name.pid"); do wait_gone "$p" 10 || kill -KILL "$p" 2>/dev/null; done
+        for e in "${FR_ENTS[@]}"; do signal TERM "$e"; done
+        for e in "${FR_ENTS[@]}"; do wait_gone "$e" 10 || signal KILL "$e"; done
         for m in "$@"; do if mountpoint -q "$m" 2>/dev/null; then fusermount3 -u "$m" || fusermount3 -uz "$m"; fi; done
     fi
-    rm -f "$RUN/$name.pid"
+    for e in "${FR_ENTS[@]}"; do untrack "$e"; done
+    FR_ENTS=()
 }
 q() { printf '%q ' "$@"; }
 qsd_cmd() { # MOUNTPOINT-PREFIX IMAGE... : one qemu-storage-daemon exporting every IMAGE (luks) at PREFIX<i>.raw
