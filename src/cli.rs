@@ -315,7 +315,8 @@ pub(crate) fn image_passphrase(key: &KeyArgs, barbican_secret: Option<&str>, ima
 fn fuse_config(a: &MountArgs) -> Result<fuser::Config> {
     use fuser::{MountOption as M, SessionACL};
     let mut cfg = fuser::Config::default();
-    let mut fsname = format!("luksfs:{}", a.source.display());
+    let source = a.source.canonicalize().unwrap_or_else(|_| a.source.clone());
+    let mut fsname = format!("luksfs:{}", source.display());
     let mut subtype = "luksfs".to_string();
     let mut opts = vec![M::RO, M::NoDev, M::NoSuid];
     for o in a.options.iter().flat_map(|s| s.split(',')).filter(|s| !s.is_empty()) {
@@ -415,9 +416,36 @@ fn mount(a: MountArgs) -> Result<i32> {
         let _ = session.join();
     } else {
         log::info!("signal received: unmounting {}", a.mountpoint.display());
-        session.umount_and_join().map_err(|e| Error::io(format!("unmounting {}: {e}", a.mountpoint.display())))?;
+        unmount_on_signal(session, &a.mountpoint)?;
     }
     Ok(0)
+}
+
+/// Unmount after SIGINT/SIGTERM. A plain unmount fails with EBUSY while a file is open, which
+/// would leave a dead mount behind: detach lazily instead (the mount disappears from the
+/// namespace at once; readers still holding a file get errors once we exit), give the session
+/// a moment to end, and exit.
+fn unmount_on_signal(session: fuser::BackgroundSession, mountpoint: &Path) -> Result<()> {
+    let lazy = std::process::Command::new("fusermount3")
+        .arg("-u")
+        .arg("-z")
+        .arg("--")
+        .arg(mountpoint)
+        .stdin(std::process::Stdio::null())
+        .status();
+    match lazy {
+        Ok(st) if st.success() => {
+            for _ in 0..20 {
+                if session.guard.is_finished() {
+                    let _ = session.join();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Ok(())
+        }
+        _ => session.umount_and_join().map_err(|e| Error::io(format!("unmounting {}: {e}", mountpoint.display()))),
+    }
 }
 
 /// `--daemon`: run the mount in a detached child and return once it reports ready.
