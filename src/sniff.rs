@@ -797,7 +797,8 @@ fn gpt(b: &[u8], size: u64) -> Option<PartitionTable> {
 
 // ------------------------------------------------------------------ reporting
 
-fn human(n: u64) -> String {
+/// A byte count for people: `512 bytes`, `2.0 MiB`.
+pub(crate) fn human(n: u64) -> String {
     const UNITS: [&str; 6] = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut v = n as f64;
     let mut u = 0;

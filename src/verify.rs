@@ -25,7 +25,7 @@ use crate::dir::{KeyPlan, Tree, Unlocker};
 use crate::image::{Format, Image, ImageOptions, Prepared, open_readonly};
 use crate::keys::{KeySource, Keyring, sidecar};
 use crate::qcow2::table::Storage;
-use crate::sniff::{self, Payload};
+use crate::sniff::{self, Payload, human};
 use crate::{Error, Result};
 use clap::Args;
 use serde_json::{Map, Value, json};
@@ -336,17 +336,6 @@ impl Hasher {
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn human(n: u64) -> String {
-    const UNITS: [&str; 6] = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 { format!("{n} bytes") } else { format!("{v:.1} {}", UNITS[u]) }
 }
 
 fn format_name(f: Format) -> &'static str {

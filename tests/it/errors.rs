@@ -230,20 +230,8 @@ fn qcow2_backing_file_is_exit_5() {
 fn qcow2_external_data_file_is_exit_5() {
     need!("qemu-img");
     let lab = Lab::new();
-    let p = lab.place("ext.qcow2");
-    let key = lab.key("ext.key", PASS);
-    let mut c = qemu_img();
-    c.args(["create", "-q", "-f", "qcow2", "--object"])
-        .arg(secret(&key))
-        .arg("-o")
-        .arg(format!(
-            "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10,data_file={}",
-            lab.work.join("ext.data").display()
-        ))
-        .arg(&p)
-        .arg("1M");
-    sh(c);
-    Image { path: p.clone(), key, plain: vec![], header: None }.cat().run().assert_fails(5, &p);
+    let img = lab.qcow2_external_data("ext.qcow2", PASS);
+    img.cat().run().assert_fails(5, &img.path);
 }
 
 #[test]

@@ -491,22 +491,9 @@ fn verify_wrong_key_is_fail_3() {
 fn verify_refused_is_fail_5() {
     need!("qemu-img");
     let lab = Lab::new();
-    let p = lab.place("ext.qcow2");
-    let key = lab.key("ext.key", PASS);
-    let mut c = qemu_img();
-    c.args(["create", "-q", "-f", "qcow2", "--object"])
-        .arg(secret(&key))
-        .arg("-o")
-        .arg(format!(
-            "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10,data_file={}",
-            lab.work.join("ext.data").display()
-        ))
-        .arg(&p)
-        .arg("1M");
-    sh(c);
-    let img = Image { path: p.clone(), key, plain: vec![], header: None };
+    let img = lab.qcow2_external_data("ext.qcow2", PASS);
     let (out, v) = verify_json(&img, &[]);
-    out.assert_exit(5, &p);
+    out.assert_exit(5, &img.path);
     assert_eq!(v["error"]["class"], "unsupported");
 }
 

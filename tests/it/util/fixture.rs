@@ -231,6 +231,21 @@ impl Lab {
         img
     }
 
+    /// qcow2 + LUKS keeping its data in an external file (`data_file=`): an image luksfs refuses.
+    pub fn qcow2_external_data(&self, rel: &str, key: &[u8]) -> Image {
+        let (out, k) = (self.place(rel), self.key_for(rel, key));
+        let data = self.work.join(format!("{}.data", rel.replace('/', "_")));
+        let mut c = qemu_img();
+        c.args(["create", "-q", "-f", "qcow2", "--object"])
+            .arg(secret(&k))
+            .arg("-o")
+            .arg(format!("encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10,data_file={}", data.display()))
+            .arg(&out)
+            .arg("1M");
+        sh(c);
+        Image { path: out, key: k, plain: vec![], header: None }
+    }
+
     /// Apply qemu-io operations to an image and to its expected plaintext.
     pub fn apply_ops(&self, img: &mut Image, driver: &str, ops: &[Op]) {
         if ops.is_empty() {
