@@ -2,28 +2,14 @@
 //! 2 usage, 1 other), one stderr line naming the file, nothing on stdout, never a hang or a huge
 //! allocation. Also `cat --offset/--length` and `inspect` on good images.
 
-use std::path::Path;
 use std::time::Duration;
 
-use crate::util::fixture::{Op, be32, be64, luks1_payload_offset, patch, qemu_img, scramble, secret, truncate};
+use crate::util::fixture::{
+    Op, be32, be64, luks1_payload_offset, patch, qcow2_ext, qemu_img, scramble, secret, truncate,
+};
 use crate::util::{Image, KIB, Lab, Luksfs, MIB, inspect_ok, mark, random, sh};
 
 const PASS: &[u8] = b"correct horse battery staple";
-
-/// Offset of the data of qcow2 header extension `kind` (None if absent).
-fn qcow2_ext(p: &Path, kind: u32) -> Option<u64> {
-    let mut off = if be32(p, 4) >= 3 { u64::from(be32(p, 100)) } else { 72 };
-    loop {
-        let (t, len) = (be32(p, off), be32(p, off + 4));
-        if t == 0 {
-            return None;
-        }
-        if t == kind {
-            return Some(off + 8);
-        }
-        off += 8 + u64::from(len).div_ceil(8) * 8;
-    }
-}
 
 fn qcow2_img(lab: &Lab, name: &str) -> Image {
     lab.qcow2(name, random(name, MIB), PASS, "cluster_size=65536", &[])

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::util::fixture::{A2ID, be32, be64, luks2_edit_json, luks2_hdr_size, patch};
+use crate::util::fixture::{A2ID, be32, be64, luks2_edit_json, luks2_hdr_size, patch, qcow2_ext};
 use crate::util::{Image, KIB, Lab, MIB, Out, bin, mark, random, run_timed, sh, tool};
 
 const PASS: &[u8] = b"hostile but correct passphrase";
@@ -444,21 +444,6 @@ fn luks2_argon2_and_pbkdf2_iterations_absurd_are_refused_fast() {
 // ------------------------------------------------------------------ qcow2
 
 const L1_MASK: u64 = 0x00ff_ffff_ffff_fe00;
-
-/// Offset of the data of qcow2 header extension `kind`.
-fn qcow2_ext(p: &Path, kind: u32) -> Option<u64> {
-    let mut off = if be32(p, 4) >= 3 { u64::from(be32(p, 100)) } else { 72 };
-    loop {
-        let (t, len) = (be32(p, off), be32(p, off + 4));
-        if t == 0 {
-            return None;
-        }
-        if t == kind {
-            return Some(off + 8);
-        }
-        off += 8 + u64::from(len).div_ceil(8) * 8;
-    }
-}
 
 struct Q {
     img: Image,

@@ -482,6 +482,21 @@ pub fn luks1_payload_offset(img: &Path) -> u64 {
 }
 
 /// Big-endian u32 at `off` (reads only those bytes).
+/// Offset of the data of qcow2 header extension `kind` (None if absent).
+pub fn qcow2_ext(p: &Path, kind: u32) -> Option<u64> {
+    let mut off = if be32(p, 4) >= 3 { u64::from(be32(p, 100)) } else { 72 };
+    loop {
+        let (t, len) = (be32(p, off), be32(p, off + 4));
+        if t == 0 {
+            return None;
+        }
+        if t == kind {
+            return Some(off + 8);
+        }
+        off += 8 + u64::from(len).div_ceil(8) * 8;
+    }
+}
+
 pub fn be32(img: &Path, off: u64) -> u32 {
     u32::from_be_bytes(read_range(img, off, 4).try_into().unwrap())
 }
