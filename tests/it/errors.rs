@@ -195,17 +195,8 @@ fn qcow2_backing_file_is_exit_5() {
     need!("qemu-img", "qemu-io");
     let lab = Lab::new();
     let base = lab.qcow2("base.qcow2", random("base", MIB), b"base-secret", "", &[]);
-    let top = lab.place("top.qcow2");
     let key = lab.key("top.key", PASS);
-    let mut c = qemu_img();
-    c.args(["create", "-q", "-f", "qcow2", "--object"])
-        .arg(secret(&key))
-        .args(["-u", "-b"])
-        .arg(&base.path)
-        .args(["-F", "qcow2", "-o", "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10"])
-        .arg(&top)
-        .arg("1M");
-    sh(c);
+    let top = lab.qcow2_with_backing("top.qcow2", &base.path, &key);
     let img = Image { path: top.clone(), key, plain: vec![], header: None };
     img.cat().run().assert_fails(5, &top);
     // the base alone is a fine image

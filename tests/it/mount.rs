@@ -99,16 +99,7 @@ fn good_and_bad_images_together() {
         .arg("1M");
     sh(c);
     let base = lab.qcow2("base/base.qcow2", random("base", MIB), PASS, "", &[]);
-    let top = lab.place("backed.qcow2");
-    let mut c = qemu_img();
-    c.args(["create", "-q", "-f", "qcow2", "--object"])
-        .arg(secret(&good1.key))
-        .args(["-u", "-b"])
-        .arg(&base.path)
-        .args(["-F", "qcow2", "-o", "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10"])
-        .arg(&top)
-        .arg("1M");
-    sh(c);
+    lab.qcow2_with_backing("backed.qcow2", &base.path, &good1.key);
 
     let k = lab.key("default.key", PASS);
     let m = lab.mount(&key_args(&k));

@@ -246,6 +246,22 @@ impl Lab {
         Image { path: out, key: k, plain: vec![], header: None }
     }
 
+    /// qcow2 + LUKS (1 MiB, keyed by the key file `key`) on top of the backing file `base`:
+    /// an image luksfs refuses. Returns its path.
+    pub fn qcow2_with_backing(&self, rel: &str, base: &Path, key: &Path) -> PathBuf {
+        let top = self.place(rel);
+        let mut c = qemu_img();
+        c.args(["create", "-q", "-f", "qcow2", "--object"])
+            .arg(secret(key))
+            .args(["-u", "-b"])
+            .arg(base)
+            .args(["-F", "qcow2", "-o", "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10"])
+            .arg(&top)
+            .arg("1M");
+        sh(c);
+        top
+    }
+
     /// Apply qemu-io operations to an image and to its expected plaintext.
     pub fn apply_ops(&self, img: &mut Image, driver: &str, ops: &[Op]) {
         if ops.is_empty() {
