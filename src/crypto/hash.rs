@@ -2,7 +2,8 @@
 //! header checksums) and PBKDF2-HMAC (LUKS1 and LUKS2 `pbkdf2` key slots).
 //!
 //! Every hash here works with `hmac` 0.13 (they are all eager block-level hashes), so PBKDF2 is the
-//! `pbkdf2` crate's generic `pbkdf2_hmac` for all seven.
+//! `pbkdf2` crate's generic `pbkdf2_hmac` for six of them; SHA-256, the KDF hash of nearly every
+//! LUKS key slot, has its own faster implementation in `crypto/pbkdf2.rs`.
 
 use std::fmt;
 
@@ -91,11 +92,11 @@ impl HashAlg {
     /// (HMAC hashes long keys); `rounds == 0` computes the same as `rounds == 1`, as the `pbkdf2`
     /// crate does: callers that must reject zero iterations check before calling.
     pub fn pbkdf2(self, password: &[u8], salt: &[u8], rounds: u32, out: &mut [u8]) {
-        use pbkdf2::pbkdf2_hmac;
+        use ::pbkdf2::pbkdf2_hmac;
         match self {
             HashAlg::Sha1 => pbkdf2_hmac::<sha1::Sha1>(password, salt, rounds, out),
             HashAlg::Sha224 => pbkdf2_hmac::<sha2::Sha224>(password, salt, rounds, out),
-            HashAlg::Sha256 => pbkdf2_hmac::<sha2::Sha256>(password, salt, rounds, out),
+            HashAlg::Sha256 => super::pbkdf2::pbkdf2_hmac_sha256(password, salt, rounds, out),
             HashAlg::Sha384 => pbkdf2_hmac::<sha2::Sha384>(password, salt, rounds, out),
             HashAlg::Sha512 => pbkdf2_hmac::<sha2::Sha512>(password, salt, rounds, out),
             HashAlg::Ripemd160 => pbkdf2_hmac::<ripemd::Ripemd160>(password, salt, rounds, out),

@@ -10,6 +10,7 @@ pub mod hash;
 mod iv;
 pub mod kdf;
 mod modes;
+mod pbkdf2;
 pub mod spec;
 #[cfg(test)]
 mod tests;
