@@ -2,7 +2,7 @@
 # scripts/bench.sh -- luksfs against qemu-storage-daemon's FUSE export, side by side (issue 5).
 #
 # Usage: scripts/bench.sh [--quick] [--size 1G] [--reps 3] [--keep DIR]
-#                         [--fio-runtime S] [--cache-size 64M] [--rev REV | --bin PATH]
+#                         [--fio-runtime S] [--cache-size 64M] [--rev REV | --bin PATH] [--no-uring]
 #   --quick        smoke mode: 128 MiB images, 1 repetition, 2 s fio runs, unlock headers with
 #                  200,000 PBKDF2 iterations instead of 1,000,000 (about a minute plus the build)
 #   --size SIZE    plaintext size of the main images (M or G suffix; default 1G, --quick 128M)
@@ -16,6 +16,9 @@
 #                  work tree (other people's unfinished edits), in target/bench (seeded from
 #                  target/release, so only luksfs itself is compiled)
 #   --bin PATH     benchmark this luksfs binary instead of building
+#   --no-uring     do not measure luksfs --io-uring (by default the script switches the kernel's
+#                  fuse.enable_uring on for the run, puts it back at the end, and adds info rows
+#                  for luksfs --io-uring: sequential, random 1 and 2 jobs, CPU)
 #
 # Needs root (drops page caches of the files it reads, mounts FUSE), /dev/fuse, qemu-img,
 # qemu-storage-daemon, cryptsetup, fio, fusermount3, openssl, python3 (scripts/install-deps.sh).
@@ -76,11 +79,12 @@ die() {
 log() { printf '[%s %4ds] %s\n' "$(date +%T)" $((SECONDS - T_START)) "$*" >&2; }
 
 # ------------------------------------------------------------------ arguments
-QUICK=0 SIZE='' REPS='' KEEP='' BIN='' FIO_RT='' CACHE=64M GITREV=
+QUICK=0 SIZE='' REPS='' KEEP='' BIN='' FIO_RT='' CACHE=64M GITREV='' NO_URING=
 need() { [ $# -ge 2 ] && [ -n "$2" ] || { echo "bench.sh: $1 needs a value (see --help)" >&2; exit 2; }; }
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) QUICK=1 ;;
+        --no-uring) NO_URING=1 ;;
         --size | --reps | --keep | --bin | --fio-runtime | --cache-size | --rev)
             need "$@"
             case $1 in
@@ -209,6 +213,7 @@ cleanup() {
     done < <(our_mounts)
     [ -n "$(our_mounts)" ] && echo "bench.sh: WARNING: still mounted: $(our_mounts | tr '\n' ' ')" >&2
     rm -rf "$RUN"
+    [ -n "$URING_WAS" ] && echo "$URING_WAS" >"$URING_PARAM"
     if [ -z "$KEEP" ]; then
         rm -rf "${W:?}/img" "${W:?}/mnt" "${W:?}/bin"
         echo "bench.sh: images removed; results and logs kept in $W" >&2
@@ -219,6 +224,13 @@ trap cleanup EXIT
 trap 'echo "bench.sh: interrupted" >&2; exit 130' INT TERM
 
 anomaly() { log "ANOMALY: $*"; printf '%s\n' "$*" >>"$ANOM"; }
+# FUSE over io_uring (luksfs --io-uring): the kernel switch is turned on for the run unless
+# --no-uring, and put back as it was on exit.
+URING_PARAM=/sys/module/fuse/parameters/enable_uring URING=off URING_WAS=
+if [ -z "$NO_URING" ] && [ -w "$URING_PARAM" ]; then
+    URING_WAS=$(cat "$URING_PARAM")
+    if echo Y >"$URING_PARAM" 2>/dev/null; then URING=on; else URING_WAS=; fi
+fi
 record() { printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$(cut -d' ' -f1 /proc/loadavg)" >>"$RES"; }
 info() { printf 'info\t%s\t1\t%s\t\n' "$1" "$2" >>"$RES"; }
 
@@ -255,6 +267,19 @@ fi
 # A private copy: other builds in the tree must not swap the binary under a running benchmark.
 cp "$BIN" "$W/bin/luksfs"
 LUKSFS=$W/bin/luksfs
+# The FUSE ceiling: ../shared's fuserbase, a 60-line fuser passthrough of the plaintext (no
+# decryption, FOPEN_KEEP_CACHE, one thread per core like luksfs). Info rows; skipped if absent.
+FUSERBASE=''
+FB_SRC=${LUKSFS_SHARED:-$ROOT/../shared}/tools/bench-peers/fuserbase
+if [ -f "$FB_SRC/Cargo.toml" ]; then
+    log "building the passthrough baseline ($FB_SRC)"
+    rm -rf "$W/fuserbase" && cp -r "$FB_SRC" "$W/fuserbase"
+    if (cd "$W/fuserbase" && CARGO_TARGET_DIR=$W/fuserbase/target cargo build --release) >"$LOGD/fuserbase-build.log" 2>&1; then
+        FUSERBASE=$W/fuserbase/target/release/fuserbase
+    else
+        log "note: fuserbase did not build (log $LOGD/fuserbase-build.log): no passthrough rows"
+    fi
+fi
 
 # ------------------------------------------------------------------ images
 KEY=$IMG/key
@@ -340,13 +365,28 @@ info sector_size.luks2 "$(cryptsetup luksDump "$IMG/luks2-4k.img" | awk '/sector
 # ------------------------------------------------------------------ daemons started by this shell
 # start_luksfs IMAGE | start_qsd IMAGE luks|qcow2 -> D_TOOL D_PID D_MP D_FILE D_LOG
 BASEDEV=$(stat -c %d "$MNT")
-start_luksfs() {
+start_luksfs() { # IMAGE [EXTRA-ARGS...]
     local name; name=$(basename "$1")
     D_TOOL=luksfs D_MP=$MNT/lf.$name D_FILE=$MNT/lf.$name/$name.raw D_LOG=$LOGD/luksfs.$name.log
     mkdir -p "$D_MP"
-    "$LUKSFS" mount "$1" "$D_MP" --key-file "$KEY" --cache-size "$CACHE" >>"$D_LOG" 2>&1 &
+    "$LUKSFS" mount "$1" "$D_MP" --key-file "$KEY" --cache-size "$CACHE" "${@:2}" >>"$D_LOG" 2>&1 &
     D_PID=$!; track "$D_PID"; D_ENT=$LAST_ENT
     wait_ready
+}
+start_fuserbase() { # passthrough of the plaintext (the FMT is irrelevant)
+    D_TOOL=fuserbase D_MP=$MNT/fb D_FILE=$MNT/fb/data.raw D_LOG=$LOGD/fuserbase.log
+    mkdir -p "$D_MP"
+    FUSERBASE_KEEP_CACHE=1 "$FUSERBASE" "$PLAIN" "$D_MP" "$(nproc)" >>"$D_LOG" 2>&1 &
+    D_PID=$!; track "$D_PID"; D_ENT=$LAST_ENT
+    wait_ready
+}
+start_tool() { # TOOL FMT: luksfs, luksfs_uring (--io-uring), fuserbase or qsd
+    case $1 in
+        fuserbase) start_fuserbase ;;
+        luksfs) start_luksfs "${IMGF[$2]}" ;;
+        luksfs_uring) start_luksfs "${IMGF[$2]}" --io-uring; D_TOOL=luksfs_uring ;;
+        qsd) start_qsd "${IMGF[$2]}" "${DRV[$2]}" ;;
+    esac
 }
 qsd_node() { # DRIVER FILE-NODE SECRET
     case $1 in
@@ -381,8 +421,8 @@ wait_ready() { # until 512 bytes of D_FILE are readable from the mount
 stop_daemon() {
     local rc=0
     [ -n "${D_PID:-}" ] || return 0
-    if [ "$D_TOOL" = luksfs ]; then
-        # luksfs must exit 0 on its own after fusermount3 -u
+    if [[ $D_TOOL == luksfs* || $D_TOOL == fuserbase ]]; then
+        # luksfs (and fuserbase) must exit 0 on their own after fusermount3 -u
         fusermount3 -u "$D_MP" 2>>"$D_LOG" || anomaly "fusermount3 -u $D_MP failed (see $D_LOG)"
         if wait_gone "$D_ENT" 10; then
             wait "$D_PID" 2>/dev/null || rc=$?
@@ -451,7 +491,7 @@ plain_of() { if [ "$1" = small ]; then echo "$PLAIN_SMALL"; else echo "$PLAIN"; 
 verify() { # TOOL FMT
     local tool=$1 fmt=$2 plain size got half rc1=0 rc2=0 out
     plain=$(plain_of "$fmt"); size=$(stat -c %s "$plain")
-    if [ "$tool" = luksfs ]; then start_luksfs "${IMGF[$fmt]}"; else start_qsd "${IMGF[$fmt]}" "${DRV[$fmt]}"; fi
+    start_tool "$tool" "$fmt"
     got=$(stat -c %s "$D_FILE")
     [ "$got" = "$size" ] || die "WRONG SIZE: $tool exposes $D_FILE with $got bytes, the plaintext has $size ($fmt image ${IMGF[$fmt]})"
     out=$(timeout -k 5 900 cmp "$D_FILE" "$plain" 2>&1) ||
@@ -474,18 +514,29 @@ verify() { # TOOL FMT
 log "1. verifying the exposed bytes against the plaintext (both tools)"
 for fmt in luks1 qcow2 luks2 small; do
     verify luksfs "$fmt"
+    [ "$URING" = on ] && [ "$fmt" = luks1 ] && verify luksfs_uring "$fmt"
+    [ -n "$FUSERBASE" ] && [ "$fmt" = luks1 ] && verify fuserbase "$fmt"
     [ "$fmt" = luks2 ] || verify qsd "$fmt"
 done
 
 # ------------------------------------------------------------------ figures
 tool_order() { if (($1 % 2)); then echo luksfs qsd; else echo qsd luksfs; fi; }   # alternate who goes first
+# where the kernel offers FUSE over io_uring, luksfs --io-uring runs too (info rows)
+tools_for() { # REP FMT
+    local t
+    for t in $(tool_order "$1"); do
+        echo "$t"
+        [ "$t" = luksfs ] && [ "$URING" = on ] && [ "$2" = luks1 ] && echo luksfs_uring
+        [ "$t" = luksfs ] && [ -n "$FUSERBASE" ] && [ "$2" = luks1 ] && echo fuserbase
+    done
+}
 seq_figs() { # REP: dd + CPU + re-read for every format, both tools
     local rep=$1 fmt tool c0 c1 v img
     for fmt in luks1 qcow2 luks2; do
         img=${IMGF[$fmt]}
-        for tool in $(tool_order "$rep"); do
+        for tool in $(tools_for "$rep" "$fmt"); do
             [ "$fmt:$tool" = luks2:qsd ] && continue
-            if [ "$tool" = luksfs ]; then start_luksfs "$img"; else start_qsd "$img" "${DRV[$fmt]}"; fi
+            start_tool "$tool" "$fmt"
             [ "$rep" = 1 ] && info "read_ahead_kb.$tool.$fmt" "$(bdi_ra "$D_MP")"
             drop_exposed "$D_FILE"; cat "$img" >/dev/null
             c0=$(ticks "$D_PID"); v=$(dd_mbs "$D_FILE"); c1=$(ticks "$D_PID")
@@ -503,8 +554,8 @@ seq_figs() { # REP: dd + CPU + re-read for every format, both tools
 rand_figs() { # REP: fio randread 4k, 1 and 2 jobs, LUKS1
     local rep=$1 jobs tool v
     for jobs in 1 2; do
-        for tool in $(tool_order "$rep"); do
-            if [ "$tool" = luksfs ]; then start_luksfs "${IMGF[luks1]}"; else start_qsd "${IMGF[luks1]}" luks; fi
+        for tool in $(tools_for "$rep" luks1); do
+            start_tool "$tool" luks1
             cat "${IMGF[luks1]}" >/dev/null
             v=$(fio_iops "$D_FILE" "$jobs" "$FIO_RT")
             record "$tool" "rand4k_iops.j$jobs" "$rep" "$v"
@@ -647,6 +698,11 @@ LOAD_END=$(uptime)
     echo "- images: $(label "$S") plaintext (RSS also at $(label "$SMALL")), $REPS repetition(s), median shown; fio runs capped at ${FIO_RT} s"
     echo "- load at start: ${LOAD_START#*load average: }; at end: ${LOAD_END#*load average: }"
     echo "- read_ahead_kb of the FUSE mounts: luksfs $(awk -F'\t' '$2 == "read_ahead_kb.luksfs.luks1" {print $4}' "$RES"), qsd $(awk -F'\t' '$2 == "read_ahead_kb.qsd.luks1" {print $4}' "$RES"); PBKDF2 iterations: LUKS1 image $(awk -F'\t' '$2 == "iterations.luks1" {print $4}' "$RES"), unlock headers $(awk -F'\t' '$2 == "iterations.unlock1m" {print $4}' "$RES")"
+    if [ "$URING" = on ]; then
+        echo "- luksfs serves through /dev/fuse (its default); rows marked io_uring: luksfs --io-uring (bench.sh set fuse.enable_uring=Y for the run, it was ${URING_WAS:-?})"
+    else
+        echo "- luksfs serves through /dev/fuse (its default); luksfs --io-uring not measured: $([ -n "$NO_URING" ] && echo '--no-uring' || echo 'the kernel does not offer FUSE over io_uring')"
+    fi
     echo "- all exposed files were byte-identical to the plaintext (cmp, both tools)"
     echo
 } >"$W/table-header.md"

@@ -39,7 +39,20 @@ run_tests() {
     fi
 }
 
+enable_fuse_uring() {
+    # `mount --io-uring` needs the fuse module's enable_uring (Linux >= 6.14); the transport
+    # tests demand it under CI=true. Switching it on only lets daemons ask for io_uring.
+    local p=/sys/module/fuse/parameters/enable_uring
+    if [ -w "$p" ]; then
+        [ "$(cat "$p")" = Y ] || echo Y >"$p"
+        echo "fuse.enable_uring=$(cat "$p")"
+    else
+        echo "fuse.enable_uring: $p is not writable here (kernel < 6.14 or not root)"
+    fi
+}
+
 step "install dependencies" scripts/install-deps.sh
+step "FUSE over io_uring on (for the --io-uring tests)" enable_fuse_uring
 step "cargo fmt --check" cargo fmt --all --check
 step "cargo clippy --all-targets -D warnings" cargo clippy --locked --all-targets -- -D warnings
 step "cargo build --release" cargo build --release --locked

@@ -1,75 +1,75 @@
-//! The FUSE layer: the only module that knows `fuser`. It serves the [`Tree`] read-only: lookups
-//! and attributes from the scan, `open` unlocks (or waits for) the image, `read` goes through the
-//! [`BlockCache`], and every write path answers `EROFS`.
+//! The `/dev/fuse` transport: the only module that knows `fuser`. It turns fuser's calls into
+//! [`Vfs`] calls and the answers into fuser replies; every write path answers `EROFS`. When the
+//! kernel agrees to FUSE over io_uring at `init`, most requests travel through `uring` instead,
+//! and this loop is left with the ones io_uring does not carry (forget, interrupt).
 
-use crate::cache::BlockCache;
-use crate::dir::{NodeKind, Tree, Unlocker};
+use crate::vfs::{Attr, Kind, TTL, Vfs};
 use fuser::{
-    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
-    OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
-    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    LockOwner, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use std::ffi::OsStr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
-
-/// Attribute and entry TTL: the tree never changes while mounted.
-const TTL: Duration = Duration::from_secs(24 * 3600);
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
 
 thread_local! {
     /// Each FUSE worker's reply buffer, grown to the largest request it has served.
     static REPLY_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// The mounted filesystem.
+/// The mounted filesystem, as fuser sees it.
 pub struct LuksFs {
-    tree: Arc<Tree>,
-    cache: BlockCache,
-    unlocker: Arc<Unlocker>,
+    vfs: Arc<Vfs>,
     /// Readahead the kernel may use, in bytes.
     max_readahead: u32,
+    /// Largest write the kernel may send (writes are refused, but this sizes io_uring buffers).
+    max_write: u32,
+    /// Ask the kernel for FUSE over io_uring at `init`.
+    want_uring: bool,
+    /// Set at `init` when the kernel agreed to FUSE over io_uring.
+    uring_granted: Arc<AtomicBool>,
 }
 
 impl LuksFs {
-    /// Serve `tree`, decrypting through a cache of `cache_bytes`.
-    pub fn new(tree: Arc<Tree>, unlocker: Arc<Unlocker>, cache_bytes: u64, max_readahead: u32) -> Self {
-        LuksFs { tree, cache: BlockCache::new(cache_bytes), unlocker, max_readahead }
+    /// Serve `vfs`; `want_uring` asks the kernel for FUSE over io_uring, and `uring_granted` tells
+    /// whether it agreed once the mount is up.
+    pub fn new(vfs: Arc<Vfs>, max_readahead: u32, max_write: u32, want_uring: bool) -> Self {
+        LuksFs { vfs, max_readahead, max_write, want_uring, uring_granted: Arc::new(AtomicBool::new(false)) }
     }
 
-    fn attr(&self, ino: u64) -> Option<FileAttr> {
-        let n = self.tree.node(ino)?;
-        let (kind, perm, size, nlink) = match &n.kind {
-            NodeKind::Dir(children) => {
-                let subdirs = children
-                    .values()
-                    .filter(|&&c| matches!(self.tree.node(c).map(|n| &n.kind), Some(NodeKind::Dir(_))))
-                    .count();
-                (FileType::Directory, 0o555, 0, 2 + subdirs as u32)
-            }
-            NodeKind::File(e) => (FileType::RegularFile, 0o444, e.size, 1),
-        };
-        Some(FileAttr {
-            ino: INodeNo(ino),
-            size,
-            blocks: size.div_ceil(512),
-            atime: n.meta.atime,
-            mtime: n.meta.mtime,
-            ctime: n.meta.ctime,
-            crtime: SystemTime::UNIX_EPOCH,
-            kind,
-            perm,
-            nlink,
-            uid: n.meta.uid,
-            gid: n.meta.gid,
-            rdev: 0,
-            flags: 0,
-            blksize: 4096,
-        })
+    /// Whether the kernel agreed to FUSE over io_uring (valid once the session is set up).
+    pub fn uring_granted(&self) -> Arc<AtomicBool> {
+        self.uring_granted.clone()
     }
 }
 
-fn errno(e: &crate::Error) -> Errno {
-    Errno::from_i32(e.kind().errno())
+fn file_attr(a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.blocks,
+        atime: a.atime,
+        mtime: a.mtime,
+        ctime: a.ctime,
+        crtime: SystemTime::UNIX_EPOCH,
+        kind: file_type(a.kind),
+        perm: a.perm,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: 0,
+        flags: 0,
+        blksize: 4096,
+    }
+}
+
+fn file_type(k: Kind) -> FileType {
+    match k {
+        Kind::Dir => FileType::Directory,
+        Kind::File => FileType::RegularFile,
+    }
 }
 
 impl Filesystem for LuksFs {
@@ -77,42 +77,35 @@ impl Filesystem for LuksFs {
         if let Err(max) = config.set_max_readahead(self.max_readahead) {
             let _ = config.set_max_readahead(max);
         }
+        if let Err(max) = config.set_max_write(self.max_write) {
+            let _ = config.set_max_write(max);
+        }
+        if self.want_uring {
+            let granted = config.add_capabilities(InitFlags::FUSE_OVER_IO_URING).is_ok();
+            self.uring_granted.store(granted, Ordering::SeqCst);
+        }
         Ok(())
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let child = match self.tree.node(parent.0).map(|n| &n.kind) {
-            Some(NodeKind::Dir(children)) => children.get(name).copied(),
-            Some(NodeKind::File(_)) => return reply.error(Errno::ENOTDIR),
-            None => None,
-        };
-        match child.and_then(|c| self.attr(c)) {
-            Some(a) => reply.entry(&TTL, &a, Generation(0)),
-            None => reply.error(Errno::ENOENT),
+        match self.vfs.lookup(parent.0, name) {
+            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+            Err(e) => reply.error(Errno::from_i32(e)),
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.attr(ino.0) {
-            Some(a) => reply.attr(&TTL, &a),
-            None => reply.error(Errno::ENOENT),
+        match self.vfs.attr(ino.0) {
+            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+            Err(e) => reply.error(Errno::from_i32(e)),
         }
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let acc = flags.0 & libc::O_ACCMODE;
-        if acc != libc::O_RDONLY || flags.0 & libc::O_TRUNC != 0 {
-            return reply.error(Errno::EROFS);
-        }
-        let Some(node) = self.tree.node(ino.0) else { return reply.error(Errno::ENOENT) };
-        let NodeKind::File(entry) = &node.kind else { return reply.error(Errno::EISDIR) };
-        match entry.get(&self.unlocker) {
+        match self.vfs.open(ino.0, flags.0) {
             // The plaintext never changes while mounted: let the kernel keep its page cache.
-            Ok(_) => reply.opened(FileHandle(ino.0), FopenFlags::FOPEN_KEEP_CACHE),
-            Err(e) => {
-                log::warn!("open: {e}");
-                reply.error(errno(&e))
-            }
+            Ok(()) => reply.opened(FileHandle(ino.0), FopenFlags::FOPEN_KEEP_CACHE),
+            Err(e) => reply.error(Errno::from_i32(e)),
         }
     }
 
@@ -127,67 +120,45 @@ impl Filesystem for LuksFs {
         _lock: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let Some(NodeKind::File(entry)) = self.tree.node(ino.0).map(|n| &n.kind) else {
-            return reply.error(Errno::EISDIR);
-        };
-        let Some(img) = entry.ready() else { return reply.error(Errno::EIO) };
-        let end = offset.saturating_add(u64::from(size)).min(img.size());
-        if offset >= end {
-            return reply.data(&[]);
-        }
-        let n = (end - offset) as usize;
         REPLY_BUF.with_borrow_mut(|buf| {
-            if buf.len() < n {
-                buf.resize(n, 0);
+            let size = size as usize;
+            if buf.len() < size {
+                buf.resize(size, 0);
             }
-            match self.cache.read(ino.0, &*img, offset, &mut buf[..n]) {
-                Ok(()) => reply.data(&buf[..n]),
-                Err(e) => {
-                    log::error!("read at {offset}: {e}");
-                    reply.error(errno(&e))
-                }
+            match self.vfs.read(ino.0, offset, &mut buf[..size]) {
+                Ok(n) => reply.data(&buf[..n]),
+                Err(e) => reply.error(Errno::from_i32(e)),
             }
         });
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.tree.node(ino.0).map(|n| &n.kind) {
-            Some(NodeKind::Dir(_)) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
-            Some(NodeKind::File(_)) => reply.error(Errno::ENOTDIR),
-            None => reply.error(Errno::ENOENT),
+        match self.vfs.opendir(ino.0) {
+            Ok(()) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
+            Err(e) => reply.error(Errno::from_i32(e)),
         }
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        let Some(node) = self.tree.node(ino.0) else { return reply.error(Errno::ENOENT) };
-        let NodeKind::Dir(children) = &node.kind else { return reply.error(Errno::ENOTDIR) };
-        let dots =
-            [(node.ino, FileType::Directory, OsStr::new(".")), (node.parent, FileType::Directory, OsStr::new(".."))];
-        let kids = children.iter().map(|(name, &c)| {
-            let kind = match self.tree.node(c).map(|n| &n.kind) {
-                Some(NodeKind::Dir(_)) => FileType::Directory,
-                _ => FileType::RegularFile,
-            };
-            (c, kind, name.as_os_str())
-        });
-        for (i, (child, kind, name)) in dots.into_iter().chain(kids).enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(child), (i + 1) as u64, kind, name) {
-                break;
-            }
+        let listed = self
+            .vfs
+            .readdir(ino.0, offset, |child, next, kind, name| reply.add(INodeNo(child), next, file_type(kind), name));
+        match listed {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(Errno::from_i32(e)),
         }
-        reply.ok();
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let blocks: u64 = self.tree.images.iter().map(|e| e.size.div_ceil(4096)).sum();
-        reply.statfs(blocks, 0, 0, self.tree.nodes.len() as u64, 0, 4096, 255, 4096);
+        let s = self.vfs.statfs();
+        reply.statfs(s.blocks, 0, 0, s.files, 0, 4096, 255, 4096);
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        if self.tree.node(ino.0).is_none() {
-            return reply.error(Errno::ENOENT);
+        match self.vfs.access(ino.0, mask.bits()) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(Errno::from_i32(e)),
         }
-        if mask.contains(AccessFlags::W_OK) { reply.error(Errno::EROFS) } else { reply.ok() }
     }
 
     fn getxattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, _size: u32, reply: ReplyXattr) {

@@ -26,6 +26,8 @@ pub mod qcow2;
 pub mod sniff;
 pub mod stream;
 pub mod sys;
+pub mod uring;
 pub mod verify;
+pub mod vfs;
 
 pub use error::{Error, ErrorKind, Result};

@@ -1,5 +1,6 @@
-//! The only module with `unsafe` code: the few system calls that keep secrets out of swap and
-//! core dumps (crosvm's `sys` split: OS specifics fenced in one place, safe functions outward).
+//! The few system calls behind safe functions (crosvm's `sys` split: OS specifics fenced in one
+//! place, safe functions outward); with `uring`, the only module with `unsafe` code. Most keep
+//! secrets out of swap and core dumps; [`pin_current_thread`] serves the per-CPU FUSE queues.
 //!
 //! * [`harden_process`]: `prctl(PR_SET_DUMPABLE, 0)` at start-up, so the process leaves no core
 //!   dump and cannot be `ptrace`d (or read through `/proc/PID/mem`) by another process of the same
@@ -18,6 +19,21 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
+
+/// Run the calling thread on `cpu` only (`sched_setaffinity`).
+pub fn pin_current_thread(cpu: usize) -> std::io::Result<()> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET writes within it (cpu < CPU_SETSIZE);
+    // sched_setaffinity(0, ...) reads it and affects only the calling thread.
+    let r = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}
 
 /// Make the process non-dumpable: no core dump, no `ptrace` attach or `/proc/PID/mem` read by
 /// other processes of the same user. Returns whether the kernel accepted it.

@@ -47,8 +47,8 @@ def fmt(x, d):
 rows = []
 
 
-def row(label, fig, d, target, check, qsd_tool="qsd", qsd_text=None, ratio=None):
-    lf, q = med("luksfs", fig), med(qsd_tool, fig)
+def row(label, fig, d, target, check, qsd_tool="qsd", qsd_text=None, ratio=None, tool="luksfs"):
+    lf, q = med(tool, fig), med(qsd_tool, fig)
     if ratio is None and num(lf) and num(q) and q:
         ratio = lf / q
     r = f"{ratio:.2f}×" if num(ratio) else "–"
@@ -59,7 +59,7 @@ def row(label, fig, d, target, check, qsd_tool="qsd", qsd_text=None, ratio=None)
     else:
         verdict = "PASS" if (check(lf, q) if check.__code__.co_argcount == 2 else check(lf)) else "FAIL"
     reps = lambda t: " / ".join(vals.get((t, fig), [])) or "–"  # noqa: E731
-    rows.append((label, fmt(lf, d), qsd_text if qsd_text else fmt(q, d), r, target, verdict, reps("luksfs"),
+    rows.append((label, fmt(lf, d), qsd_text if qsd_text else fmt(q, d), r, target, verdict, reps(tool),
                  reps(qsd_tool) if not qsd_text else "–"))
 
 
@@ -73,6 +73,18 @@ row("sequential read, LUKS2 aes-xts 4 KiB sectors (MB/s; ratio = LUKS2/LUKS1)", 
     ratio=(l2 / l1 if num(l1) and num(l2) and l1 else None))
 row("random 4 KiB reads, fio 1 job (IOPS)", "rand4k_iops.j1", 0, "≥ 3× qsd", lambda a, b: a >= 3 * b)
 row("random 4 KiB reads, fio 2 jobs (IOPS)", "rand4k_iops.j2", 0, "≥ 4× qsd", lambda a, b: a >= 4 * b)
+if vals.get(("luksfs_uring", "seq_MBps.luks1")):
+    for label, fig, d in [("sequential read, LUKS1 (MB/s)", "seq_MBps.luks1", 0),
+                          ("random 4 KiB reads, 1 job (IOPS)", "rand4k_iops.j1", 0),
+                          ("random 4 KiB reads, 2 jobs (IOPS)", "rand4k_iops.j2", 0),
+                          ("daemon CPU per GiB read, LUKS1 (s)", "cpu_s_per_GiB.luks1", 3)]:
+        row(f"  io_uring (luksfs --io-uring): {label}", fig, d, "–", None, tool="luksfs_uring")
+if vals.get(("fuserbase", "seq_MBps.luks1")):
+    for label, fig, d in [("sequential read (MB/s)", "seq_MBps.luks1", 0),
+                          ("random 4 KiB reads, 1 job (IOPS)", "rand4k_iops.j1", 0),
+                          ("random 4 KiB reads, 2 jobs (IOPS)", "rand4k_iops.j2", 0)]:
+        row(f"  FUSE ceiling, plaintext passthrough (fuserbase, no decryption): {label}", fig, d, "–", None,
+            tool="fuserbase")
 row("daemon CPU per GiB read, LUKS1 (s)", "cpu_s_per_GiB.luks1", 3, "≤ 0.2× qsd", lambda a, b: a <= 0.2 * b)
 row("daemon CPU per GiB read, qcow2+LUKS (s)", "cpu_s_per_GiB.qcow2", 3, "≤ 0.2× qsd", lambda a, b: a <= 0.2 * b)
 row("daemon CPU per GiB read, LUKS2 4K (s)", "cpu_s_per_GiB.luks2", 3, "–", None, qsd_text="n/a")

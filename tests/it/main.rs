@@ -33,4 +33,5 @@ mod luks2;
 mod mount;
 mod qcow2;
 mod stress;
+mod transport;
 mod verify;

@@ -42,6 +42,15 @@ pub fn have(reqs: &[&str]) -> bool {
         let missing = match *r {
             "root" => (!is_root()).then(|| "must run as root".to_string()),
             "fuse" => fuse_problem(),
+            "fuse-uring" => fuse_problem().or_else(|| {
+                let on =
+                    std::fs::read_to_string("/sys/module/fuse/parameters/enable_uring").is_ok_and(|s| s.trim() == "Y");
+                (!on).then(|| {
+                    "FUSE over io_uring is off (Linux >= 6.14; as root: echo Y > \
+                     /sys/module/fuse/parameters/enable_uring, as scripts/test.sh does)"
+                        .to_string()
+                })
+            }),
             "shared-corpus" => (!shared_corpus().join("external/manifest.tsv").is_file())
                 .then(|| format!("{} not found (set LUKSFS_SHARED)", shared_corpus().display())),
             "qemu-img" | "qemu-io" => match which(r) {
