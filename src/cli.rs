@@ -406,15 +406,18 @@ fn mount(a: MountArgs) -> Result<i32> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| Error::from_io("installing signal handlers", &e))?;
     }
+    // Resolved before mounting: afterwards resolving it would be a request to ourselves.
+    let mnt_abs = a.mountpoint.canonicalize().unwrap_or_else(|_| a.mountpoint.clone());
     let session = fuser::Session::new(fs, &a.mountpoint, &cfg)
         .map_err(|e| Error::io(format!("cannot mount on {}: {e}", a.mountpoint.display())))?;
+    if let Err(e) = crate::bdi::set_read_ahead(&mnt_abs, a.max_readahead) {
+        // Needs root; the mount works without it, with 128 KiB requests. Done before serving:
+        // a file keeps the readahead it was opened with.
+        log::info!("could not raise the mount's readahead to {} KiB: {e}", a.max_readahead / 1024);
+    }
     let transport = if a.io_uring { start_uring(&session, &granted, vfs, &a)? } else { "/dev/fuse".to_string() };
     let session =
         session.spawn().map_err(|e| Error::io(format!("cannot start serving {}: {e}", a.mountpoint.display())))?;
-    if let Err(e) = crate::bdi::set_read_ahead(&a.mountpoint, a.max_readahead) {
-        // Needs root; the mount works without it, with 128 KiB requests.
-        log::info!("could not raise the mount's readahead to {} KiB: {e}", a.max_readahead / 1024);
-    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     unlocker.spawn_background(&tree, cores);
     log::info!("mounted {} on {} in {:?} ({transport})", source.display(), a.mountpoint.display(), t0.elapsed());
