@@ -37,7 +37,8 @@
 #   concurrent half-file cmps and random preads for luksfs) before any speed is measured; a
 #   mismatch aborts.
 # * Each figure runs on a freshly started daemon (empty userspace cache), one tool at a time,
-#   with the ciphertext in the host page cache (`cat IMAGE > /dev/null`) and the exposed file's
+#   with the ciphertext locked in the host page cache (vmtouch -l: this VM's DAMON pageout
+#   evicts cold file pages) (`cat IMAGE > /dev/null`) and the exposed file's
 #   page cache dropped (`dd iflag=nocache count=0`, checked with fincore; luksfs opens files with
 #   FOPEN_KEEP_CACHE, so without the drop the kernel would serve the plaintext).
 # * seq: `dd if=EXPOSED of=/dev/null bs=1M`; CPU: utime+stime of the daemon process
@@ -124,7 +125,7 @@ label() { if (($1 % 1024 == 0)); then echo "$(($1 / 1024)) GiB"; else echo "$1 M
 [ "$(id -u)" = 0 ] || die "run as root (page-cache drops, FUSE mounts)"
 [ -c /dev/fuse ] || die "/dev/fuse is missing"
 missing=()
-for t in qemu-img qemu-storage-daemon cryptsetup fio fusermount3 openssl fincore "$PY" cmp dd timeout flock mountpoint; do
+for t in qemu-img qemu-storage-daemon cryptsetup fio vmtouch fusermount3 openssl fincore "$PY" cmp dd timeout flock mountpoint; do
     command -v "$t" >/dev/null || missing+=("$t")
 done
 ((${#missing[@]} == 0)) || die "missing tools: ${missing[*]} (scripts/install-deps.sh installs them)"
@@ -212,6 +213,9 @@ cleanup() {
         [ -n "$m" ] && { fusermount3 -u "$m" 2>/dev/null || fusermount3 -uz "$m" 2>/dev/null; }
     done < <(our_mounts)
     [ -n "$(our_mounts)" ] && echo "bench.sh: WARNING: still mounted: $(our_mounts | tr '\n' ' ')" >&2
+    if [ -s "$RUN/vmtouch.pidfile" ]; then   # the page-cache lock (only if it is still vmtouch)
+        e=$(cat "$RUN/vmtouch.pidfile"); [ "$(cat "/proc/$e/comm" 2>/dev/null)" = vmtouch ] && kill "$e"
+    fi
     rm -rf "$RUN"
     [ -n "$URING_WAS" ] && echo "$URING_WAS" >"$URING_PARAM"
     if [ -z "$KEEP" ]; then
@@ -511,6 +515,12 @@ verify() { # TOOL FMT
     stop_daemon
     log "bytes equal: $tool $fmt ($(label $((size >> 20))))"
 }
+# Ciphertext (and plaintext) stay in the page cache for the whole run: locked with vmtouch. This
+# VM's DAMON "pageout" scheme otherwise evicts file pages it sees as cold within seconds to a
+# minute, and a read that meets an evicted page measures the virtual disk, not the daemon.
+vmtouch -l -d -q -P "$RUN/vmtouch.pidfile" "$IMG" >>"$LOGD/vmtouch.log" 2>&1 || die "vmtouch -l $IMG failed: $(tail -2 "$LOGD/vmtouch.log")"
+for _ in $(seq 100); do [ -s "$RUN/vmtouch.pidfile" ] && break; sleep 0.05; done
+log "images locked in the page cache (vmtouch pid $(cat "$RUN/vmtouch.pidfile" 2>/dev/null))"
 log "1. verifying the exposed bytes against the plaintext (both tools)"
 for fmt in luks1 qcow2 luks2 small; do
     verify luksfs "$fmt"
@@ -703,6 +713,7 @@ LOAD_END=$(uptime)
     else
         echo "- luksfs serves through /dev/fuse (its default); luksfs --io-uring not measured: $([ -n "$NO_URING" ] && echo '--no-uring' || echo 'the kernel does not offer FUSE over io_uring')"
     fi
+    echo "- ciphertext images and plaintext locked in the page cache for the run (vmtouch -l: this VM's DAMON pageout evicts cold file pages)"
     echo "- all exposed files were byte-identical to the plaintext (cmp, both tools)"
     echo
 } >"$W/table-header.md"
