@@ -2,10 +2,10 @@
 //! worker threads pinned to that CPU. A request is queued on the CPU its caller runs on, so the
 //! worker that answers it and the caller it wakes share a core, and commit-and-fetch halves the
 //! system calls. That pays when the caller stays on its CPU: 4 KiB random reads by one pinned
-//! reader went from 32k/s (`/dev/fuse`) to 58k/s here, 40-45k → 52-55k with the other core busy.
-//! On an idle machine the scheduler moves the woken caller to the idle core anyway (26-30k/s
-//! either way), and a streaming reader loses the second core that `/dev/fuse` workers give it
-//! (1.5 vs 2.0-2.3 GB/s): so it is opt-in.
+//! reader went from 37-38k/s (`/dev/fuse`) to 71-72k/s on this 2-core VM, 31-41k → 67-68k with
+//! the other core busy. On an idle machine the scheduler moves the woken caller to the idle core
+//! (29-32k/s against 35-40k/s), and a streaming reader loses the second core that `/dev/fuse`
+//! workers give it (1.3-1.6 vs 1.9-2.3 GB/s): so it is opt-in.
 //!
 //! The kernel offers it only when the `fuse` module's `enable_uring` parameter is set (root:
 //! `echo Y > /sys/module/fuse/parameters/enable_uring`). Once every queue has a registered entry
