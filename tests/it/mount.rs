@@ -576,3 +576,35 @@ fn partition_table_visible_to_sfdisk() {
     assert!(dump.contains("label-id: 0x1234abcd"), "{dump}");
     assert!(dump.contains("start=         128, size=        4000, type=83"), "{dump}");
 }
+
+/// The mount's readahead (`--max-readahead`, default 1M) is in place before the first request
+/// is answered: a file keeps the readahead it was opened with, so a reader that opens at once
+/// must already get 1 MiB requests.
+#[test]
+fn readahead_is_raised_before_the_first_reply() {
+    need!("fuse", "qemu-img");
+    let lab = Lab::new();
+    let img = lab.qemu_luks("vol.luks", mark("ra", 64 * KIB), PASS, "");
+    for (i, (arg, kib)) in [(None, 1024), (Some("2M"), 2048)].into_iter().enumerate() {
+        let mut args = key_args(&img.key).to_vec();
+        if let Some(a) = arg {
+            args.extend([os("--max-readahead"), os(a)]);
+        }
+        let mnt = lab.root().join(format!("mnt{i}"));
+        let m = Mount::spawn(&lab.src, &mnt, &args, lab.root());
+        let file = mnt.join("vol.luks.raw");
+        let t0 = Instant::now();
+        // The first answered request: the file's attributes.
+        let md = loop {
+            let f = file.clone();
+            if let Ok(md) = timed("stat", FS_CALL, move || std::fs::metadata(&f)) {
+                break md;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(30), "not mounted; log:\n{}", m.log());
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let (major, minor) = (libc::major(md.dev()), libc::minor(md.dev()));
+        let ra = std::fs::read_to_string(format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb")).unwrap();
+        assert_eq!(ra.trim(), kib.to_string(), "read_ahead_kb right after the first reply; log:\n{}", m.log());
+    }
+}
