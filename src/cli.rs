@@ -463,9 +463,9 @@ fn start_uring<FS: fuser::Filesystem>(
     }
     let dev = session.as_fd().try_clone_to_owned().map_err(|e| Error::from_io("duplicating /dev/fuse", &e))?;
     let per_cpu = a.threads.unwrap_or(4).max(1);
-    // Each entry's payload buffer holds the largest request: max(max_write, max_pages * 4 KiB).
-    let payload = (a.max_readahead.max(u64::from(max_write(a))).max(8192)).next_multiple_of(4096);
-    let payload = usize::try_from(payload).map_err(|_| Error::usage("--max-readahead is too large"))?;
+    // Each entry's payload buffer holds the largest request: max(max_write, max_pages * 4 KiB),
+    // and max_pages follows max_write (see `max_write`).
+    let payload = (max_write(a) as usize).max(8192).next_multiple_of(4096);
     crate::uring::start(dev, vfs, per_cpu, payload)
         .map_err(|e| Error::unsupported(format!("--io-uring: FUSE over io_uring could not start: {e}")))?;
     Ok(format!("io_uring, {per_cpu} worker(s) per CPU queue"))

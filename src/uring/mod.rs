@@ -103,16 +103,7 @@ fn run_one(ring: &mut IoUring<squeue::Entry128, cqueue::Entry>, sqe: &squeue::En
     // SAFETY: the buffers an SQE points to (the iovec array and the two entry buffers) are owned
     // by `worker`, outlive the ring, and are only touched between completions.
     unsafe { ring.submission().push(sqe) }.map_err(|_| io::Error::other("io_uring submission queue full"))?;
-    loop {
-        match ring.submit_and_wait(1) {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-        if let Some(cqe) = ring.completion().next() {
-            return Ok(cqe.result());
-        }
-    }
+    wait(ring)
 }
 
 fn worker(
@@ -184,7 +175,7 @@ fn worker(
     }
 }
 
-/// Wait for the next completion of a command already submitted.
+/// Submit what is queued and wait for the next completion.
 fn wait(ring: &mut IoUring<squeue::Entry128, cqueue::Entry>) -> io::Result<i32> {
     loop {
         if let Some(cqe) = ring.completion().next() {
