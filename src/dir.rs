@@ -280,10 +280,11 @@ impl Tree {
                 None
             }
         };
-        if key == KeySource::Default && plan.use_sidecars {
-            if let Some(id) = meta.as_ref().and_then(|m| m.key_id.clone()) {
-                key = KeySource::Barbican(id);
-            }
+        if key == KeySource::Default
+            && plan.use_sidecars
+            && let Some(id) = meta.as_ref().and_then(|m| m.key_id.clone())
+        {
+            key = KeySource::Barbican(id);
         }
         // A file with a detached header has no magic of its own: the keytab line is what makes
         // it an image.

@@ -380,11 +380,11 @@ pub fn container(head: &[u8], tail: &[u8]) -> Option<Container> {
         if let Some(s) = le64(head, 48) {
             d.push(format!("virtual size {s} bytes"));
         }
-        if let (Some(o), Some(l)) = (le32(head, 56), le32(head, 60)) {
-            if o != 0 {
-                let name = text(head, o as usize, l.min(1023) as usize).unwrap_or_else(|| format!("at byte {o}"));
-                d.push(format!("backing file {name}"));
-            }
+        if let (Some(o), Some(l)) = (le32(head, 56), le32(head, 60))
+            && o != 0
+        {
+            let name = text(head, o as usize, l.min(1023) as usize).unwrap_or_else(|| format!("at byte {o}"));
+            d.push(format!("backing file {name}"));
         }
         return c(ContainerKind::Qed, d);
     }

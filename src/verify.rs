@@ -476,16 +476,16 @@ fn verify_inner(
             None
         }
     };
-    if let Some(m) = &meta {
-        if m.hash_value.is_some() {
-            let name = m.hash_algo.as_deref().unwrap_or("sha512");
-            os_algo = OsAlgo::from_name(name);
-            if os_algo.is_none() {
-                warnings.push(format!(
-                    "the Glance sidecar's os_hash_algo {name} is not supported (sha1, sha224, sha256, sha384 and \
+    if let Some(m) = &meta
+        && m.hash_value.is_some()
+    {
+        let name = m.hash_algo.as_deref().unwrap_or("sha512");
+        os_algo = OsAlgo::from_name(name);
+        if os_algo.is_none() {
+            warnings.push(format!(
+                "the Glance sidecar's os_hash_algo {name} is not supported (sha1, sha224, sha256, sha384 and \
                      sha512 are): os_hash_value not checked"
-                ));
-            }
+            ));
         }
     }
 
@@ -568,16 +568,16 @@ fn verify_inner(
                 let mut buf = vec![0u8; len as usize];
                 image.read_plain(p.start, &mut buf)?;
                 let inner = sniff::classify(&buf, &[], p.size, false);
-                if let Payload::Volume(v) = &inner {
-                    if let Some(claimed) = v.size.filter(|&c| c > p.size) {
-                        warnings.push(format!(
-                            "partition {}: the {} header says the volume has {claimed} bytes, but the partition \
+                if let Payload::Volume(v) = &inner
+                    && let Some(claimed) = v.size.filter(|&c| c > p.size)
+                {
+                    warnings.push(format!(
+                        "partition {}: the {} header says the volume has {claimed} bytes, but the partition \
                              has only {}",
-                            p.number,
-                            v.kind.name(),
-                            p.size
-                        ));
-                    }
+                        p.number,
+                        v.kind.name(),
+                        p.size
+                    ));
                 }
                 pj["partitions"][i]["contents"] = inner.to_json();
             }

@@ -78,5 +78,8 @@ fn check_sectors(len: usize, sector_size: usize) {
         sector_size.is_power_of_two() && (512..=4096).contains(&sector_size),
         "sector size {sector_size} is not a power of two from 512 to 4096"
     );
-    assert!(len % sector_size == 0, "buffer of {len} bytes is not a whole number of {sector_size}-byte sectors");
+    assert!(
+        len.is_multiple_of(sector_size),
+        "buffer of {len} bytes is not a whole number of {sector_size}-byte sectors"
+    );
 }

@@ -194,7 +194,7 @@ impl CipherSpec {
     /// the cipher (32/48/64 bytes for AES); otherwise one valid key.
     pub fn key_len_ok(&self, len: usize) -> bool {
         match self.mode {
-            ChainMode::Xts => len % 2 == 0 && self.cipher.key_len_ok(len / 2),
+            ChainMode::Xts => len.is_multiple_of(2) && self.cipher.key_len_ok(len / 2),
             _ => self.cipher.key_len_ok(len),
         }
     }

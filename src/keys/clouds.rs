@@ -251,17 +251,17 @@ pub fn resolve(os_cloud: Option<&str>, env: &HashMap<String, String>, files: &Fi
     };
     // the environment fills what the cloud leaves out
     for (key, var) in AUTH_KEYS {
-        if !raw.auth.contains_key(key) {
-            if let Some(v) = env_get(env, var) {
-                raw.auth.insert(key, Zeroizing::new(v.to_string()));
-            }
+        if !raw.auth.contains_key(key)
+            && let Some(v) = env_get(env, var)
+        {
+            raw.auth.insert(key, Zeroizing::new(v.to_string()));
         }
     }
     for (key, vars) in TOP_KEYS {
-        if !raw.top.contains_key(key) {
-            if let Some(v) = vars.iter().find_map(|var| env_get(env, var)) {
-                raw.top.insert(key, v.to_string());
-            }
+        if !raw.top.contains_key(key)
+            && let Some(v) = vars.iter().find_map(|var| env_get(env, var))
+        {
+            raw.top.insert(key, v.to_string());
         }
     }
     build(raw)
@@ -351,30 +351,30 @@ fn from_files(name: &str, files: &Files) -> Result<Raw, Error> {
     for (key, _) in AUTH_KEYS {
         // auth: wins over the same key at the cloud's top level (openstacksdk moves those in)
         let v = auth.get(*key).or_else(|| cloud.get(*key));
-        if let Some(v) = v {
-            if let Some(s) = scalar(v, || format!("{}: auth.{key}", raw.source))? {
-                raw.auth.insert(key, Zeroizing::new(s));
-            }
+        if let Some(v) = v
+            && let Some(s) = scalar(v, || format!("{}: auth.{key}", raw.source))?
+        {
+            raw.auth.insert(key, Zeroizing::new(s));
         }
     }
     for (key, _) in TOP_KEYS {
-        if let Some(v) = cloud.get(*key) {
-            if let Some(s) = scalar(v, || format!("{}: {key}", raw.source))? {
-                raw.top.insert(key, s);
-            }
+        if let Some(v) = cloud.get(*key)
+            && let Some(s) = scalar(v, || format!("{}: {key}", raw.source))?
+        {
+            raw.top.insert(key, s);
         }
     }
-    if !raw.top.contains_key("region_name") {
-        if let Some(Value::Array(regions)) = cloud.get("regions") {
-            let first = regions.first().map(|r| match r {
-                Value::Object(m) => m.get("name").cloned().unwrap_or(Value::Null),
-                other => other.clone(),
-            });
-            if let Some(r) = first {
-                if let Some(s) = scalar(&r, || format!("{}: regions", raw.source))? {
-                    raw.top.insert("region_name", s);
-                }
-            }
+    if !raw.top.contains_key("region_name")
+        && let Some(Value::Array(regions)) = cloud.get("regions")
+    {
+        let first = regions.first().map(|r| match r {
+            Value::Object(m) => m.get("name").cloned().unwrap_or(Value::Null),
+            other => other.clone(),
+        });
+        if let Some(r) = first
+            && let Some(s) = scalar(&r, || format!("{}: regions", raw.source))?
+        {
+            raw.top.insert("region_name", s);
         }
     }
     Ok(raw)

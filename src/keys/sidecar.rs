@@ -110,10 +110,10 @@ impl<'a> Props<'a> {
 
     /// The value of `key` as a string: `None` when absent, null or empty.
     fn string(&self, key: &str) -> Result<Option<String>, Error> {
-        if let Some(v) = self.top.get(key) {
-            if let Some(s) = scalar(key, v)? {
-                return Ok(Some(s));
-            }
+        if let Some(v) = self.top.get(key)
+            && let Some(s) = scalar(key, v)?
+        {
+            return Ok(Some(s));
         }
         match &self.nested {
             Nested::None => Ok(None),

@@ -249,7 +249,7 @@ impl Header {
             return inv(format!("L1 table of {} entries is larger than {} MiB", self.l1_size, MAX_L1_BYTES >> 20));
         }
         if self.l1_size > 0 {
-            if self.l1_table_offset % cluster != 0 || self.l1_table_offset == 0 {
+            if !self.l1_table_offset.is_multiple_of(cluster) || self.l1_table_offset == 0 {
                 return inv(format!("L1 table offset {} is not cluster-aligned", self.l1_table_offset));
             }
             if self.l1_table_offset.checked_add(l1_bytes).is_none_or(|e| e > file_len) {
@@ -278,7 +278,7 @@ impl Header {
         }
         if self.refcount_table_clusters > 0 || self.refcount_table_offset != 0 {
             let off = self.refcount_table_offset;
-            if off == 0 || off % cluster != 0 {
+            if off == 0 || !off.is_multiple_of(cluster) {
                 return inv(format!("refcount table offset {off} is not a cluster after the header"));
             }
             if off.checked_add(rt_bytes).is_none_or(|e| e > file_len) {
@@ -291,7 +291,7 @@ impl Header {
         if self.nb_snapshots > 0 {
             let off = self.snapshots_offset;
             let need = u64::from(self.nb_snapshots) * SNAPSHOT_ENTRY_MIN;
-            if off == 0 || off % cluster != 0 || off.checked_add(need).is_none_or(|e| e > file_len) {
+            if off == 0 || !off.is_multiple_of(cluster) || off.checked_add(need).is_none_or(|e| e > file_len) {
                 return inv(format!("snapshot table at {off} is misaligned or past the end of the file ({file_len})"));
             }
         }

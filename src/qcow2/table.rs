@@ -32,7 +32,7 @@ pub fn l1_entry(entry: u64, cluster_size: u64) -> Result<Option<u64>, Qcow2Error
     if off == 0 {
         return Ok(None);
     }
-    if off % cluster_size != 0 {
+    if !off.is_multiple_of(cluster_size) {
         return Err(Qcow2Error::Invalid(format!("L2 table offset 0x{off:x} is not cluster-aligned")));
     }
     Ok(Some(off))
@@ -53,7 +53,7 @@ pub fn l2_entry(entry: u64, version: u32, cluster_size: u64) -> Result<Storage, 
     if off == 0 {
         return Ok(Storage::Unallocated);
     }
-    if off % cluster_size != 0 {
+    if !off.is_multiple_of(cluster_size) {
         return Err(Qcow2Error::Invalid(format!("data cluster offset 0x{off:x} is not cluster-aligned")));
     }
     Ok(Storage::Data(off))
@@ -72,7 +72,7 @@ pub fn ext_l2_entry(entry: u64, bitmap: u64, sc: u64, cluster_size: u64) -> Resu
         (false, false) => Ok(Storage::Unallocated),
         (true, false) => {
             let off = entry & OFFSET_MASK;
-            if off == 0 || off % cluster_size != 0 {
+            if off == 0 || !off.is_multiple_of(cluster_size) {
                 return Err(Qcow2Error::Invalid(format!("allocated subcluster in cluster at bad offset 0x{off:x}")));
             }
             Ok(Storage::Data(off + sc * (cluster_size / SUBCLUSTERS)))

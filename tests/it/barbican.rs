@@ -337,10 +337,10 @@ impl Osk {
                 .tls_config(ureq::tls::TlsConfig::builder().disable_verification(true).build())
                 .build()
                 .new_agent();
-            if let Ok(r) = probe.get(format!("{}/", extra.url)).call() {
-                if matches!(r.status().as_u16(), 200 | 300 | 401) {
-                    break;
-                }
+            if let Ok(r) = probe.get(format!("{}/", extra.url)).call()
+                && matches!(r.status().as_u16(), 200 | 300 | 401)
+            {
+                break;
             }
             assert!(t.elapsed() < Duration::from_secs(90), "extra Barbican on port {port} did not start");
             assert!(extra.child.as_mut().unwrap().try_wait().unwrap().is_none(), "extra Barbican exited");
