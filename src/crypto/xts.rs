@@ -100,8 +100,9 @@ where
 }
 
 /// One group of sectors for the block cipher backend: run inside the backend closure, so that
-/// with `aes` the whole loop is compiled into AES-NI code and each parallel batch of blocks
-/// (8 for AES-NI) goes xor → cipher → xor without leaving L1.
+/// with `aes` the tweak generation and the xors are compiled (and vectorised) for the backend in
+/// use; per [`BATCH`] the tweaks are generated, xored in, the blocks ciphered in the backend's
+/// parallel batches across sector boundaries, and the tweaks xored out, all within L1.
 struct Job<'a> {
     blocks: &'a mut [Block16],
     /// The encrypted IV (initial tweak) of each sector.
