@@ -81,6 +81,7 @@ fn for_each_group<C: BlockCipherEncrypt>(
     let step = (sector_size / 512) as u64;
     let spb = sector_size / C::BlockSize::USIZE;
     let (blocks, _) = Array::slice_as_chunks_mut(buf);
+    let buf_blocks = blocks.len();
     let mut ivs: [Block<C>; GROUP] = std::array::from_fn(|_| Block::<C>::default());
     let mut iv_num = first_iv;
     for group in blocks.chunks_mut(GROUP * spb) {
@@ -89,7 +90,8 @@ fn for_each_group<C: BlockCipherEncrypt>(
         iv_num = iv_num.wrapping_add((n as u64).wrapping_mul(step));
         f(group, &ivs[..n]);
     }
-    ivs.iter_mut().for_each(|b| b.as_mut_slice().zeroize());
+    let used = (buf_blocks / spb).min(GROUP);
+    ivs[..used].iter_mut().for_each(|b| b.as_mut_slice().zeroize());
 }
 
 /// Run `f(sector blocks, sector IV)` over every sector of `buf`.
@@ -155,12 +157,13 @@ where
 {
     fn decrypt(&self, buf: &mut [u8], first_iv: u64, sector_size: usize) {
         let mut prev = [0u8; CBC_BATCH_BYTES];
+        let len = buf.len();
         let spb = sector_size / C::BlockSize::USIZE;
         for_each_group(&self.cipher, &self.iv, buf, first_iv, sector_size, |blocks, ivs| {
             let prev = Array::slice_as_chunks_mut(&mut prev).0;
             self.cipher.decrypt_with_backend(CbcDecrypt { blocks, ivs, spb, prev });
         });
-        prev.zeroize();
+        prev[..len.min(CBC_BATCH_BYTES)].zeroize();
     }
 
     fn encrypt(&self, buf: &mut [u8], first_iv: u64, sector_size: usize) {
@@ -176,6 +179,7 @@ where
 {
     fn apply(&self, buf: &mut [u8], first_iv: u64, sector_size: usize) {
         let bs = C::BlockSize::USIZE;
+        let len = buf.len();
         // The counter is the whole block, big-endian, modulo 2^(8 * block size).
         let mask = if bs >= 16 { u128::MAX } else { (1u128 << (8 * bs)) - 1 };
         let mut keystream: [Block<C>; CTR_BATCH] = std::array::from_fn(|_| Block::<C>::default());
@@ -201,7 +205,8 @@ where
                 }
             }
         });
-        keystream.iter_mut().for_each(|b| b.as_mut_slice().zeroize());
+        let used = (len / bs).min(CTR_BATCH);
+        keystream[..used].iter_mut().for_each(|b| b.as_mut_slice().zeroize());
     }
 }
 
