@@ -1,0 +1,5 @@
+//! On-disk formats, one folder each: pure parsers over byte slices plus the reader each format
+//! offers upward (every layer consumes and provides [`crate::io::ReadAt`]).
+
+pub mod luks;
+pub mod qcow2;
