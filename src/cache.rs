@@ -10,25 +10,8 @@
 //! the cache serves sub-page reads (O_DIRECT, odd offsets) and their neighbours.
 
 use crate::Result;
-use crate::image::Image;
+use crate::io::ReadAt;
 use quick_cache::Weighter;
-
-/// What the cache reads blocks from: an unlocked image (or a test double).
-pub trait PlainSource: Sync {
-    /// Plaintext size in bytes.
-    fn size(&self) -> u64;
-    /// Fill `buf` with the plaintext at `off` (within [`PlainSource::size`]).
-    fn read_plain(&self, off: u64, buf: &mut [u8]) -> Result<()>;
-}
-
-impl PlainSource for Image {
-    fn size(&self) -> u64 {
-        Image::size(self)
-    }
-    fn read_plain(&self, off: u64, buf: &mut [u8]) -> Result<()> {
-        Image::read_plain(self, off, buf)
-    }
-}
 use std::sync::Arc;
 
 /// Plaintext bytes per cache block: a sub-page read decrypts 16 KiB around what it asks for,
@@ -70,12 +53,12 @@ impl BlockCache {
 
     /// Fill `out` with the plaintext of `image` (known to the cache as `id`) at `off`. The range
     /// must lie within the image.
-    pub fn read(&self, id: u64, image: &dyn PlainSource, off: u64, out: &mut [u8]) -> Result<()> {
+    pub fn read(&self, id: u64, image: &dyn ReadAt, off: u64, out: &mut [u8]) -> Result<()> {
         if out.len() as u64 >= DIRECT_MIN {
             // Page-sized and larger reads: decrypt straight into the caller's buffer. The kernel
             // page cache keeps what it asked for, so caching it here again would only cost an
             // allocation, a larger decryption and a copy.
-            return image.read_plain(off, out);
+            return image.read_exact_at(out, off);
         }
         let mut done = 0usize;
         while done < out.len() {
@@ -89,12 +72,12 @@ impl BlockCache {
         Ok(())
     }
 
-    fn block(&self, id: u64, image: &dyn PlainSource, block: u64) -> Result<Arc<[u8]>> {
+    fn block(&self, id: u64, image: &dyn ReadAt, block: u64) -> Result<Arc<[u8]>> {
         self.inner.get_or_insert_with(&(id, block), || {
             let start = block * BLOCK_SIZE;
             let len = BLOCK_SIZE.min(image.size() - start) as usize;
             let mut v = vec![0u8; len];
-            image.read_plain(start, &mut v)?;
+            image.read_exact_at(&mut v, start)?;
             Ok(Arc::from(v))
         })
     }
@@ -116,11 +99,11 @@ mod tests {
         decrypted: AtomicUsize,
     }
 
-    impl PlainSource for Fake {
+    impl ReadAt for Fake {
         fn size(&self) -> u64 {
             self.size
         }
-        fn read_plain(&self, off: u64, buf: &mut [u8]) -> Result<()> {
+        fn read_exact_at(&self, buf: &mut [u8], off: u64) -> Result<()> {
             assert!(off + buf.len() as u64 <= self.size);
             std::thread::sleep(std::time::Duration::from_millis(2));
             for (i, b) in buf.iter_mut().enumerate() {

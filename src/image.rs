@@ -1,20 +1,19 @@
-//! The composition layer: on-disk format × cipher × key → plaintext reads.
+//! The encryption layer: LUKS on a byte range, or qcow2 with LUKS, × cipher × key → plaintext.
 //!
-//! Opening happens in two steps so a mount can list images before any key is derived:
-//! [`Prepared::open`] reads and validates the headers (no key, no KDF) and knows the decrypted
-//! size; [`Prepared::unlock`] runs the key slots and returns an [`Image`] whose
-//! [`Image::read_plain`] decrypts any byte range.
+//! Opening happens in two steps so a mount can list volumes before any key is derived:
+//! [`Prepared::open_on`] reads and validates the headers of the volume in a reader (no key, no
+//! KDF) and knows the decrypted size; [`Prepared::unlock`] runs the key slots and returns an
+//! [`Image`], itself a [`ReadAt`], which decrypts any byte range of the layer below. The reader
+//! below is any layer: a file, a partition, a logical volume, another decrypted volume.
 
 use crate::crypto::{SectorCipher, sector_cipher};
-use crate::io::{ReadAt, Window};
+use crate::io::{FileSource, ReadAt, Window};
 use crate::keys::Secret;
 use crate::luks::keyslot::{self, UnlockOptions};
 use crate::luks::{self, DataLayout};
 use crate::qcow2::table::Storage;
 use crate::qcow2::{self, Qcow2};
 use crate::{Error, Result};
-use std::fs::File;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -78,27 +77,13 @@ impl Default for UnlockSettings {
 /// Default Argon2 memory cap: 4 GiB (the LUKS2 maximum), or half the machine's RAM if less.
 pub const DEFAULT_MAX_KDF_MEMORY_KIB: u32 = 4 * 1024 * 1024;
 
-/// Open a source file read-only, without updating its access time where permitted.
-pub fn open_readonly(path: &Path) -> std::io::Result<File> {
-    let noatime = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOATIME).open(path);
-    match noatime {
-        Ok(f) => Ok(f),
-        // O_NOATIME needs ownership or CAP_FOWNER; fall back quietly.
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
-        Err(e) => Err(e),
-    }
-}
+pub use crate::io::file::open_readonly;
 
 /// Read the first bytes of a file to recognise its format.
-pub fn probe_file(path: &Path) -> std::io::Result<Option<Format>> {
-    let f = open_readonly(path)?;
-    let mut head = [0u8; 8];
-    let len = ReadAt::size(&f)?;
-    if len < 8 {
-        return Ok(None);
-    }
-    ReadAt::read_exact_at(&f, &mut head, 0)?;
-    Ok(Format::probe(&head))
+pub fn probe_file(path: &Path) -> Result<Option<Format>> {
+    let f = FileSource::open(path)?;
+    let head = crate::io::read_upto(&f, 0, 8)?;
+    Ok(if head.len() < 8 { None } else { Format::probe(&head) })
 }
 
 /// Where the ciphertext of the plaintext view lives.
@@ -133,22 +118,23 @@ impl std::fmt::Debug for Prepared {
     }
 }
 
-fn len_of(r: &dyn ReadAt, path: &Path) -> Result<u64> {
-    r.size().map_err(|e| Error::from_io("stat", &e).with_path(path))
-}
-
 impl Prepared {
     /// Read and validate the headers of the image at `path` (no key needed). Refused and
     /// unsupported images fail here with [`crate::ErrorKind::Unsupported`].
     pub fn open(path: &Path, options: &ImageOptions) -> Result<Prepared> {
-        Self::open_inner(path, options).map_err(|e| e.with_path(path))
+        let file: Arc<dyn ReadAt> = Arc::new(FileSource::open(path)?);
+        Self::open_on(file, path, options)
     }
 
-    fn open_inner(path: &Path, options: &ImageOptions) -> Result<Prepared> {
-        let file: Arc<dyn ReadAt> = Arc::new(open_readonly(path).map_err(|e| Error::from_io("cannot open image", &e))?);
-        let file_len = len_of(&*file, path)?;
-        let mut head = vec![0u8; file_len.min(8) as usize];
-        file.read_exact_at(&mut head, 0).map_err(|e| Error::from_io("reading the image", &e))?;
+    /// Read and validate the headers of the encrypted volume in `file` (any layer); `name` is
+    /// how errors and logs call it (a path, or a path and a volume name).
+    pub fn open_on(file: Arc<dyn ReadAt>, name: &Path, options: &ImageOptions) -> Result<Prepared> {
+        Self::open_inner(file, name, options).map_err(|e| e.with_path(name))
+    }
+
+    fn open_inner(file: Arc<dyn ReadAt>, path: &Path, options: &ImageOptions) -> Result<Prepared> {
+        let file_len = file.size();
+        let head = crate::io::read_upto(&*file, 0, 8)?;
         let format = match (&options.header, Format::probe(&head)) {
             (_, Some(Format::Qcow2)) => Format::Qcow2,
             (Some(_), _) => Format::Luks1, // refined below from the detached header
@@ -163,8 +149,7 @@ impl Prepared {
         }
         let (header_src, detached): (Arc<dyn ReadAt>, bool) = match &options.header {
             Some(h) => {
-                let f =
-                    open_readonly(h).map_err(|e| Error::from_io(format!("cannot open header {}", h.display()), &e))?;
+                let f = FileSource::open(h).map_err(|e| e.context("cannot open the detached header"))?;
                 (Arc::new(f), true)
             }
             None => (file.clone(), false),
@@ -225,7 +210,8 @@ impl Prepared {
         let Some((off, len)) = qh.crypto_header else {
             return Err(Error::corrupt("encrypted qcow2 image has no encryption header extension"));
         };
-        let header_src: Arc<dyn ReadAt> = Arc::new(Window::new(file.clone(), off, len));
+        let header_src: Arc<dyn ReadAt> =
+            Arc::new(Window::new(file.clone(), off, len, "the embedded LUKS header").map_err(|e| e.context("qcow2"))?);
         let hdr = luks::read_header(&*header_src).map_err(|e| e.context("embedded LUKS header"))?;
         if hdr.version() != 1 {
             return Err(Error::unsupported("qcow2 embeds a LUKS header other than LUKS1"));
@@ -336,13 +322,8 @@ impl std::fmt::Debug for Image {
     }
 }
 
-fn read_error(off: u64, e: &std::io::Error) -> Error {
-    match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => {
-            Error::corrupt(format!("image is truncated: ciphertext at byte {off} lies past the end of the file"))
-        }
-        _ => Error::from_io(format!("reading ciphertext at byte {off}"), e),
-    }
+fn read_error(off: u64, e: Error) -> Error {
+    e.context(format!("reading ciphertext at byte {off}"))
 }
 
 impl Image {
@@ -396,7 +377,7 @@ impl Image {
         match &self.storage {
             Layout::Raw { offset } => {
                 let at = offset + off;
-                self.data.read_exact_at(buf, at).map_err(|e| read_error(at, &e))?;
+                self.data.read_exact_at(buf, at).map_err(|e| read_error(at, e))?;
                 self.cipher.decrypt(buf, self.iv_tweak + off / 512, self.sector_size as usize);
                 Ok(())
             }
@@ -426,12 +407,22 @@ impl Image {
                         n += m;
                     }
                     let chunk = &mut buf[done..done + n as usize];
-                    self.data.read_exact_at(chunk, host).map_err(|e| read_error(host, &e))?;
+                    self.data.read_exact_at(chunk, host).map_err(|e| read_error(host, e))?;
                     self.cipher.decrypt(chunk, host / 512, 512);
                 }
             }
             done += n as usize;
         }
         Ok(())
+    }
+}
+
+impl ReadAt for Image {
+    #[inline]
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        self.read_plain(offset, buf)
+    }
+    fn size(&self) -> u64 {
+        self.size
     }
 }

@@ -3,8 +3,8 @@
 //! The report is built once as JSON ([`report`]) and rendered either as JSON or as indented
 //! `key: value` text ([`render_text`]), so both outputs always say the same thing.
 
-use crate::image::{Format, ImageOptions, Prepared, open_readonly};
-use crate::io::{ReadAt, Window};
+use crate::image::{Format, ImageOptions, Prepared};
+use crate::io::{FileSource, ReadAt, Window};
 use crate::luks;
 use crate::qcow2::header as qh;
 use crate::{Error, Result};
@@ -167,10 +167,9 @@ fn qcow2_report(h: &qh::Header) -> Value {
 /// Build the inspect report for `path`. Returns the report and, when the image cannot be opened,
 /// the error that explains why (whose kind sets the exit code).
 pub fn report(path: &Path, options: &ImageOptions) -> Result<(Value, Option<Error>)> {
-    let file = Arc::new(open_readonly(path).map_err(|e| Error::from_io("cannot open image", &e).with_path(path))?);
-    let len = file.size().map_err(|e| Error::from_io("stat", &e).with_path(path))?;
-    let mut head = vec![0u8; len.min(8) as usize];
-    file.read_exact_at(&mut head, 0).map_err(|e| Error::from_io("read", &e).with_path(path))?;
+    let file: Arc<dyn ReadAt> = Arc::new(FileSource::open(path)?);
+    let len = file.size();
+    let head = crate::io::read_upto(&*file, 0, 8).map_err(|e| e.with_path(path))?;
     let mut r = Map::new();
     r.insert("file".into(), json!(path.display().to_string()));
     r.insert("file_size".into(), json!(len));
@@ -186,8 +185,8 @@ pub fn report(path: &Path, options: &ImageOptions) -> Result<(Value, Option<Erro
             let h = crate::qcow2::read_header(&*file, len).map_err(|e| e.with_path(path))?;
             r.insert("qcow2".into(), qcow2_report(&h));
             if let Some((off, l)) = h.crypto_header {
-                let w = Window::new(file.clone(), off, l);
-                match luks::read_header(&w) {
+                match Window::new(file.clone(), off, l, "the embedded LUKS header").and_then(|w| luks::read_header(&w))
+                {
                     Ok(lh) => r.insert("luks".into(), luks_report(&lh)),
                     Err(e) => r.insert("luks".into(), json!({"error": e.to_string()})),
                 };
@@ -197,7 +196,7 @@ pub fn report(path: &Path, options: &ImageOptions) -> Result<(Value, Option<Erro
             let hdr = match &options.header {
                 Some(hp) => {
                     r.insert("detached_header".into(), json!(hp.display().to_string()));
-                    let f = open_readonly(hp).map_err(|e| Error::from_io("cannot open header", &e).with_path(hp))?;
+                    let f = FileSource::open(hp)?;
                     luks::read_header(&f).map_err(|e| e.with_path(hp))?
                 }
                 None => luks::read_header(&*file).map_err(|e| e.with_path(path))?,

@@ -207,7 +207,7 @@ pub fn qcow2_header(data: &[u8]) {
             && file_len == data.len() as u64
         {
             let file: Arc<dyn ReadAt> = Arc::new(data.to_vec());
-            let w = Window::new(file, off, len);
+            let Ok(w) = Window::new(file, off, len, "the embedded LUKS header") else { return };
             if let Ok(hdr) = luks::read_header(&w) {
                 exercise_header(&hdr, &w);
             }

@@ -206,15 +206,13 @@ fn try_slot(plan: &SlotPlan, passphrase: &Secret, src: &dyn ReadAt, max_mem_kib:
     }
 
     let mut material = Zeroizing::new(vec![0u8; read_len]);
-    src.read_exact_at(&mut material, plan.area_offset).map_err(|e| {
-        ctx(match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => Error::corrupt(format!(
-                "key material at byte {} runs past the end of the header file",
-                plan.area_offset
-            )),
-            _ => Error::from_io("reading key material", &e),
-        })
-    })?;
+    if !crate::io::within(plan.area_offset, material.len(), src.size()) {
+        return Err(ctx(Error::corrupt(format!(
+            "key material at byte {} runs past the end of the header file",
+            plan.area_offset
+        ))));
+    }
+    src.read_exact_at(&mut material, plan.area_offset).map_err(|e| ctx(e.context("reading key material")))?;
     let cipher = sector_cipher(&plan.area_cipher, &derived).map_err(|e| ctx(e.into()))?;
     cipher.decrypt(&mut material, 0, 512);
     let af_hash = HashAlg::from_name(&plan.af_hash).map_err(|e| ctx(e.into()))?;

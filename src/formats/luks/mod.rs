@@ -52,11 +52,10 @@ fn corrupt_v1(e: v1::Luks1Error) -> Error {
 }
 
 fn read_at_most(src: &dyn ReadAt, offset: u64, n: u64) -> Result<Option<Vec<u8>>> {
-    let len = src.size().map_err(|e| Error::from_io("reading the header", &e))?;
-    if offset.checked_add(n).is_none_or(|end| end > len) {
+    if offset.checked_add(n).is_none_or(|end| end > src.size()) {
         return Ok(None);
     }
-    crate::io::read_vec(src, offset, n as usize).map(Some).map_err(|e| Error::from_io("reading the header", &e))
+    crate::io::read_vec(src, offset, n as usize).map(Some)
 }
 
 /// Read and validate the LUKS header at the start of `src`.
@@ -65,9 +64,7 @@ fn read_at_most(src: &dyn ReadAt, offset: u64, n: u64) -> Result<Option<Vec<u8>>
 /// one copy is damaged the other is used (and the problem recorded); when both are, the image is
 /// corrupt. Nothing is ever written back.
 pub fn read_header(src: &dyn ReadAt) -> Result<Header> {
-    let len = src.size().map_err(|e| Error::from_io("reading the header", &e))?;
-    let head_len = len.min(v2::BIN_HEADER_LEN as u64) as usize;
-    let head = crate::io::read_vec(src, 0, head_len).map_err(|e| Error::from_io("reading the header", &e))?;
+    let head = crate::io::read_upto(src, 0, v2::BIN_HEADER_LEN)?;
     if !probe(&head) {
         return Err(Error::corrupt("not a LUKS image (bad magic)"));
     }

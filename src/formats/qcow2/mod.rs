@@ -22,19 +22,18 @@ const MAX_BACKING_NAME: u32 = 1023;
 
 /// Read and parse the header of a qcow2 file, and the backing file name if it has one.
 pub fn read_header(file: &dyn ReadAt, file_len: u64) -> Result<Header> {
-    let io = |e: std::io::Error| Error::from_io("reading the qcow2 header", &e);
-    let buf = crate::io::read_vec(file, 0, file_len.min(HEADER_PROBE) as usize).map_err(io)?;
+    let buf = crate::io::read_vec(file, 0, file_len.min(HEADER_PROBE) as usize)?;
     let mut h = match Header::parse(&buf, file_len) {
         Err(header::Qcow2Error::Truncated(_)) if file_len > HEADER_PROBE => {
             let n = file_len.min(1 << header::MAX_CLUSTER_BITS) as usize;
-            Header::parse(&crate::io::read_vec(file, 0, n).map_err(io)?, file_len)?
+            Header::parse(&crate::io::read_vec(file, 0, n)?, file_len)?
         }
         r => r?,
     };
     if h.backing_file_offset != 0 {
         let (off, n) = (h.backing_file_offset, h.backing_file_size.min(MAX_BACKING_NAME));
         if off.checked_add(u64::from(n)).is_some_and(|e| e <= file_len.min(h.cluster_size())) {
-            let name = crate::io::read_vec(file, off, n as usize).map_err(io)?;
+            let name = crate::io::read_vec(file, off, n as usize)?;
             h.backing_file = Some(String::from_utf8_lossy(&name).into_owned());
         }
     }
@@ -63,7 +62,7 @@ impl Qcow2 {
     pub fn new(header: Header, file: Arc<dyn ReadAt>, file_len: u64) -> Result<Qcow2> {
         let n = header.l1_size as usize;
         let raw = crate::io::read_vec(&*file, header.l1_table_offset, n * 8)
-            .map_err(|e| Error::corrupt(format!("reading the L1 table: {e}")))?;
+            .map_err(|e| e.context("reading the L1 table"))?;
         let l1 = raw.chunks_exact(8).map(|c| u64::from_be_bytes(c.try_into().unwrap_or([0; 8]))).collect();
         let cs = header.cluster_size();
         let mut metadata = vec![(0, cs), (header.l1_table_offset, header.l1_table_offset + n as u64 * 8)];
@@ -99,7 +98,7 @@ impl Qcow2 {
             let cs = self.header.cluster_size();
             self.check_host(off, cs, "L2 table")?;
             let raw = crate::io::read_vec(&*self.file, off, cs as usize)
-                .map_err(|e| Error::corrupt(format!("reading the L2 table at 0x{off:x}: {e}")))?;
+                .map_err(|e| e.context(format!("reading the L2 table at 0x{off:x}")))?;
             Ok(raw.chunks_exact(8).map(|c| u64::from_be_bytes(c.try_into().unwrap_or([0; 8]))).collect())
         })
     }
