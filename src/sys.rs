@@ -160,6 +160,18 @@ pub fn is_locked(addr: usize) -> Option<bool> {
     None
 }
 
+/// The size in bytes of the block device open as `file` (`ioctl(BLKGETSIZE64)`).
+pub fn block_device_size(file: &std::fs::File) -> std::io::Result<u64> {
+    use std::os::fd::AsRawFd;
+    // BLKGETSIZE64 = _IOR(0x12, 114, size_t)
+    const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
+    let mut size: u64 = 0;
+    // SAFETY: BLKGETSIZE64 writes one u64 through the pointer, which points at a live u64; the fd
+    // is open for the duration of the call.
+    let r = unsafe { libc::ioctl(file.as_raw_fd(), BLKGETSIZE64, &mut size as *mut u64) };
+    if r == 0 { Ok(size) } else { Err(std::io::Error::last_os_error()) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,16 +197,4 @@ mod tests {
         // The test harness itself stays dumpable; only the binary calls harden_process.
         let _ = is_dumpable();
     }
-}
-
-/// The size in bytes of the block device open as `file` (`ioctl(BLKGETSIZE64)`).
-pub fn block_device_size(file: &std::fs::File) -> std::io::Result<u64> {
-    use std::os::fd::AsRawFd;
-    // BLKGETSIZE64 = _IOR(0x12, 114, size_t)
-    const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
-    let mut size: u64 = 0;
-    // SAFETY: BLKGETSIZE64 writes one u64 through the pointer, which points at a live u64; the fd
-    // is open for the duration of the call.
-    let r = unsafe { libc::ioctl(file.as_raw_fd(), BLKGETSIZE64, &mut size as *mut u64) };
-    if r == 0 { Ok(size) } else { Err(std::io::Error::last_os_error()) }
 }
