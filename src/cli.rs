@@ -136,6 +136,10 @@ pub struct MountArgs {
     /// reads. Default: /dev/fuse.
     #[arg(long)]
     pub io_uring: bool,
+    /// Also show images that hold no encrypted volume (partitioned disks, plain qcow2 images):
+    /// their volumes appear in `<name>.d/` like those of encrypted ones.
+    #[arg(long)]
+    pub all_volumes: bool,
     /// Largest kernel readahead per request (default 1M).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "1M")]
     pub max_readahead: u64,
@@ -387,11 +391,12 @@ fn mount(a: MountArgs) -> Result<i32> {
         ));
     }
     let t0 = Instant::now();
-    let plan = KeyPlan { keytab, default_options: a.image.options(), use_sidecars: barbican };
+    let plan =
+        KeyPlan { keytab, default_options: a.image.options(), use_sidecars: barbican, all_volumes: a.all_volumes };
     let tree = Arc::new(Tree::scan(&source, &plan)?);
     log::info!("found {} images under {} in {:?}", tree.images.len(), source.display(), t0.elapsed());
     let keys = Arc::new(Keyring::new(default_key, a.key.os_cloud.clone()));
-    let unlocker = Arc::new(Unlocker { keys, settings });
+    let unlocker = Arc::new(Unlocker { keys, settings, volume_keys: plan.volume_keys() });
     let cfg = fuse_config(&a)?;
     let readahead = u32::try_from(a.max_readahead).unwrap_or(u32::MAX);
     if a.io_uring && !crate::uring::kernel_enabled() {

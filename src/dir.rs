@@ -1,19 +1,24 @@
-//! The source tree as the mount shows it, and lazy unlocking.
+//! The source tree as the mount shows it, growing as volumes unlock.
 //!
-//! [`Tree::scan`] walks the source once at mount time: directories are mirrored, files whose
-//! content is LUKS1, LUKS2 or qcow2 become `<name>.raw` entries with their decrypted size (read
-//! from the headers, no key needed), everything else is hidden. Unlocking (the expensive KDF)
-//! happens later: [`Unlocker::spawn_background`] works through the images on every core, and an
-//! `open()` of an image not yet unlocked does it at once (or waits for the worker already doing it).
+//! [`Tree::scan`] walks the source once at mount time: directories are mirrored; every file (or
+//! the block device given as the source) is opened as an [`ImageTree`] and probed (headers only,
+//! no key). An image whose tree holds an encrypted volume (or any image, with `--all-volumes`)
+//! is shown: its top view (the decrypted volume or qcow2 guest disk the file holds) as
+//! `<name>.raw`, and every other volume of its tree in `<name>.d/` under the names of
+//! [`crate::volume::name`]. Unlocking (the expensive KDF) happens later, on every core
+//! ([`Unlocker::spawn_background`]), or at once when a locked volume is opened; each volume that
+//! opens adds its own children to the tree ([`Tree::sync`]).
 
-use crate::image::{ImageOptions, Prepared, UnlockSettings, probe_file};
+use crate::image::{ImageOptions, UnlockSettings};
 use crate::keys::{KeySource, Keyring, keytab, sidecar};
-use crate::{Error, ErrorKind, Result, image::Image};
-use std::collections::BTreeMap;
-use std::ffi::OsString;
+use crate::volume::tree::UnlockKey;
+use crate::volume::{ImageTree, Limits, Volume};
+use crate::{Error, ErrorKind, Result};
+use std::collections::{BTreeMap, HashSet};
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 /// Inode number of the mount root.
@@ -57,113 +62,87 @@ pub struct Node {
     pub kind: NodeKind,
 }
 
-/// Directory or image.
+/// Directory or volume.
 pub enum NodeKind {
-    /// Children by name, with their inode numbers.
-    Dir(BTreeMap<OsString, u64>),
-    File(Arc<ImageEntry>),
+    /// Children by name, with their inode numbers (grows as volumes unlock).
+    Dir(RwLock<BTreeMap<OsString, u64>>),
+    /// A volume of an image.
+    File(FileNode),
 }
 
-enum State {
-    Queued(Box<Prepared>),
-    Unlocking,
-    Ready(Arc<Image>),
-    Failed(Error),
+/// A file of the mount: one volume of one image.
+pub struct FileNode {
+    pub image: Arc<ImageEntry>,
+    pub volume: Arc<Volume>,
 }
 
-/// One image of the mount, from header check to unlocked.
+/// One source image: its volume tree and how its volumes get keys.
 pub struct ImageEntry {
-    /// Source path.
-    pub source: PathBuf,
-    /// Path relative to the source root (as in the keytab).
-    pub rel: PathBuf,
-    /// Decrypted size (0 if the header is unusable).
-    pub size: u64,
+    /// The volume tree.
+    pub tree: ImageTree,
+    /// Key for the image's volumes (keytab line, sidecar, or the default).
     key: KeySource,
-    state: Mutex<State>,
-    cond: Condvar,
+    /// Key slot to try (keytab or command line).
+    key_slot: Option<u32>,
+    meta: SourceMeta,
+    /// Inode of the `<name>.d` directory, once it exists, and the volumes already shown.
+    shown: Mutex<(Option<u64>, HashSet<usize>)>,
+    parent: u64,
+    file_name: OsString,
 }
 
 impl ImageEntry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    /// Source path.
+    pub fn source(&self) -> &Path {
+        &self.tree.ctx.path
     }
-
-    /// The unlocked image, unlocking it now (or waiting for the worker doing it) if needed.
-    pub fn get(&self, unlocker: &Unlocker) -> Result<Arc<Image>> {
-        let mut st = self.lock();
-        loop {
-            match &*st {
-                State::Ready(img) => return Ok(img.clone()),
-                State::Failed(e) => return Err(e.clone()),
-                State::Unlocking => st = self.cond.wait(st).unwrap_or_else(|e| e.into_inner()),
-                State::Queued(_) => {
-                    drop(st);
-                    self.unlock_if_queued(unlocker);
-                    st = self.lock();
-                }
-            }
-        }
-    }
-
-    /// The unlocked image if it is ready, without waiting.
-    pub fn ready(&self) -> Option<Arc<Image>> {
-        match &*self.lock() {
-            State::Ready(img) => Some(img.clone()),
-            _ => None,
-        }
-    }
-
-    /// Whether the image failed to open, and why.
-    pub fn failure(&self) -> Option<Error> {
-        match &*self.lock() {
-            State::Failed(e) => Some(e.clone()),
-            _ => None,
-        }
-    }
-
-    /// Unlock if nobody has started yet; otherwise return at once.
-    fn unlock_if_queued(&self, unlocker: &Unlocker) {
-        let prepared = {
-            let mut st = self.lock();
-            match std::mem::replace(&mut *st, State::Unlocking) {
-                State::Queued(p) => p,
-                other => {
-                    *st = other;
-                    return;
-                }
-            }
-        };
-        let result = unlocker.unlock(&self.key, *prepared).map_err(|e| e.with_path(&self.source));
-        let new = match result {
-            Ok(img) => State::Ready(Arc::new(img)),
-            Err(e) => {
-                log::error!("{e}");
-                State::Failed(e)
-            }
-        };
-        *self.lock() = new;
-        self.cond.notify_all();
+    /// Path relative to the source root (as in the keytab).
+    pub fn rel(&self) -> &Path {
+        &self.tree.ctx.rel
     }
 }
 
-/// Resolves keys and runs key slots for images of a mount.
+/// Resolves keys and runs key slots for the volumes of a mount.
 pub struct Unlocker {
     pub keys: Arc<Keyring>,
     pub settings: UnlockSettings,
+    /// Keytab lines for nested volumes: `IMAGE.d/NAME` and `UUID=...`.
+    pub volume_keys: BTreeMap<PathBuf, keytab::Entry>,
 }
 
 impl Unlocker {
-    fn unlock(&self, key: &KeySource, p: Prepared) -> Result<Image> {
-        let pass = self.keys.passphrase(key).map_err(|e| match e.kind() {
-            // In a mount, any failure to obtain the key is a key problem for this image.
-            ErrorKind::Usage => Error::bad_key(e.to_string()),
-            _ => e,
-        })?;
-        p.unlock(&pass, self.settings)
+    /// The key for `vol` of `image`: a keytab line naming its LUKS UUID (`UUID=...`), or the
+    /// volume (`IMAGE.d/NAME`, NAME with or without its `-luks` suffix), else the image's key.
+    pub fn key_for(&self, image: &ImageEntry, vol: &Volume) -> Result<UnlockKey> {
+        let mut line = None;
+        if let Some(lock) = vol.lock() {
+            line = self.volume_keys.get(&PathBuf::from(format!("UUID={}", lock.uuid)));
+            if line.is_none() {
+                let mut d = image.rel().as_os_str().to_os_string();
+                d.push(".d");
+                let d = PathBuf::from(d);
+                let bare = vol.name.strip_suffix("-luks").unwrap_or(&vol.name);
+                line = [vol.name.as_str(), bare]
+                    .iter()
+                    .filter(|n| !n.is_empty())
+                    .find_map(|n| self.volume_keys.get(&d.join(n)));
+            }
+        }
+        let (source, slot) = match line {
+            Some(e) => (&e.key, e.options.key_slot),
+            None => (&image.key, image.key_slot),
+        };
+        Ok(UnlockKey { passphrase: self.keys.passphrase(source)?, key_slot: slot })
     }
 
-    /// Unlock every queued image on `threads` background threads.
+    /// Unlock `vol` (waiting for a worker already doing it), then show what it revealed.
+    pub fn unlock(&self, tree: &Tree, image: &Arc<ImageEntry>, vol: &Volume) -> Result<()> {
+        let r = vol.unlock(&|v| self.key_for(image, v), self.settings);
+        tree.sync(image);
+        r
+    }
+
+    /// Unlock every image's volumes on `threads` background threads.
     pub fn spawn_background(self: &Arc<Self>, tree: &Arc<Tree>, threads: usize) {
         let next = Arc::new(AtomicUsize::new(0));
         for i in 0..threads.max(1) {
@@ -172,7 +151,10 @@ impl Unlocker {
                 loop {
                     let n = next.fetch_add(1, Ordering::Relaxed);
                     let Some(entry) = tree.images.get(n) else { break };
-                    entry.unlock_if_queued(&me);
+                    for e in entry.tree.unlock_all(&|v| me.key_for(entry, v), me.settings) {
+                        log::error!("{e}");
+                    }
+                    tree.sync(entry);
                 }
             });
             if let Err(e) = spawned {
@@ -182,11 +164,10 @@ impl Unlocker {
     }
 }
 
-/// The whole mounted tree, built once.
+/// The whole mounted tree.
 pub struct Tree {
-    /// Nodes by inode number - 1.
-    pub nodes: Vec<Node>,
-    /// The image entries, in scan order.
+    nodes: RwLock<Vec<Arc<Node>>>,
+    /// The images shown, in scan order.
     pub images: Vec<Arc<ImageEntry>>,
 }
 
@@ -198,47 +179,102 @@ pub struct KeyPlan {
     pub default_options: ImageOptions,
     /// Take keys from Glance sidecars (`<image>.json`) of images without a keytab line.
     pub use_sidecars: bool,
+    /// Show images without any encrypted volume too.
+    pub all_volumes: bool,
+}
+
+impl KeyPlan {
+    /// Keytab lines that name a nested volume (`IMAGE.d/NAME`) or a LUKS UUID (`UUID=...`).
+    pub fn volume_keys(&self) -> BTreeMap<PathBuf, keytab::Entry> {
+        self.keytab
+            .iter()
+            .filter(|(p, _)| {
+                p.to_str().is_some_and(|s| s.starts_with("UUID="))
+                    || p.parent().and_then(|d| d.extension()).is_some_and(|x| x == "d")
+            })
+            .map(|(p, e)| (p.clone(), e.clone()))
+            .collect()
+    }
+}
+
+fn file_name_of(name: &str) -> OsString {
+    OsString::from(format!("{name}.raw"))
 }
 
 impl Tree {
     /// Look up a node by inode number.
-    pub fn node(&self, ino: u64) -> Option<&Node> {
-        usize::try_from(ino).ok().and_then(|i| i.checked_sub(1)).and_then(|i| self.nodes.get(i))
+    pub fn node(&self, ino: u64) -> Option<Arc<Node>> {
+        let nodes = self.nodes.read().unwrap_or_else(|e| e.into_inner());
+        usize::try_from(ino).ok().and_then(|i| i.checked_sub(1)).and_then(|i| nodes.get(i)).cloned()
     }
 
-    /// Walk `source` (a directory or one image file) and build the tree.
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether the tree holds only its root.
+    pub fn is_empty(&self) -> bool {
+        self.len() <= 1
+    }
+
+    /// The volumes shown, with their inode numbers.
+    pub fn files(&self) -> Vec<(u64, Arc<Volume>)> {
+        let nodes = self.nodes.read().unwrap_or_else(|e| e.into_inner());
+        nodes
+            .iter()
+            .filter_map(|n| match &n.kind {
+                NodeKind::File(f) => Some((n.ino, f.volume.clone())),
+                NodeKind::Dir(_) => None,
+            })
+            .collect()
+    }
+
+    /// Walk `source` (a directory, one image file, or a block device) and build the tree.
     pub fn scan(source: &Path, plan: &KeyPlan) -> Result<Tree> {
         let md = std::fs::metadata(source)
             .map_err(|e| Error::usage(format!("cannot read source {}: {e}", source.display())))?;
-        let mut tree = Tree { nodes: Vec::new(), images: Vec::new() };
-        tree.nodes.push(Node {
-            ino: ROOT_INO,
-            parent: ROOT_INO,
-            name: OsString::new(),
-            meta: SourceMeta::of(&md),
-            kind: NodeKind::Dir(BTreeMap::new()),
-        });
+        let mut tree = Tree { nodes: RwLock::new(Vec::new()), images: Vec::new() };
+        tree.push(ROOT_INO, OsString::new(), SourceMeta::of(&md), NodeKind::Dir(RwLock::default()));
         if md.is_dir() {
             tree.scan_dir(source, Path::new(""), ROOT_INO, plan, 0)?;
         } else {
             let name = source.file_name().map(PathBuf::from).unwrap_or_default();
             let parent = source.parent().unwrap_or(Path::new("."));
-            tree.add_file(&parent.join(&name), &name, ROOT_INO, plan, &md)?;
+            tree.add_file(&parent.join(&name), &name, ROOT_INO, plan, &md, true)?;
+            if tree.images.is_empty() {
+                return Err(Error::new(
+                    ErrorKind::NothingToShow,
+                    format!(
+                        "{} holds no encrypted volume luksfs can show (see `luksfs inspect {}`; \
+                         --all-volumes shows unencrypted disks too)",
+                        source.display(),
+                        source.display()
+                    ),
+                ));
+            }
         }
+        let known: Vec<PathBuf> = tree.images.iter().map(|e| e.rel().to_path_buf()).collect();
         for rel in plan.keytab.keys() {
-            if !tree.images.iter().any(|e| &e.rel == rel) {
+            let image = rel.parent().filter(|d| d.extension().is_some_and(|x| x == "d")).map(|d| d.with_extension(""));
+            let names_image = known.iter().any(|k| k == rel || Some(k) == image.as_ref());
+            if !names_image && !rel.to_str().is_some_and(|s| s.starts_with("UUID=")) {
                 log::warn!("keytab names {} but no such image was found in the source", rel.display());
             }
+        }
+        for e in &tree.images {
+            tree.sync(e);
         }
         Ok(tree)
     }
 
-    fn push(&mut self, parent: u64, name: OsString, meta: SourceMeta, kind: NodeKind) -> u64 {
-        let ino = self.nodes.len() as u64 + 1;
-        if let Some(NodeKind::Dir(children)) = self.nodes.get_mut(parent as usize - 1).map(|n| &mut n.kind) {
-            children.insert(name.clone(), ino);
+    fn push(&self, parent: u64, name: OsString, meta: SourceMeta, kind: NodeKind) -> u64 {
+        let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
+        let ino = nodes.len() as u64 + 1;
+        if let Some(NodeKind::Dir(children)) = nodes.get(parent as usize - 1).map(|n| &n.kind) {
+            children.write().unwrap_or_else(|e| e.into_inner()).insert(name.clone(), ino);
         }
-        self.nodes.push(Node { ino, parent, name, meta, kind });
+        nodes.push(Arc::new(Node { ino, parent, name, meta, kind }));
         ino
     }
 
@@ -256,19 +292,27 @@ impl Tree {
             // Do not follow symlinked directories (loops); follow symlinks to files.
             let Ok(lmd) = std::fs::symlink_metadata(&path) else { continue };
             if lmd.is_dir() {
-                let child = self.push(ino, name, SourceMeta::of(&lmd), NodeKind::Dir(BTreeMap::new()));
+                let child = self.push(ino, name, SourceMeta::of(&lmd), NodeKind::Dir(RwLock::default()));
                 self.scan_dir(&path, &rel, child, plan, depth + 1)?;
                 continue;
             }
             match std::fs::metadata(&path) {
-                Ok(md) if md.is_file() => self.add_file(&path, &rel, ino, plan, &md)?,
+                Ok(md) if md.is_file() => self.add_file(&path, &rel, ino, plan, &md, false)?,
                 _ => {}
             }
         }
         Ok(())
     }
 
-    fn add_file(&mut self, path: &Path, rel: &Path, parent: u64, plan: &KeyPlan, md: &std::fs::Metadata) -> Result<()> {
+    fn add_file(
+        &mut self,
+        path: &Path,
+        rel: &Path,
+        parent: u64,
+        plan: &KeyPlan,
+        md: &std::fs::Metadata,
+        single: bool,
+    ) -> Result<()> {
         let (mut key, options) = match plan.keytab.get(rel) {
             Some(e) => (e.key.clone(), e.options.clone()),
             None => (KeySource::Default, plan.default_options.clone()),
@@ -286,46 +330,99 @@ impl Tree {
         {
             key = KeySource::Barbican(id);
         }
-        // A file with a detached header has no magic of its own: the keytab line is what makes
-        // it an image.
-        if options.header.is_none() {
-            match probe_file(path) {
-                Ok(Some(_)) => {}
-                Ok(None) => return Ok(()),
-                Err(e) => {
-                    log::warn!("{}: not shown: cannot read it ({e})", path.display());
-                    return Ok(());
-                }
-            }
-        }
-        let (size, state) = match Prepared::open(path, &options) {
-            Ok(p) => {
-                if let Some(want) = meta.as_ref().and_then(|m| m.decrypt_size).filter(|&w| w != p.size()) {
-                    log::warn!(
-                        "{}: the Glance sidecar says os_decrypt_size {want}, but the image decrypts to {} bytes",
-                        path.display(),
-                        p.size()
-                    );
-                }
-                (p.size(), State::Queued(Box::new(p)))
-            }
+        let tree = match ImageTree::open(path, rel, &options, Limits::default()) {
+            Ok(t) => t,
             Err(e) => {
-                log::error!("{e}");
-                (0, State::Failed(e))
+                if single {
+                    return Err(e);
+                }
+                log::warn!("{e}: not shown");
+                return Ok(());
             }
         };
+        // Shown: images with an encrypted volume somewhere (or a damaged one), or all of them
+        // when asked. A file that is no image at all is never shown.
+        let root_layer = tree.root.layer();
+        let damaged = root_layer.is_some_and(|l| l.problem.is_some() && l.kind != "not examined");
+        let has_volumes = !tree.root.children().is_empty();
+        if !(tree.has_encryption() || damaged || (plan.all_volumes && has_volumes)) {
+            log::debug!("{}: no encrypted volume: not shown", path.display());
+            return Ok(());
+        }
+        if damaged && let Some(e) = root_layer.and_then(|l| l.problem.clone()) {
+            log::error!("{e}");
+        }
+        if let Some(want) = meta.as_ref().and_then(|m| m.decrypt_size)
+            && let Some(top) = tree.top()
+            && want != top.size
+        {
+            log::warn!(
+                "{}: the Glance sidecar says os_decrypt_size {want}, but the image decrypts to {} bytes",
+                path.display(),
+                top.size
+            );
+        }
         let entry = Arc::new(ImageEntry {
-            source: path.to_path_buf(),
-            rel: rel.to_path_buf(),
-            size,
+            key_slot: options.key_slot,
+            tree,
             key,
-            state: Mutex::new(state),
-            cond: Condvar::new(),
+            meta: SourceMeta::of(md),
+            shown: Mutex::new((None, HashSet::new())),
+            parent,
+            file_name: rel.file_name().map(OsString::from).unwrap_or_default(),
         });
-        let mut name = rel.file_name().map(OsString::from).unwrap_or_default();
-        name.push(".raw");
-        self.push(parent, name, SourceMeta::of(md), NodeKind::File(entry.clone()));
+        // The top view, or a damaged image, as `<name>.raw` (a damaged one fails to open).
+        let top = entry.tree.top().or_else(|| damaged.then(|| entry.tree.root.clone()));
+        if let Some(top) = top {
+            let mut name = entry.file_name.clone();
+            name.push(".raw");
+            self.push(parent, name, entry.meta, NodeKind::File(FileNode { image: entry.clone(), volume: top.clone() }));
+            entry.shown.lock().unwrap_or_else(|e| e.into_inner()).1.insert(Arc::as_ptr(&top) as usize);
+        }
         self.images.push(entry);
         Ok(())
+    }
+
+    /// Show the volumes of `image` that are not shown yet (after an unlock revealed them).
+    pub fn sync(&self, image: &Arc<ImageEntry>) {
+        let mut shown = image.shown.lock().unwrap_or_else(|e| e.into_inner());
+        for v in image.tree.volumes() {
+            let key = Arc::as_ptr(&v) as usize;
+            if v.name.is_empty() || shown.1.contains(&key) || (v.reader().is_none() && v.lock().is_none()) {
+                continue;
+            }
+            let dir = match shown.0 {
+                Some(d) => d,
+                None => {
+                    let mut name = image.file_name.clone();
+                    name.push(".d");
+                    let d = self.push(image.parent, name, image.meta, NodeKind::Dir(RwLock::default()));
+                    shown.0 = Some(d);
+                    d
+                }
+            };
+            shown.1.insert(key);
+            let node = NodeKind::File(FileNode { image: image.clone(), volume: v.clone() });
+            self.push(dir, file_name_of(&v.name), image.meta, node);
+        }
+    }
+
+    /// Names of the children of directory `ino`, with their inode numbers (a snapshot).
+    pub fn children(&self, ino: u64) -> Option<Vec<(OsString, u64)>> {
+        let node = self.node(ino)?;
+        match &node.kind {
+            NodeKind::Dir(c) => {
+                Some(c.read().unwrap_or_else(|e| e.into_inner()).iter().map(|(n, &i)| (n.clone(), i)).collect())
+            }
+            NodeKind::File(_) => None,
+        }
+    }
+
+    /// The child `name` of directory `ino`.
+    pub fn child(&self, ino: u64, name: &OsStr) -> Option<u64> {
+        match &self.node(ino)?.kind {
+            NodeKind::Dir(c) => c.read().unwrap_or_else(|e| e.into_inner()).get(name).copied(),
+            NodeKind::File(_) => None,
+        }
     }
 }

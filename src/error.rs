@@ -24,6 +24,9 @@ pub enum ErrorKind {
     Corrupt,
     /// A well-formed image using a feature luksfs refuses or does not implement. Exit 5.
     Unsupported,
+    /// A single image or block device given as the source holds nothing luksfs can show (no
+    /// encrypted volume anywhere in it). Exit 8.
+    NothingToShow,
 }
 
 impl ErrorKind {
@@ -35,6 +38,7 @@ impl ErrorKind {
             ErrorKind::BadKey => 3,
             ErrorKind::Corrupt => 4,
             ErrorKind::Unsupported => 5,
+            ErrorKind::NothingToShow => 8,
         }
     }
 
@@ -45,6 +49,7 @@ impl ErrorKind {
             ErrorKind::Usage => libc::EINVAL,
             ErrorKind::BadKey => libc::EACCES,
             ErrorKind::Unsupported => libc::EOPNOTSUPP,
+            ErrorKind::NothingToShow => libc::ENOENT,
         }
     }
 
@@ -56,6 +61,7 @@ impl ErrorKind {
             ErrorKind::BadKey => "bad-key",
             ErrorKind::Corrupt => "corrupt",
             ErrorKind::Unsupported => "unsupported",
+            ErrorKind::NothingToShow => "nothing-to-show",
         }
     }
 }

@@ -3,7 +3,7 @@
 //! kernel agrees to FUSE over io_uring at `init`, most requests travel through `uring` instead,
 //! and this loop is left with the ones io_uring does not carry (forget, interrupt).
 
-use crate::vfs::{Attr, Kind, TTL, Vfs};
+use crate::vfs::{Attr, Kind, Vfs};
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     LockOwner, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen,
@@ -89,14 +89,14 @@ impl Filesystem for LuksFs {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.vfs.lookup(parent.0, name) {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+            Ok(a) => reply.entry(&a.ttl(), &file_attr(&a), Generation(0)),
             Err(e) => reply.error(Errno::from_i32(e)),
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.vfs.attr(ino.0) {
-            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+            Ok(a) => reply.attr(&a.ttl(), &file_attr(&a)),
             Err(e) => reply.error(Errno::from_i32(e)),
         }
     }

@@ -87,7 +87,7 @@ pub fn probe_file(path: &Path) -> Result<Option<Format>> {
 }
 
 /// Where the ciphertext of the plaintext view lives.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum Layout {
     /// LUKS on a raw file: sector `n` at `offset + n * sector_size`.
     Raw { offset: u64 },
@@ -96,6 +96,7 @@ enum Layout {
 }
 
 /// An image with validated headers, not yet unlocked.
+#[derive(Clone)]
 pub struct Prepared {
     path: PathBuf,
     format: Format,
@@ -258,6 +259,20 @@ impl Prepared {
     /// The image path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Open a key slot with `passphrase` (only `key_slot` if given, else the image's option) and
+    /// return the readable image.
+    pub fn unlock_slot(
+        mut self,
+        passphrase: &Secret,
+        settings: UnlockSettings,
+        key_slot: Option<u32>,
+    ) -> Result<Image> {
+        if key_slot.is_some() {
+            self.options.key_slot = key_slot;
+        }
+        self.unlock(passphrase, settings)
     }
 
     /// Open a key slot with `passphrase` and return the readable image.

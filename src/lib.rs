@@ -28,6 +28,7 @@ pub mod sys;
 pub mod uring;
 pub mod verify;
 pub mod vfs;
+pub mod volume;
 
 pub use error::{Error, ErrorKind, Result};
 pub use formats::{luks, qcow2};

@@ -2,17 +2,17 @@
 //! caller consumes them in order (for `cat` to a pipe and `verify`). Memory stays bounded:
 //! at most `2 × threads` chunks are in flight.
 
-use crate::image::Image;
+use crate::io::ReadAt;
 use crate::{Error, Result};
 use std::sync::mpsc::sync_channel;
 
 /// Bytes decrypted per work item.
 pub const CHUNK: u64 = 4 << 20;
 
-/// Decrypt `[start, end)` of `image` on `threads` workers and hand each chunk, in order, to
+/// Read (decrypt) `[start, end)` of any volume on `threads` workers and hand each chunk, in order, to
 /// `sink`. Stops at the first error (from decryption or from `sink`).
 pub fn for_each_chunk(
-    image: &Image,
+    image: &dyn ReadAt,
     start: u64,
     end: u64,
     threads: usize,
@@ -34,7 +34,7 @@ pub fn for_each_chunk(
                     let off = start + i * CHUNK;
                     let n = CHUNK.min(end - off) as usize;
                     let mut buf = vec![0u8; n];
-                    let r = image.read_plain(off, &mut buf).map(|()| buf);
+                    let r = image.read_exact_at(&mut buf, off).map(|()| buf);
                     let failed = r.is_err();
                     if tx.send(r).is_err() || failed {
                         return;

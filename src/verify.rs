@@ -22,10 +22,12 @@
 
 use crate::cli::{ImageArgs, KeyArgs, image_passphrase, print_stdout};
 use crate::dir::{KeyPlan, Tree, Unlocker};
-use crate::image::{Format, Image, ImageOptions, Prepared, open_readonly};
+use crate::image::{Format, Image, ImageOptions, Prepared, UnlockSettings, open_readonly};
 use crate::keys::{KeySource, Keyring, sidecar};
 use crate::qcow2::table::Storage;
 use crate::sniff::{self, Payload, human};
+use crate::volume::tree::{Origin, UnlockKey};
+use crate::volume::{ImageTree, Limits, Volume};
 use crate::{Error, Result};
 use clap::Args;
 use serde_json::{Map, Value, json};
@@ -131,10 +133,14 @@ fn run_one(a: &VerifyArgs) -> Result<i32> {
     let opts = a.opts.options();
     let progress = Progress::new(&a.source.display().to_string());
     let checks = Checks { expect_sha256: a.expect_sha256.clone(), threads: threads(a) };
-    let report = verify_image(&a.source, &opts, &checks, progress, |p| {
-        let pass = image_passphrase(&a.key, a.barbican_secret.as_deref(), &a.source)?;
-        p.unlock(&pass, settings).map(Arc::new)
-    });
+    let tree = ImageTree::open(&a.source, Path::new(""), &opts, Limits::default())?;
+    // One key for every encrypted volume of the image, asked for once.
+    let pass: std::sync::OnceLock<Result<crate::keys::Secret>> = std::sync::OnceLock::new();
+    let key = |_: &Volume| -> Result<UnlockKey> {
+        let p = pass.get_or_init(|| image_passphrase(&a.key, a.barbican_secret.as_deref(), &a.source));
+        Ok(UnlockKey { passphrase: p.clone()?, key_slot: opts.key_slot })
+    };
+    let report = verify_image(&tree, &opts, &checks, progress, &key, settings);
     let text = if a.json {
         serde_json::to_string_pretty(&report.json).unwrap_or_default() + "\n"
     } else {
@@ -171,18 +177,39 @@ fn run_dir(a: &VerifyArgs) -> Result<i32> {
              or run on a terminal to be prompted",
         ));
     }
-    let plan = KeyPlan { keytab: BTreeMap::new(), default_options: a.opts.options(), use_sidecars: barbican };
+    let plan = KeyPlan {
+        keytab: BTreeMap::new(),
+        default_options: a.opts.options(),
+        use_sidecars: barbican,
+        all_volumes: true,
+    };
     let tree = Tree::scan(&a.source, &plan)?;
-    let unlocker = Unlocker { keys: Arc::new(Keyring::new(default_key, a.key.os_cloud.clone())), settings };
+    let unlocker = Unlocker {
+        keys: Arc::new(Keyring::new(default_key, a.key.os_cloud.clone())),
+        settings,
+        volume_keys: plan.volume_keys(),
+    };
     let checks = Checks { expect_sha256: None, threads: threads(a) };
-    let n = tree.images.len();
+    let (with, without): (Vec<_>, Vec<_>) = tree.images.iter().partition(|e| e.tree.has_encryption());
+    for e in &without {
+        let line = format!(
+            "NONE  {}  no encrypted volume ({}); not checked\n",
+            e.rel().display(),
+            describe_unencrypted(&e.tree)
+        );
+        if !a.json {
+            print_stdout(line.as_bytes())?;
+        }
+    }
+    let n = with.len();
     let mut reports = Vec::with_capacity(n);
     let mut code = 0;
     let (mut ok, mut warn, mut fail) = (0, 0, 0);
-    for (i, entry) in tree.images.iter().enumerate() {
-        let rel = entry.rel.display().to_string();
+    for (i, entry) in with.iter().enumerate() {
+        let rel = entry.rel().display().to_string();
         let progress = Progress::new(&format!("[{}/{n}] {rel}", i + 1));
-        let mut r = verify_image(&entry.source, &plan.default_options, &checks, progress, |_| entry.get(&unlocker));
+        let key = |v: &Volume| unlocker.key_for(entry, v);
+        let mut r = verify_image(&entry.tree, &plan.default_options, &checks, progress, &key, settings);
         code = worst(code, r.exit_code);
         match r.verdict {
             Verdict::Ok => ok += 1,
@@ -209,13 +236,16 @@ fn run_dir(a: &VerifyArgs) -> Result<i32> {
         _ => Verdict::Fail,
     };
     let summary = format!(
-        "{n} image{} under {}: {ok} OK, {warn} WARN, {fail} FAIL; verdict {} (exit {code})\n",
+        "{n} image{} under {}: {ok} OK, {warn} WARN, {fail} FAIL{}; verdict {} (exit {code})\n",
         if n == 1 { "" } else { "s" },
         a.source.display(),
+        if without.is_empty() { String::new() } else { format!(" ({} without encrypted volumes)", without.len()) },
         verdict.name()
     );
     if a.json {
+        let none: Vec<_> = without.iter().map(|e| e.rel().display().to_string()).collect();
         let j = json!({"directory": a.source.display().to_string(), "images": reports,
+                       "without_encryption": none,
                        "summary": {"images": n, "ok": ok, "warn": warn, "fail": fail},
                        "verdict": verdict.name(), "exit_code": code});
         print_stdout((serde_json::to_string_pretty(&j).unwrap_or_default() + "\n").as_bytes())?;
@@ -386,12 +416,14 @@ struct Streamed {
 
 /// Check one image. `unlock` turns the opened image into a readable one (resolving the key).
 fn verify_image(
-    path: &Path,
+    tree: &ImageTree,
     opts: &ImageOptions,
     checks: &Checks,
     mut progress: Progress,
-    unlock: impl FnOnce(Prepared) -> Result<Arc<Image>>,
+    key: &dyn Fn(&Volume) -> Result<UnlockKey>,
+    settings: UnlockSettings,
 ) -> Report {
+    let path = tree.ctx.path.as_path();
     let t0 = Instant::now();
     let mut j = Map::new();
     let mut warnings = Vec::new();
@@ -403,8 +435,39 @@ fn verify_image(
         j.insert(k.into(), Value::Null);
     }
     j.insert("sha256".into(), json!({"ciphertext": null, "plaintext": null}));
-    let error = verify_inner(path, opts, checks, &mut progress, unlock, &mut j, &mut warnings, &mut mismatches).err();
+    // The image's own encrypted volume (its top view), decrypted and streamed as a whole.
+    let top = tree.top().filter(|t| t.lock().is_some());
+    let mut error = match &top {
+        Some(top) => {
+            let unlock = |_: Prepared| {
+                top.unlock(key, settings)?;
+                top.image().ok_or_else(|| Error::io("the unlocked volume has no decrypted view"))
+            };
+            verify_inner(path, opts, checks, &mut progress, unlock, &mut j, &mut warnings, &mut mismatches).err()
+        }
+        None => {
+            let file_size = tree.root.size;
+            j.insert("file_size".into(), json!(file_size));
+            j.insert("format".into(), json!(tree.root.layer().map_or("-".to_string(), |l| l.kind.clone())));
+            j.insert("decrypted_size".into(), Value::Null);
+            None
+        }
+    };
     progress.clear();
+    // Every other volume of the tree: unlocked with the same key, described, leaves hashed.
+    let failures = tree.unlock_all(key, settings);
+    let (vols, problems) = volumes_report(tree, top.as_deref(), checks.threads);
+    j.insert("volumes".into(), json!(vols));
+    if top.is_none() && !tree.has_encryption() {
+        warnings.push("no encrypted volume anywhere in the image".into());
+    }
+    for e in failures.into_iter().chain(problems) {
+        let e = e.with_path(path);
+        error = Some(match error {
+            Some(prev) if worst(prev.kind().exit_code(), e.kind().exit_code()) == prev.kind().exit_code() => prev,
+            _ => e,
+        });
+    }
     if !j.contains_key("plaintext") {
         j.insert("plaintext".into(), Value::Null);
     }
@@ -535,6 +598,7 @@ fn verify_inner(
     }
 
     let payload = sniff::classify(&s.head, &s.tail, size, s.all_zero);
+    let mut truncated = Vec::new();
     let mut pj = payload.to_json();
     match &payload {
         Payload::Container(c) => {
@@ -551,8 +615,8 @@ fn verify_inner(
         ),
         Payload::Volume(v) => {
             if let Some(claimed) = v.size.filter(|&c| c > size) {
-                warnings.push(format!(
-                    "the {} header says the volume has {claimed} bytes, but the plaintext has only {size}: truncated?",
+                truncated.push(format!(
+                    "truncated: the {} header says the volume has {claimed} bytes, but the plaintext has only {size}",
                     v.kind.name()
                 ));
             }
@@ -571,9 +635,9 @@ fn verify_inner(
                 if let Payload::Volume(v) = &inner
                     && let Some(claimed) = v.size.filter(|&c| c > p.size)
                 {
-                    warnings.push(format!(
-                        "partition {}: the {} header says the volume has {claimed} bytes, but the partition \
-                             has only {}",
+                    truncated.push(format!(
+                        "truncated: partition {}: the {} header says the volume has {claimed} bytes, but the \
+                             partition has only {}",
                         p.number,
                         v.kind.name(),
                         p.size
@@ -584,7 +648,81 @@ fn verify_inner(
         }
     }
     j.insert("plaintext".into(), pj);
-    Ok(())
+    match truncated.into_iter().next() {
+        Some(t) => Err(Error::corrupt(t)),
+        None => Ok(()),
+    }
+}
+
+/// A short description of an image without encrypted volumes (`GPT, 3 volumes`).
+fn describe_unencrypted(tree: &ImageTree) -> String {
+    let kind = tree.root.layer().map_or("unreadable".to_string(), |l| l.kind.clone());
+    let n = tree.volumes().len() - 1;
+    format!("{kind}, {n} volume{}", if n == 1 { "" } else { "s" })
+}
+
+/// One entry per volume of the tree except the image itself and `top` (reported above): what it
+/// is, what it holds, its state; leaves are read whole and hashed. Returns the entries and the
+/// problems found (truncation, damaged layers, unreadable volumes), each naming the volume.
+fn volumes_report(tree: &ImageTree, top: Option<&Volume>, threads: usize) -> (Vec<Value>, Vec<Error>) {
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for v in tree.volumes() {
+        if matches!(v.origin, Origin::Image) || top.is_some_and(|t| std::ptr::eq(t, &*v)) {
+            continue;
+        }
+        let name = if v.name.is_empty() { "(top view)".to_string() } else { v.name.clone() };
+        let mut e = Map::new();
+        e.insert("name".into(), json!(name));
+        e.insert("what".into(), json!(v.describe_origin()));
+        e.insert("size".into(), json!(v.size));
+        e.insert("offset".into(), json!(v.offset));
+        let state = if v.failure().is_some() {
+            "failed"
+        } else if v.is_locked() {
+            "locked"
+        } else {
+            "readable"
+        };
+        e.insert("state".into(), json!(state));
+        let mut problem = v.failure();
+        if let Some(layer) = v.layer() {
+            e.insert("holds".into(), json!(layer.kind));
+            if let Some(leaf) = &layer.leaf {
+                e.insert("description".into(), json!(leaf.describe()));
+                if let Some(claimed) = leaf.size.filter(|&c| c > v.size) {
+                    problem = Some(Error::corrupt(format!(
+                        "{name}: truncated: the {} header says the volume has {claimed} bytes, but it has only {}",
+                        leaf.kind.name(),
+                        v.size
+                    )));
+                }
+            }
+            if let Some(p) = &layer.problem
+                && problem.is_none()
+            {
+                problem = Some(p.clone().context(&name));
+            }
+        }
+        if let Some(r) = v.reader().filter(|_| v.children().is_empty() && problem.is_none()) {
+            let mut h = sha2::Sha256::new();
+            match crate::stream::for_each_chunk(&*r, 0, v.size, threads, |c| {
+                h.update(c);
+                Ok(())
+            }) {
+                Ok(()) => {
+                    e.insert("sha256".into(), json!(hex(&h.finalize())));
+                }
+                Err(err) => problem = Some(err.context(&name)),
+            }
+        }
+        if let Some(p) = problem {
+            e.insert("error".into(), json!({"class": p.kind().name(), "reason": p.message()}));
+            problems.push(p);
+        }
+        out.push(Value::Object(e));
+    }
+    (out, problems)
 }
 
 /// Read the whole plaintext once ([`crate::stream::for_each_chunk`]: `threads` workers decrypt

@@ -9,8 +9,11 @@ use std::ffi::OsStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-/// Attribute and entry TTL: the tree never changes while mounted.
+/// Attribute and entry TTL of files: a volume never changes while mounted.
 pub const TTL: Duration = Duration::from_secs(24 * 3600);
+/// Attribute and entry TTL of directories: they grow when volumes unlock (a `<name>.d` folder
+/// appears, volumes inside a decrypted one join it), so the kernel asks again after a second.
+pub const DIR_TTL: Duration = Duration::from_secs(1);
 
 /// An `errno` value (positive), as FUSE replies carry it.
 pub type Errno = i32;
@@ -28,6 +31,16 @@ impl Kind {
         match self {
             Kind::Dir => libc::S_IFDIR,
             Kind::File => libc::S_IFREG,
+        }
+    }
+}
+
+impl Attr {
+    /// How long the kernel may keep these attributes (and the entry).
+    pub fn ttl(&self) -> Duration {
+        match self.kind {
+            Kind::Dir => DIR_TTL,
+            Kind::File => TTL,
         }
     }
 }
@@ -80,14 +93,17 @@ impl Vfs {
     pub fn attr(&self, ino: u64) -> Result<Attr, Errno> {
         let n = self.tree.node(ino).ok_or(libc::ENOENT)?;
         let (perm, size, nlink) = match &n.kind {
-            NodeKind::Dir(children) => {
-                let subdirs = children
-                    .values()
-                    .filter(|&&c| matches!(self.tree.node(c).map(|n| &n.kind), Some(NodeKind::Dir(_))))
+            NodeKind::Dir(_) => {
+                let subdirs = self
+                    .tree
+                    .children(ino)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|(_, c)| self.tree.node(*c).is_some_and(|n| matches!(n.kind, NodeKind::Dir(_))))
                     .count();
                 (0o555, 0, 2 + subdirs as u32)
             }
-            NodeKind::File(e) => (0o444, e.size, 1),
+            NodeKind::File(f) => (0o444, f.volume.size, 1),
         };
         Ok(Attr {
             ino,
@@ -106,10 +122,10 @@ impl Vfs {
 
     /// The child `name` of directory `parent`.
     pub fn lookup(&self, parent: u64, name: &OsStr) -> Result<Attr, Errno> {
-        match self.tree.node(parent).map(|n| &n.kind) {
-            Some(NodeKind::Dir(children)) => self.attr(*children.get(name).ok_or(libc::ENOENT)?),
-            Some(NodeKind::File(_)) => Err(libc::ENOTDIR),
-            None => Err(libc::ENOENT),
+        let node = self.tree.node(parent).ok_or(libc::ENOENT)?;
+        match &node.kind {
+            NodeKind::Dir(_) => self.attr(self.tree.child(parent, name).ok_or(libc::ENOENT)?),
+            NodeKind::File(_) => Err(libc::ENOTDIR),
         }
     }
 
@@ -120,8 +136,15 @@ impl Vfs {
             return Err(libc::EROFS);
         }
         let node = self.tree.node(ino).ok_or(libc::ENOENT)?;
-        let NodeKind::File(entry) = &node.kind else { return Err(libc::EISDIR) };
-        entry.get(&self.unlocker).map(drop).map_err(|e| {
+        let NodeKind::File(f) = &node.kind else { return Err(libc::EISDIR) };
+        if let Some(e) = f.volume.failure() {
+            log::warn!("open: {e}");
+            return Err(e.kind().errno());
+        }
+        if f.volume.reader().is_some() {
+            return Ok(());
+        }
+        self.unlocker.unlock(&self.tree, &f.image, &f.volume).map_err(|e| {
             log::warn!("open: {e}");
             e.kind().errno()
         })
@@ -130,8 +153,9 @@ impl Vfs {
     /// Read up to `out.len()` plaintext bytes of image `ino` at `offset` into `out`; returns how
     /// many (fewer only at the end of the image).
     pub fn read(&self, ino: u64, offset: u64, out: &mut [u8]) -> Result<usize, Errno> {
-        let Some(NodeKind::File(entry)) = self.tree.node(ino).map(|n| &n.kind) else { return Err(libc::EISDIR) };
-        let img = entry.ready().ok_or(libc::EIO)?;
+        let node = self.tree.node(ino).ok_or(libc::ENOENT)?;
+        let NodeKind::File(f) = &node.kind else { return Err(libc::EISDIR) };
+        let img = f.volume.reader().ok_or(libc::EIO)?;
         let end = offset.saturating_add(out.len() as u64).min(img.size());
         if offset >= end {
             return Ok(0);
@@ -146,9 +170,9 @@ impl Vfs {
 
     /// Open directory `ino`.
     pub fn opendir(&self, ino: u64) -> Result<(), Errno> {
-        match self.tree.node(ino).map(|n| &n.kind) {
-            Some(NodeKind::Dir(_)) => Ok(()),
-            Some(NodeKind::File(_)) => Err(libc::ENOTDIR),
+        match self.tree.node(ino).map(|n| matches!(n.kind, NodeKind::Dir(_))) {
+            Some(true) => Ok(()),
+            Some(false) => Err(libc::ENOTDIR),
             None => Err(libc::ENOENT),
         }
     }
@@ -162,11 +186,11 @@ impl Vfs {
         mut add: impl FnMut(u64, u64, Kind, &OsStr) -> bool,
     ) -> Result<(), Errno> {
         let node = self.tree.node(ino).ok_or(libc::ENOENT)?;
-        let NodeKind::Dir(children) = &node.kind else { return Err(libc::ENOTDIR) };
+        let children = self.tree.children(ino).ok_or(libc::ENOTDIR)?;
         let dots = [(node.ino, Kind::Dir, OsStr::new(".")), (node.parent, Kind::Dir, OsStr::new(".."))];
-        let kids = children.iter().map(|(name, &c)| {
-            let kind = self.tree.node(c).map_or(Kind::File, |n| kind_of(&n.kind));
-            (c, kind, name.as_os_str())
+        let kids = children.iter().map(|(name, c)| {
+            let kind = self.tree.node(*c).map_or(Kind::File, |n| kind_of(&n.kind));
+            (*c, kind, name.as_os_str())
         });
         let skip = usize::try_from(offset).unwrap_or(usize::MAX);
         for (i, (child, kind, name)) in dots.into_iter().chain(kids).enumerate().skip(skip) {
@@ -180,8 +204,8 @@ impl Vfs {
     /// Totals for `statfs`.
     pub fn statfs(&self) -> Statfs {
         Statfs {
-            blocks: self.tree.images.iter().map(|e| e.size.div_ceil(4096)).sum(),
-            files: self.tree.nodes.len() as u64,
+            blocks: self.tree.files().iter().map(|(_, v)| v.size.div_ceil(4096)).sum(),
+            files: self.tree.len() as u64,
         }
     }
 

@@ -19,7 +19,7 @@
 
 pub mod abi;
 
-use crate::vfs::{TTL, Vfs};
+use crate::vfs::Vfs;
 use abi::{Dirents, InHeader, Op};
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use std::io;
@@ -203,9 +203,12 @@ fn answer(vfs: &Vfs, h: &InHeader, hdr: &[u8], payload: &mut [u8], plen: usize) 
     match Op::decode(h.opcode, hdr, &payload[..plen]) {
         Op::Lookup { name } => {
             let a = vfs.lookup(ino, name)?;
-            abi::entry(payload, &a, TTL)
+            abi::entry(payload, &a, a.ttl())
         }
-        Op::Getattr => abi::attr(payload, &vfs.attr(ino)?, TTL),
+        Op::Getattr => {
+            let a = vfs.attr(ino)?;
+            abi::attr(payload, &a, a.ttl())
+        }
         Op::Open { flags } => {
             vfs.open(ino, flags)?;
             // The plaintext never changes while mounted: let the kernel keep its page cache.

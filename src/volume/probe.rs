@@ -1,0 +1,56 @@
+//! "What is in this byte range?": the one probe every command walks the volume tree with.
+//!
+//! Order matters where signatures can coexist: LUKS and qcow2 (magic at byte 0) first, then an
+//! LVM2 label (one of the first four sectors), then a partition table (a GPT's protective MBR, or
+//! an MBR), and last the leaves `sniff` recognises (filesystems, swap), which hold no volumes.
+
+use crate::image::{Format, ImageOptions, Prepared};
+use crate::io::ReadAt;
+use crate::sniff;
+use crate::{Error, Result};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Bytes read from the start of a volume to recognise it: enough for every signature `sniff`
+/// knows (the btrfs superblock at 64 KiB) and for a GPT header on 4 KiB sectors.
+pub const PROBE_LEN: usize = sniff::VOLUME_PROBE_LEN;
+
+/// What a volume holds.
+pub enum Content {
+    /// A LUKS volume, or a qcow2 image with LUKS inside: one child, the decrypted view, readable
+    /// once a key opens it.
+    Encrypted(Box<Prepared>),
+    /// Nothing luksfs has a layer for: a filesystem, swap, or unrecognised bytes (`None`).
+    Leaf(Option<sniff::Volume>),
+    /// A layer was recognised but cannot be used.
+    Broken(Error),
+}
+
+/// Probe the volume `src`, called `name` in errors. `options` apply to an image's root (a
+/// detached header makes the root a LUKS volume whatever its first bytes are).
+pub fn probe(src: &Arc<dyn ReadAt>, name: &Path, options: Option<&ImageOptions>) -> Content {
+    match probe_inner(src, name, options) {
+        Ok(c) => c,
+        Err(e) => Content::Broken(e.with_path(name)),
+    }
+}
+
+fn probe_inner(src: &Arc<dyn ReadAt>, name: &Path, options: Option<&ImageOptions>) -> Result<Content> {
+    let head = crate::io::read_upto(&**src, 0, PROBE_LEN)?;
+    let detached = options.is_some_and(|o| o.header.is_some());
+    let default = ImageOptions::default();
+    let opts = options.unwrap_or(&default);
+    match Format::probe(&head) {
+        Some(Format::Luks1 | Format::Luks2) => {
+            return Prepared::open_on(src.clone(), name, opts).map(|p| Content::Encrypted(Box::new(p)));
+        }
+        Some(Format::Qcow2) => {
+            return Prepared::open_on(src.clone(), name, opts).map(|p| Content::Encrypted(Box::new(p)));
+        }
+        None if detached => {
+            return Prepared::open_on(src.clone(), name, opts).map(|p| Content::Encrypted(Box::new(p)));
+        }
+        None => {}
+    }
+    Ok(Content::Leaf(sniff::volume(&head)))
+}

@@ -1,0 +1,446 @@
+//! The volume tree of one source image, grown lazily.
+//!
+//! [`ImageTree::open`] opens the source (a file or a block device) and probes it; every readable
+//! volume's children are built on first use ([`Volume::children`]); the decrypted view of an
+//! encrypted volume is a [`Lock`]ed volume that becomes readable when [`Volume::unlock`] opens it,
+//! and only then gets children of its own. The depth and the number of volumes per image are
+//! bounded ([`Limits`]), so a hostile table cannot explode.
+
+use super::name::{self, Names};
+use super::probe::{self, Content};
+use crate::image::{Format, ImageOptions, Prepared, UnlockSettings};
+use crate::io::{FileSource, ReadAt};
+use crate::keys::Secret;
+use crate::sniff;
+use crate::{Error, ErrorKind, Result};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+
+/// Bounds on one image's tree.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Layers below the image file (a laptop disk: GPT, LUKS, LVM = 3).
+    pub max_depth: usize,
+    /// Volumes in one image's tree.
+    pub max_volumes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_depth: 8, max_volumes: 256 }
+    }
+}
+
+/// What every volume of one image shares.
+pub struct ImageCtx {
+    /// The source file or block device.
+    pub path: PathBuf,
+    /// Its path relative to the mount source (as keytab lines name it).
+    pub rel: PathBuf,
+    /// Options for the image's root (detached header, key slot).
+    pub options: ImageOptions,
+    names: Names,
+    count: AtomicUsize,
+    limits: Limits,
+}
+
+/// What a volume is, for people and for JSON.
+#[derive(Clone, Debug)]
+pub enum Origin {
+    /// The image file or block device itself.
+    Image,
+    /// A partition of a table.
+    Partition { table: &'static str, number: u32, name: Option<String>, type_name: String },
+    /// The decrypted view of a LUKS volume (or of a qcow2 image with LUKS).
+    Decrypted { format: Format, uuid: String },
+    /// The guest disk of an unencrypted qcow2 image.
+    Qcow2Guest,
+    /// A logical volume.
+    LogicalVolume { vg: String, lv: String },
+}
+
+/// The unlock state of a decrypted view.
+pub struct Lock {
+    state: Mutex<LockState>,
+    cond: Condvar,
+    /// LUKS UUID of the encrypted volume.
+    pub uuid: String,
+    /// LUKS1, LUKS2 or qcow2.
+    pub format: Format,
+}
+
+enum LockState {
+    Queued(Box<Prepared>),
+    Unlocking,
+    Ready,
+    Failed(Error),
+}
+
+/// What a volume holds, once probed.
+pub struct Layer {
+    /// `LUKS2`, `GPT`, `ext4`, `unrecognised`, ...
+    pub kind: String,
+    /// A filesystem or other leaf found at its start.
+    pub leaf: Option<sniff::Volume>,
+    /// Why the layer cannot be used (the volume itself stays readable).
+    pub problem: Option<Error>,
+    /// The LUKS header facts (for `inspect`), for encrypted volumes.
+    pub header: Option<Box<Prepared>>,
+}
+
+/// One volume: a named, readable (or locked) byte range and what it holds.
+pub struct Volume {
+    /// Unique within the image; `""` for the image itself and for its top view (see [`name`]).
+    pub name: String,
+    /// Where it comes from.
+    pub origin: Origin,
+    /// Layers between it and the image file.
+    pub depth: usize,
+    /// Size in bytes.
+    pub size: u64,
+    /// Byte offset within the volume that holds it (partitions).
+    pub offset: Option<u64>,
+    /// The image this volume belongs to.
+    pub image: Arc<ImageCtx>,
+    lock: Option<Lock>,
+    reader: OnceLock<Arc<dyn ReadAt>>,
+    /// The decrypted view, once unlocked (for key-slot and cipher facts).
+    decrypted: OnceLock<Arc<crate::image::Image>>,
+    /// Why it cannot be read at all (a partition past the end of its disk, ...).
+    broken: Option<Error>,
+    expanded: OnceLock<(Layer, Vec<Arc<Volume>>)>,
+}
+
+/// How to unlock one encrypted volume: the passphrase and the key slot to try (all if `None`).
+pub struct UnlockKey {
+    pub passphrase: Secret,
+    pub key_slot: Option<u32>,
+}
+
+/// The whole tree of one source image.
+pub struct ImageTree {
+    pub ctx: Arc<ImageCtx>,
+    pub root: Arc<Volume>,
+}
+
+impl ImageTree {
+    /// Open the image file or block device at `path` (`rel`: its name relative to the source).
+    pub fn open(path: &Path, rel: &Path, options: &ImageOptions, limits: Limits) -> Result<ImageTree> {
+        let file: Arc<dyn ReadAt> = Arc::new(FileSource::open(path)?);
+        Ok(Self::on(file, path, rel, options, limits))
+    }
+
+    /// The tree of the image whose bytes `src` reads.
+    pub fn on(src: Arc<dyn ReadAt>, path: &Path, rel: &Path, options: &ImageOptions, limits: Limits) -> ImageTree {
+        let ctx = Arc::new(ImageCtx {
+            path: path.to_path_buf(),
+            rel: rel.to_path_buf(),
+            options: options.clone(),
+            names: Names::default(),
+            count: AtomicUsize::new(1),
+            limits,
+        });
+        let root = Arc::new(Volume {
+            name: String::new(),
+            origin: Origin::Image,
+            depth: 0,
+            size: src.size(),
+            offset: None,
+            image: ctx.clone(),
+            lock: None,
+            reader: OnceLock::from(src),
+            decrypted: OnceLock::new(),
+            broken: None,
+            expanded: OnceLock::new(),
+        });
+        ImageTree { ctx, root }
+    }
+
+    /// The image's top view: the decrypted volume or qcow2 guest disk the image file holds
+    /// directly (shown as `IMAGE.raw`), if any.
+    pub fn top(&self) -> Option<Arc<Volume>> {
+        let kids = self.root.children();
+        match kids {
+            [only] if only.name.is_empty() => Some(only.clone()),
+            _ => None,
+        }
+    }
+
+    /// Every volume known now, depth first (the root first). Locked volumes have no children yet.
+    pub fn volumes(&self) -> Vec<Arc<Volume>> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.root.clone()];
+        while let Some(v) = stack.pop() {
+            for c in v.children().iter().rev() {
+                stack.push(c.clone());
+            }
+            out.push(v);
+        }
+        out
+    }
+
+    /// Whether any volume of the tree known now is encrypted.
+    pub fn has_encryption(&self) -> bool {
+        self.volumes().iter().any(|v| v.lock.is_some())
+    }
+
+    /// Find a volume by name (see [`Volume::matches`]).
+    pub fn find(&self, want: &str) -> Option<Arc<Volume>> {
+        let all = self.volumes();
+        let want = want.strip_suffix(".raw").unwrap_or(want);
+        all.iter()
+            .find(|v| !v.name.is_empty() && v.name == want)
+            .or_else(|| all.iter().find(|v| v.matches(want)))
+            .cloned()
+    }
+
+    /// Try to unlock every locked volume of the tree with `key`, outermost first (each volume that
+    /// opens may reveal more); returns the failures.
+    pub fn unlock_all(&self, key: &dyn Fn(&Volume) -> Result<UnlockKey>, settings: UnlockSettings) -> Vec<Error> {
+        let mut failures = Vec::new();
+        let mut tried = std::collections::HashSet::new();
+        loop {
+            let pending: Vec<_> =
+                self.volumes().into_iter().filter(|v| v.is_locked() && tried.insert(Arc::as_ptr(v) as usize)).collect();
+            if pending.is_empty() {
+                return failures;
+            }
+            for v in pending {
+                if let Err(e) = v.unlock(key, settings) {
+                    failures.push(e);
+                }
+            }
+        }
+    }
+}
+
+impl Volume {
+    /// Its reader, when it is readable (unlocked, not broken).
+    pub fn reader(&self) -> Option<Arc<dyn ReadAt>> {
+        self.reader.get().cloned()
+    }
+
+    /// The decrypted view, once unlocked.
+    pub fn image(&self) -> Option<Arc<crate::image::Image>> {
+        self.decrypted.get().cloned()
+    }
+
+    /// Whether it waits for a key.
+    pub fn is_locked(&self) -> bool {
+        self.lock.as_ref().is_some_and(|l| matches!(*l.lock(), LockState::Queued(_) | LockState::Unlocking))
+    }
+
+    /// Its unlock state, for decrypted views.
+    pub fn lock(&self) -> Option<&Lock> {
+        self.lock.as_ref()
+    }
+
+    /// Why it cannot be read: broken, or its unlock failed.
+    pub fn failure(&self) -> Option<Error> {
+        if let Some(e) = &self.broken {
+            return Some(e.clone());
+        }
+        match &*self.lock.as_ref()?.lock() {
+            LockState::Failed(e) => Some(e.clone()),
+            _ => None,
+        }
+    }
+
+    /// How it is called in messages: `IMAGE`, or `IMAGE: NAME`.
+    pub fn display(&self) -> PathBuf {
+        if self.name.is_empty() {
+            self.image.path.clone()
+        } else {
+            PathBuf::from(format!("{}: {}", self.image.path.display(), self.name))
+        }
+    }
+
+    /// A one-line description of where it comes from.
+    pub fn describe_origin(&self) -> String {
+        match &self.origin {
+            Origin::Image => "image file".into(),
+            Origin::Partition { table, number, name, type_name } => match name.as_deref().filter(|n| !n.is_empty()) {
+                Some(n) => format!("{table} partition {number} \"{n}\" ({type_name})"),
+                None => format!("{table} partition {number} ({type_name})"),
+            },
+            Origin::Decrypted { format, uuid } => format!("decrypted {} volume {uuid}", format.name()),
+            Origin::Qcow2Guest => "qcow2 guest disk".into(),
+            Origin::LogicalVolume { vg, lv } => format!("LVM2 logical volume {vg}/{lv}"),
+        }
+    }
+
+    /// Whether `want` names this volume: its name, `pN` for a partition whose name starts with
+    /// it, `VG/LV` for a logical volume, `UUID=...` for a decrypted view.
+    pub fn matches(&self, want: &str) -> bool {
+        if !self.name.is_empty() && self.name == want {
+            return true;
+        }
+        match &self.origin {
+            Origin::Partition { .. } => self.name.strip_prefix(want).is_some_and(|r| r.starts_with('-')),
+            Origin::LogicalVolume { vg, lv } => want == format!("{vg}/{lv}"),
+            Origin::Decrypted { uuid, .. } => want.strip_prefix("UUID=").is_some_and(|u| u.eq_ignore_ascii_case(uuid)),
+            Origin::Image | Origin::Qcow2Guest => false,
+        }
+    }
+
+    /// What it holds and its children (empty while locked or broken). Probes on first call.
+    pub fn children(&self) -> &[Arc<Volume>] {
+        self.expanded().map_or(&[], |(_, c)| c.as_slice())
+    }
+
+    /// What it holds (`None` while locked or broken).
+    pub fn layer(&self) -> Option<&Layer> {
+        self.expanded().map(|(l, _)| l)
+    }
+
+    fn expanded(&self) -> Option<&(Layer, Vec<Arc<Volume>>)> {
+        let reader = self.reader.get()?;
+        Some(self.expanded.get_or_init(|| self.expand(reader)))
+    }
+
+    fn expand(&self, reader: &Arc<dyn ReadAt>) -> (Layer, Vec<Arc<Volume>>) {
+        let mut layer = Layer { kind: String::new(), leaf: None, problem: None, header: None };
+        if self.depth >= self.image.limits.max_depth {
+            layer.kind = "not examined".into();
+            layer.problem = Some(Error::unsupported(format!(
+                "more than {} layers deep: not examined further",
+                self.image.limits.max_depth
+            )));
+            return (layer, Vec::new());
+        }
+        let options = matches!(self.origin, Origin::Image).then_some(&self.image.options);
+        let mut kids = Vec::new();
+        match probe::probe(reader, &self.display(), options) {
+            Content::Encrypted(p) => {
+                layer.kind = p.format().name().to_string();
+                let uuid = p.luks().uuid().to_string();
+                let child_name = match self.origin {
+                    Origin::Image => String::new(),
+                    _ => name::join(&self.name, "luks"),
+                };
+                let origin = Origin::Decrypted { format: p.format(), uuid: uuid.clone() };
+                let size = p.size();
+                let lock = Lock {
+                    state: Mutex::new(LockState::Queued(p.clone())),
+                    cond: Condvar::new(),
+                    uuid,
+                    format: p.format(),
+                };
+                layer.header = Some(p);
+                match self.child(child_name, origin, size, None) {
+                    Ok(mut v) => {
+                        v.lock = Some(lock);
+                        kids.push(Arc::new(v));
+                    }
+                    Err(e) => layer.problem = Some(e),
+                }
+            }
+            Content::Leaf(v) => {
+                layer.kind = v.as_ref().map_or_else(|| "unrecognised".to_string(), |v| v.kind.name().to_string());
+                layer.leaf = v;
+            }
+            Content::Broken(e) => {
+                layer.kind = "damaged".into();
+                layer.problem = Some(e);
+            }
+        }
+        (layer, kids)
+    }
+
+    /// A new child volume (not yet readable), counted against the image's limit.
+    fn child(&self, want: String, origin: Origin, size: u64, offset: Option<u64>) -> Result<Volume> {
+        let n = self.image.count.fetch_add(1, Ordering::Relaxed);
+        if n >= self.image.limits.max_volumes {
+            return Err(Error::unsupported(format!(
+                "more than {} volumes in one image: the rest are not examined",
+                self.image.limits.max_volumes
+            ))
+            .with_path(&self.display()));
+        }
+        let name = if want.is_empty() { want } else { self.image.names.claim(want) };
+        Ok(Volume {
+            name,
+            origin,
+            depth: self.depth + 1,
+            size,
+            offset,
+            image: self.image.clone(),
+            lock: None,
+            reader: OnceLock::new(),
+            decrypted: OnceLock::new(),
+            broken: None,
+            expanded: OnceLock::new(),
+        })
+    }
+
+    /// A child reading through `reader`, or broken with `err`.
+    pub fn add_child(
+        &self,
+        want: String,
+        origin: Origin,
+        size: u64,
+        offset: Option<u64>,
+        reader: Result<Arc<dyn ReadAt>>,
+    ) -> Result<Arc<Volume>> {
+        let mut v = self.child(want, origin, size, offset)?;
+        match reader {
+            Ok(r) => {
+                let _ = v.reader.set(r);
+            }
+            Err(e) => v.broken = Some(e.with_path(&v.display())),
+        }
+        Ok(Arc::new(v))
+    }
+
+    /// Unlock this decrypted view (if it is one and still locked) with the key `key` chooses for
+    /// it; waits if another thread is unlocking it. Ok when it is readable.
+    pub fn unlock(&self, key: &dyn Fn(&Volume) -> Result<UnlockKey>, settings: UnlockSettings) -> Result<()> {
+        let Some(lock) = &self.lock else {
+            return self.broken.clone().map_or(Ok(()), Err);
+        };
+        let mut st = lock.lock();
+        loop {
+            match &*st {
+                LockState::Ready => return Ok(()),
+                LockState::Failed(e) => return Err(e.clone()),
+                LockState::Unlocking => st = lock.cond.wait(st).unwrap_or_else(|e| e.into_inner()),
+                LockState::Queued(_) => break,
+            }
+        }
+        let LockState::Queued(prepared) = std::mem::replace(&mut *st, LockState::Unlocking) else {
+            unreachable!("checked above")
+        };
+        drop(st);
+        let result = key(self).and_then(|k| (*prepared).unlock_slot(&k.passphrase, settings, k.key_slot));
+        let new = match result {
+            Ok(image) => {
+                let image = Arc::new(image);
+                let _ = self.decrypted.set(image.clone());
+                let _ = self.reader.set(image);
+                LockState::Ready
+            }
+            Err(e) => {
+                let e = match e.kind() {
+                    // Any failure to obtain the key is a key problem for this volume.
+                    ErrorKind::Usage => Error::bad_key(e.message().to_string()),
+                    _ => e,
+                };
+                LockState::Failed(e.with_path(&self.display()))
+            }
+        };
+        let out = match &new {
+            LockState::Failed(e) => Err(e.clone()),
+            _ => Ok(()),
+        };
+        *lock.lock() = new;
+        lock.cond.notify_all();
+        out
+    }
+}
+
+impl Lock {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LockState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
