@@ -12,8 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 success, 1 other error (I/O, ...), 2 usage, 3 no key slot opened with the key,
@@ -177,6 +176,20 @@ pub struct InspectArgs {
     pub json: bool,
 }
 
+impl MountArgs {
+    /// What the FUSE layer needs to mount.
+    fn mount_config(&self) -> crate::fuse::mount::MountConfig {
+        crate::fuse::mount::MountConfig {
+            source: self.source.clone(),
+            mountpoint: self.mountpoint.clone(),
+            options: self.options.clone(),
+            threads: self.threads,
+            io_uring: self.io_uring,
+            max_readahead: self.max_readahead,
+        }
+    }
+}
+
 impl ImageArgs {
     pub(crate) fn options(&self) -> ImageOptions {
         ImageOptions { header: self.header.clone(), key_slot: self.key_slot }
@@ -323,41 +336,6 @@ pub(crate) fn image_passphrase(key: &KeyArgs, barbican_secret: Option<&str>, ima
     })
 }
 
-/// FUSE configuration from `-o` options.
-fn fuse_config(a: &MountArgs) -> Result<fuser::Config> {
-    use fuser::{MountOption as M, SessionACL};
-    let mut cfg = fuser::Config::default();
-    let source = a.source.canonicalize().unwrap_or_else(|_| a.source.clone());
-    let mut fsname = format!("luksfs:{}", source.display());
-    let mut subtype = "luksfs".to_string();
-    let mut opts = vec![M::RO, M::NoDev, M::NoSuid];
-    for o in a.options.iter().flat_map(|s| s.split(',')).filter(|s| !s.is_empty()) {
-        match o {
-            "allow_other" => cfg.acl = SessionACL::All,
-            "allow_root" => cfg.acl = SessionACL::RootAndOwner,
-            "default_permissions" => opts.push(M::DefaultPermissions),
-            "auto_unmount" => opts.push(M::AutoUnmount),
-            "ro" | "nodev" | "nosuid" => {}
-            "noexec" => opts.push(M::NoExec),
-            "exec" => opts.push(M::Exec),
-            "noatime" => opts.push(M::NoAtime),
-            "atime" => opts.push(M::Atime),
-            "rw" => return Err(Error::usage("-o rw: luksfs mounts are always read-only")),
-            "dev" | "suid" => return Err(Error::usage(format!("-o {o} is not allowed on a luksfs mount"))),
-            o if o.starts_with("fsname=") => fsname = o["fsname=".len()..].to_string(),
-            o if o.starts_with("subtype=") => subtype = o["subtype=".len()..].to_string(),
-            o => opts.push(M::CUSTOM(o.to_string())),
-        }
-    }
-    opts.push(M::FSName(fsname));
-    opts.push(M::Subtype(subtype));
-    cfg.mount_options = opts;
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    cfg.n_threads = Some(a.threads.unwrap_or(cores).max(1));
-    cfg.clone_fd = true;
-    Ok(cfg)
-}
-
 fn mount(a: MountArgs) -> Result<i32> {
     if a.daemon && std::env::var_os(DAEMON_ENV).is_none() {
         return daemonize(&a);
@@ -397,110 +375,30 @@ fn mount(a: MountArgs) -> Result<i32> {
     log::info!("found {} images under {} in {:?}", tree.images.len(), source.display(), t0.elapsed());
     let keys = Arc::new(Keyring::new(default_key, a.key.os_cloud.clone()));
     let unlocker = Arc::new(Unlocker { keys, settings, volume_keys: plan.volume_keys() });
-    let cfg = fuse_config(&a)?;
-    let readahead = u32::try_from(a.max_readahead).unwrap_or(u32::MAX);
-    if a.io_uring && !crate::uring::kernel_enabled() {
-        return Err(Error::unsupported(URING_OFF));
-    }
-    let vfs =
-        Arc::new(crate::vfs::Vfs::new(tree.clone(), unlocker.clone(), a.cache_size.max(DEFAULT_CACHE_BYTES / 64)));
-    let fs = crate::fs::LuksFs::new(vfs.clone(), readahead, max_write(&a), a.io_uring);
-    let granted = fs.uring_granted();
-
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
-        signal_hook::flag::register(sig, stop.clone()).map_err(|e| Error::from_io("installing signal handlers", &e))?;
-    }
-    // Resolved before mounting: afterwards resolving it would be a request to ourselves.
-    let mnt_abs = a.mountpoint.canonicalize().unwrap_or_else(|_| a.mountpoint.clone());
-    let session = fuser::Session::new(fs, &a.mountpoint, &cfg)
-        .map_err(|e| Error::io(format!("cannot mount on {}: {e}", a.mountpoint.display())))?;
-    if let Err(e) = crate::bdi::set_read_ahead(&mnt_abs, a.max_readahead) {
-        // Needs root; the mount works without it, with 128 KiB requests. Done before serving:
-        // a file keeps the readahead it was opened with.
-        log::info!("could not raise the mount's readahead to {} KiB: {e}", a.max_readahead / 1024);
-    }
-    let transport = if a.io_uring { start_uring(&session, &granted, vfs, &a)? } else { "/dev/fuse".to_string() };
-    let session =
-        session.spawn().map_err(|e| Error::io(format!("cannot start serving {}: {e}", a.mountpoint.display())))?;
+    let cfg = a.mount_config();
+    let vfs = Arc::new(crate::fuse::vfs::Vfs::new(
+        tree.clone(),
+        unlocker.clone(),
+        a.cache_size.max(DEFAULT_CACHE_BYTES / 64),
+    ));
+    let mounted = crate::fuse::mount::start(vfs, &cfg)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     unlocker.spawn_background(&tree, cores);
-    log::info!("mounted {} on {} in {:?} ({transport})", source.display(), a.mountpoint.display(), t0.elapsed());
+    log::info!(
+        "mounted {} on {} in {:?} ({})",
+        source.display(),
+        a.mountpoint.display(),
+        t0.elapsed(),
+        mounted.transport
+    );
     if std::env::var_os(DAEMON_ENV).is_some() {
         // Tell the waiting parent we are ready; it exits 0.
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "READY").and_then(|()| out.flush());
         crate::logging::detach();
     }
-    while !stop.load(Ordering::Relaxed) && !session.guard.is_finished() {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    if session.guard.is_finished() {
-        log::info!("{} was unmounted", a.mountpoint.display());
-        let _ = session.join();
-    } else {
-        log::info!("signal received: unmounting {}", a.mountpoint.display());
-        unmount_on_signal(session, &a.mountpoint)?;
-    }
+    mounted.serve_until_unmounted()?;
     Ok(0)
-}
-
-/// Largest write the kernel may send (writes are refused). fuser derives the largest request,
-/// reads included, from max(max_write, max_readahead), and the kernel offers only 128 KiB of
-/// readahead at `INIT`: so this is what lets reads reach `--max-readahead` (1 MiB requests).
-fn max_write(a: &MountArgs) -> u32 {
-    u32::try_from(a.max_readahead).unwrap_or(u32::MAX).max(128 * 1024)
-}
-
-const URING_OFF: &str = "--io-uring: this kernel does not offer FUSE over io_uring (it needs Linux 6.14 or \
-     later and, as root: echo Y > /sys/module/fuse/parameters/enable_uring)";
-
-/// Serve `session` through per-CPU io_uring queues, if its `INIT` granted them; returns how.
-fn start_uring<FS: fuser::Filesystem>(
-    session: &fuser::Session<FS>,
-    granted: &AtomicBool,
-    vfs: Arc<crate::vfs::Vfs>,
-    a: &MountArgs,
-) -> Result<String> {
-    use std::os::fd::AsFd;
-    if !granted.load(Ordering::SeqCst) {
-        return Err(Error::unsupported(URING_OFF));
-    }
-    let dev = session.as_fd().try_clone_to_owned().map_err(|e| Error::from_io("duplicating /dev/fuse", &e))?;
-    let per_cpu = a.threads.unwrap_or(4).max(1);
-    // Each entry's payload buffer holds the largest request: max(max_write, max_pages * 4 KiB),
-    // and max_pages follows max_write (see `max_write`).
-    let payload = (max_write(a) as usize).max(8192).next_multiple_of(4096);
-    crate::uring::start(dev, vfs, per_cpu, payload)
-        .map_err(|e| Error::unsupported(format!("--io-uring: FUSE over io_uring could not start: {e}")))?;
-    Ok(format!("io_uring, {per_cpu} worker(s) per CPU queue"))
-}
-
-/// Unmount after SIGINT/SIGTERM. A plain unmount fails with EBUSY while a file is open, which
-/// would leave a dead mount behind: detach lazily instead (the mount disappears from the
-/// namespace at once; readers still holding a file get errors once we exit), give the session
-/// a moment to end, and exit.
-fn unmount_on_signal(session: fuser::BackgroundSession, mountpoint: &Path) -> Result<()> {
-    let lazy = std::process::Command::new("fusermount3")
-        .arg("-u")
-        .arg("-z")
-        .arg("--")
-        .arg(mountpoint)
-        .stdin(std::process::Stdio::null())
-        .status();
-    match lazy {
-        Ok(st) if st.success() => {
-            for _ in 0..20 {
-                if session.guard.is_finished() {
-                    let _ = session.join();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Ok(())
-        }
-        _ => session.umount_and_join().map_err(|e| Error::io(format!("unmounting {}: {e}", mountpoint.display()))),
-    }
 }
 
 /// `--daemon`: run the mount in a detached child and return once it reports ready.

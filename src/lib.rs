@@ -4,11 +4,10 @@
 //! Layers, bottom up: [`codec`] (bounds-checked byte reader), [`crypto`] (ciphers, hashes, KDFs),
 //! [`luks`] and [`qcow2`] (on-disk formats: pure parsing plus key-slot unlocking), [`keys`] (where
 //! passphrases come from), [`image`] (format × cipher × key → plaintext reads), [`cache`]
-//! (bounded decrypted-block cache), [`dir`] (the source tree and lazy unlocking), [`fs`] (the thin
-//! FUSE layer) and [`cli`] (the command line).
+//! (bounded decrypted-block cache), [`dir`] (the source tree and lazy unlocking), [`fuse`] (the thin
+//! FUSE layer: transports and mounting) and [`cli`] (the command line).
 #![deny(unsafe_code)]
 
-pub mod bdi;
 pub mod cache;
 pub mod cli;
 pub mod codec;
@@ -16,7 +15,7 @@ pub mod crypto;
 pub mod dir;
 pub mod error;
 pub mod formats;
-pub mod fs;
+pub mod fuse;
 pub mod image;
 pub mod inspect;
 pub mod io;
@@ -25,10 +24,10 @@ pub mod logging;
 pub mod sniff;
 pub mod stream;
 pub mod sys;
-pub mod uring;
 pub mod verify;
-pub mod vfs;
 pub mod volume;
 
 pub use error::{Error, ErrorKind, Result};
 pub use formats::{luks, qcow2};
+/// The FUSE modules, at their old paths.
+pub use fuse::{bdi, fs, uring, vfs};

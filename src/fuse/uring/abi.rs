@@ -7,7 +7,7 @@
 //! `op_in[128]`, then `struct fuse_uring_ent_in_out`), and a payload buffer for the rest of the
 //! request (names) and for the reply body.
 
-use crate::vfs::{Attr, Kind, Statfs};
+use crate::fuse::vfs::{Attr, Kind, Statfs};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, SystemTime};

@@ -3,7 +3,7 @@
 //! kernel agrees to FUSE over io_uring at `init`, most requests travel through `uring` instead,
 //! and this loop is left with the ones io_uring does not carry (forget, interrupt).
 
-use crate::vfs::{Attr, Kind, Vfs};
+use crate::fuse::vfs::{Attr, Kind, Vfs};
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     LockOwner, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen,

@@ -19,7 +19,7 @@
 
 pub mod abi;
 
-use crate::vfs::Vfs;
+use crate::fuse::vfs::Vfs;
 use abi::{Dirents, InHeader, Op};
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use std::io;

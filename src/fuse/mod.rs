@@ -1,0 +1,13 @@
+//! The FUSE layer: everything that knows the kernel's FUSE protocol or the `fuser` crate.
+//!
+//! * [`vfs`]: what a mount serves (attributes, lookups, listings, reads), transport-free.
+//! * [`fs`]: the `/dev/fuse` transport (fuser's `Filesystem` over [`vfs`]).
+//! * [`uring`]: the FUSE-over-io_uring transport (per-CPU queues).
+//! * [`bdi`]: the mount's kernel readahead.
+//! * [`mount`]: mounting — fuser `Session`/`Config`, serving until unmounted or signalled.
+
+pub mod bdi;
+pub mod fs;
+pub mod mount;
+pub mod uring;
+pub mod vfs;
