@@ -77,6 +77,18 @@ impl<'a> Reader<'a> {
     pub fn be_u64(&mut self, what: &'static str) -> Result<u64, Truncated> {
         self.array(what).map(u64::from_be_bytes)
     }
+    /// Little-endian u16.
+    pub fn le_u16(&mut self, what: &'static str) -> Result<u16, Truncated> {
+        self.array(what).map(u16::from_le_bytes)
+    }
+    /// Little-endian u32.
+    pub fn le_u32(&mut self, what: &'static str) -> Result<u32, Truncated> {
+        self.array(what).map(u32::from_le_bytes)
+    }
+    /// Little-endian u64.
+    pub fn le_u64(&mut self, what: &'static str) -> Result<u64, Truncated> {
+        self.array(what).map(u64::from_le_bytes)
+    }
     /// A fixed-size NUL-padded string field (`n` bytes); the text up to the first NUL, lossily UTF-8.
     pub fn cstr(&mut self, n: usize, what: &'static str) -> Result<String, Truncated> {
         let s = self.take(n, what)?;
@@ -104,5 +116,15 @@ mod tests {
         let e = r.be_u16("z").unwrap_err();
         assert_eq!(e, Truncated { what: "z", offset: 10, need: 2 });
         assert!(r.take(usize::MAX, "huge").is_err());
+    }
+
+    #[test]
+    fn little_endian() {
+        let b = [1, 0, 2, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0];
+        let mut r = Reader::new(&b);
+        assert_eq!(r.le_u16("a").unwrap(), 1);
+        assert_eq!(r.le_u32("b").unwrap(), 2);
+        assert_eq!(r.le_u64("c").unwrap(), 3);
+        assert!(r.le_u16("d").is_err());
     }
 }
