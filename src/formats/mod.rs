@@ -2,4 +2,5 @@
 //! offers upward (every layer consumes and provides [`crate::io::ReadAt`]).
 
 pub mod luks;
+pub mod lvm;
 pub mod qcow2;
