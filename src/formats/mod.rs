@@ -2,5 +2,6 @@
 //! offers upward (every layer consumes and provides [`crate::io::ReadAt`]).
 
 pub mod luks;
+pub mod lvm;
 pub mod partition;
 pub mod qcow2;
