@@ -208,6 +208,9 @@ impl Prepared {
         if let Some(why) = qh.refusal() {
             return Err(Error::unsupported(why));
         }
+        if qh.encryption() == qcow2::header::Encryption::Plain {
+            return Err(Error::unsupported("qcow2 image is not encrypted; luksfs only serves encrypted images"));
+        }
         let Some((off, len)) = qh.crypto_header else {
             return Err(Error::corrupt("encrypted qcow2 image has no encryption header extension"));
         };
@@ -407,7 +410,7 @@ impl Image {
             let (st, mut n) = q.map(guest, (buf.len() - done) as u64)?;
             match st {
                 Storage::Zero | Storage::Unallocated => buf[done..done + n as usize].fill(0),
-                Storage::Compressed => {
+                Storage::Compressed(_) => {
                     return Err(Error::unsupported(format!(
                         "guest offset {guest} is in a compressed cluster, which an encrypted qcow2 image cannot have"
                     )));

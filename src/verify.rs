@@ -397,7 +397,7 @@ fn qcow2_allocation(q: &crate::qcow2::Qcow2, size: u64) -> Result<Allocation> {
             Storage::Data(_) => a.allocated += n,
             Storage::Zero => a.zero += n,
             Storage::Unallocated => a.unallocated += n,
-            Storage::Compressed => a.compressed += n,
+            Storage::Compressed(_) => a.compressed += n,
         }
         off += n;
     }

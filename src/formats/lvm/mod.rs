@@ -38,8 +38,8 @@ pub struct Pv {
     pub notes: Vec<String>,
 }
 
-fn io_err(what: &str) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |e| Error::from_io(what, &e)
+fn io_err(what: &str) -> impl Fn(Error) -> Error + '_ {
+    move |e| e.context(what)
 }
 
 /// Read the label, the pv_header, the metadata area(s) and the newest valid metadata (highest

@@ -37,6 +37,35 @@ pub const INCOMPAT_EXTL2: u64 = 1 << 4;
 const INCOMPAT_KNOWN: u64 =
     INCOMPAT_DIRTY | INCOMPAT_CORRUPT | INCOMPAT_DATA_FILE | INCOMPAT_COMPRESSION | INCOMPAT_EXTL2;
 
+/// `compression_type` values (header byte 104, v3).
+pub const COMPRESSION_DEFLATE: u8 = 0;
+pub const COMPRESSION_ZSTD: u8 = 1;
+/// Offset of the optional `compression_type` byte in a v3 header.
+const COMPRESSION_TYPE_OFFSET: usize = 104;
+
+/// How compressed clusters are compressed (the whole image uses one method).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// Raw deflate (RFC 1951, no zlib header): QEMU's "zlib", the default and the only method
+    /// of version 2 images.
+    Deflate,
+    /// A zstd stream (one or more frames).
+    Zstd,
+}
+
+/// What the `crypt_method` field says about the guest data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encryption {
+    /// `crypt_method` 0: guest clusters are stored as they are (a plain container).
+    Plain,
+    /// `crypt_method` 2: LUKS, with the LUKS header in the crypto header extension.
+    Luks,
+    /// `crypt_method` 1: QEMU's legacy AES-CBC (refused).
+    LegacyAes,
+    /// Any other value (refused).
+    Unknown(u32),
+}
+
 /// Why a qcow2 header is unusable. `Refused` variants are well-formed images luksfs will not
 /// open by default.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -97,6 +126,8 @@ pub struct Header {
     pub autoclear_features: u64,
     pub refcount_order: u32,
     pub header_length: u32,
+    /// How compressed clusters are compressed (`compression_type`, v3 only).
+    pub compression: Compression,
     /// (offset, length) of the embedded LUKS header, from the crypto extension.
     pub crypto_header: Option<(u64, u64)>,
     /// The backing file name (filled in by [`super::read_header`]).
@@ -161,6 +192,7 @@ impl Header {
                 return Err(Qcow2Error::Invalid(format!("header_length {header_length} is below 104")));
             }
         }
+        let compression = Self::parse_compression(buf, version, header_length, incompatible_features)?;
         let cluster = 1u64 << cluster_bits;
         if u64::from(header_length) > cluster {
             return Err(Qcow2Error::Invalid(format!("header_length {header_length} exceeds the cluster size")));
@@ -183,6 +215,7 @@ impl Header {
             autoclear_features,
             refcount_order,
             header_length,
+            compression,
             crypto_header: None,
             backing_file: None,
             backing_format: None,
@@ -192,6 +225,35 @@ impl Header {
         h.parse_extensions(buf)?;
         h.validate(file_len)?;
         Ok(h)
+    }
+
+    /// The `compression_type` byte (present when `header_length` > 104) against incompatible bit
+    /// 3, as QEMU checks them: the bit is set if and only if the type is not deflate.
+    fn parse_compression(
+        buf: &[u8],
+        version: u32,
+        header_length: u32,
+        incompat: u64,
+    ) -> Result<Compression, Qcow2Error> {
+        let field = if version >= 3 && header_length as usize > COMPRESSION_TYPE_OFFSET {
+            let mut r = Reader::new(buf);
+            r.skip(COMPRESSION_TYPE_OFFSET, "header")?;
+            r.array::<1>("compression_type")?[0]
+        } else {
+            COMPRESSION_DEFLATE
+        };
+        let flagged = incompat & INCOMPAT_COMPRESSION != 0;
+        match (field, flagged) {
+            (COMPRESSION_DEFLATE, false) => Ok(Compression::Deflate),
+            (COMPRESSION_DEFLATE, true) => Err(Qcow2Error::Invalid(
+                "the compression type feature bit is set but compression_type is 0 (deflate)".into(),
+            )),
+            (t, false) => {
+                Err(Qcow2Error::Invalid(format!("compression_type {t} without the compression type feature bit")))
+            }
+            (COMPRESSION_ZSTD, true) => Ok(Compression::Zstd),
+            (t, true) => Err(Qcow2Error::Refused(format!("unknown qcow2 compression_type {t}"))),
+        }
     }
 
     fn parse_extensions(&mut self, buf: &[u8]) -> Result<(), Qcow2Error> {
@@ -259,6 +321,9 @@ impl Header {
                 ));
             }
         }
+        if self.crypto_header.is_some() && self.crypt_method == 0 {
+            return inv("an unencrypted image (crypt_method 0) has an encryption header extension".into());
+        }
         if let Some((off, len)) = self.crypto_header {
             if off % cluster != 0 || off == 0 {
                 return inv(format!("encryption header offset {off} is not cluster-aligned"));
@@ -301,7 +366,20 @@ impl Header {
         Ok(())
     }
 
-    /// Why luksfs refuses to open this (well-formed) image by default, if it does.
+    /// How the guest data is stored: plain or encrypted, and with what.
+    pub fn encryption(&self) -> Encryption {
+        match self.crypt_method {
+            0 => Encryption::Plain,
+            1 => Encryption::LegacyAes,
+            2 => Encryption::Luks,
+            m => Encryption::Unknown(m),
+        }
+    }
+
+    /// Why luksfs refuses to open this (well-formed) image, if it does: backing files, external
+    /// data files, unknown incompatible features, the corrupt bit, legacy AES and unknown
+    /// encryption methods. Plain (crypt_method 0) and LUKS (2) images pass; tell them apart with
+    /// [`Header::encryption`].
     pub fn refusal(&self) -> Option<String> {
         let unknown = self.incompatible_features & !INCOMPAT_KNOWN;
         if unknown != 0 {
@@ -320,12 +398,12 @@ impl Header {
         if self.incompatible_features & INCOMPAT_CORRUPT != 0 {
             return Some("qcow2 image is marked corrupt by QEMU: refused".into());
         }
-        match self.crypt_method {
-            0 => Some("qcow2 image is not encrypted; luksfs only serves encrypted images".into()),
-            1 => Some("qcow2 legacy AES encryption (crypt_method 1) is insecure and not supported".into()),
-            2 if self.crypto_header.is_none() => None, // reported as corruption by the opener
-            2 => None,
-            m => Some(format!("unknown qcow2 crypt_method {m}")),
+        match self.encryption() {
+            Encryption::Plain | Encryption::Luks => None, // LUKS without its extension: corruption, found by the opener
+            Encryption::LegacyAes => {
+                Some("qcow2 legacy AES encryption (crypt_method 1) is insecure and not supported".into())
+            }
+            Encryption::Unknown(m) => Some(format!("unknown qcow2 crypt_method {m}")),
         }
     }
 }
@@ -399,6 +477,51 @@ pub(crate) mod tests {
         assert!(with(56, &u32::MAX.to_be_bytes()).is_err(), "refcount table huge");
         assert!(with(60, &1u32.to_be_bytes()).is_err(), "snapshot table at offset 0");
         assert!(with(60, &u32::MAX.to_be_bytes()).is_err(), "too many snapshots");
+    }
+
+    /// `sample()` without encryption: crypt_method 0, no crypto extension.
+    fn plain() -> Vec<u8> {
+        let mut b = sample();
+        b[32..36].copy_from_slice(&0u32.to_be_bytes());
+        b[112..136].fill(0);
+        b
+    }
+
+    #[test]
+    fn plain_images_pass_and_say_so() {
+        let h = Header::parse(&plain(), 1 << 20).unwrap();
+        assert_eq!((h.refusal(), h.encryption(), h.compression), (None, Encryption::Plain, Compression::Deflate));
+        assert_eq!(Header::parse(&sample(), 1 << 20).unwrap().encryption(), Encryption::Luks);
+        // QEMU: the encryption header extension only comes with LUKS
+        let mut b = sample();
+        b[32..36].copy_from_slice(&0u32.to_be_bytes());
+        assert!(matches!(Header::parse(&b, 1 << 20), Err(Qcow2Error::Invalid(_))));
+    }
+
+    #[test]
+    fn compression_type_and_its_feature_bit() {
+        let with = |bit: bool, t: u8| {
+            let mut b = plain();
+            b[79] = if bit { INCOMPAT_COMPRESSION as u8 } else { 0 };
+            b[104] = t;
+            Header::parse(&b, 1 << 20)
+        };
+        assert_eq!(with(true, COMPRESSION_ZSTD).unwrap().compression, Compression::Zstd);
+        assert_eq!(with(false, COMPRESSION_DEFLATE).unwrap().compression, Compression::Deflate);
+        assert!(matches!(with(true, COMPRESSION_DEFLATE), Err(Qcow2Error::Invalid(_))), "bit without a type");
+        assert!(matches!(with(false, COMPRESSION_ZSTD), Err(Qcow2Error::Invalid(_))), "type without the bit");
+        assert!(matches!(with(true, 7), Err(Qcow2Error::Refused(_))), "unknown type");
+        // header_length 104: the field is absent, so deflate whatever byte 104 holds
+        let mut b = plain();
+        b[100..104].copy_from_slice(&104u32.to_be_bytes());
+        b[104] = COMPRESSION_ZSTD;
+        assert_eq!(Header::parse(&b, 1 << 20).unwrap().compression, Compression::Deflate);
+        // version 2 has no such field
+        let mut b = plain();
+        b[4..8].copy_from_slice(&2u32.to_be_bytes());
+        b[72..112].fill(0);
+        b[104] = COMPRESSION_ZSTD;
+        assert_eq!(Header::parse(&b, 1 << 20).unwrap().compression, Compression::Deflate);
     }
 
     #[test]

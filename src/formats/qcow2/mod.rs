@@ -1,15 +1,18 @@
 //! qcow2 address mapping: guest offset → host offset, zero, unallocated or compressed, through
-//! the L1 table and (cached) L2 tables. It maps addresses and does not decrypt; [`header`] and
-//! [`table`] are the pure parsers underneath.
+//! the L1 table and (cached) L2 tables. It maps addresses and does not decrypt; [`header`],
+//! [`table`] and [`compress`] are the pure parsers underneath, [`reader`] reads the guest disk of
+//! an unencrypted image.
 
+pub mod compress;
 pub mod header;
+pub mod reader;
 pub mod table;
 
 use crate::io::ReadAt;
 use crate::{Error, Result};
 use header::Header;
 use std::sync::Arc;
-use table::Storage;
+use table::{Compressed, Storage};
 
 /// Memory budget for cached L2 tables, per image.
 const L2_CACHE_BYTES: u64 = 4 << 20;
@@ -82,6 +85,16 @@ impl Qcow2 {
         &self.header
     }
 
+    /// The image file this maps into.
+    pub fn file(&self) -> &Arc<dyn ReadAt> {
+        &self.file
+    }
+
+    /// The size of the image file (every mapping lies below it).
+    pub fn file_len(&self) -> u64 {
+        self.file_len
+    }
+
     fn check_host(&self, off: u64, len: u64, what: &str) -> Result<()> {
         let end = off.checked_add(len).filter(|&e| e <= self.file_len);
         if end.is_none() {
@@ -91,6 +104,31 @@ impl Qcow2 {
             return Err(Error::corrupt(format!("{what} at 0x{off:x} overlaps image metadata at [0x{a:x}, 0x{b:x})")));
         }
         Ok(())
+    }
+
+    /// The part of a compressed cluster's sectors that lies in the file, checked like a data
+    /// cluster (not in metadata, not in its own L2 table). Only the tail of the last sector may
+    /// lie past the end of the file: QEMU writes compressed data up to its last byte, and reads
+    /// of the rest of that sector past the end of the file give zeros.
+    fn check_compressed(&self, c: Compressed, l2_off: u64) -> Result<Compressed> {
+        let end = c
+            .host
+            .checked_add(c.len)
+            .ok_or_else(|| Error::corrupt(format!("compressed cluster at 0x{:x} overflows", c.host)))?;
+        let last_sector = (end - 1) / table::COMPRESSED_SECTOR * table::COMPRESSED_SECTOR;
+        if c.host >= self.file_len || last_sector.max(c.host) >= self.file_len {
+            return Err(Error::corrupt(format!(
+                "compressed cluster at 0x{:x} ({} bytes) lies past the end of the file ({} bytes)",
+                c.host, c.len, self.file_len
+            )));
+        }
+        let c = Compressed { host: c.host, len: end.min(self.file_len) - c.host };
+        self.check_host(c.host, c.len, "compressed cluster")?;
+        let cs = self.header.cluster_size();
+        if c.host < l2_off + cs && l2_off < c.host + c.len {
+            return Err(Error::corrupt(format!("compressed cluster at 0x{:x} lies in its own L2 table", c.host)));
+        }
+        Ok(c)
     }
 
     fn l2_table(&self, off: u64) -> Result<Arc<[u64]>> {
@@ -124,6 +162,9 @@ impl Qcow2 {
         if !h.extended_l2() {
             let e = l2[l2_index as usize];
             let st = table::l2_entry(e, h.version, cs)?;
+            if let Storage::Compressed(c) = st {
+                return Ok((Storage::Compressed(self.check_compressed(c, l2_off)?), cluster_left));
+            }
             if let Storage::Data(host) = st {
                 self.check_host(host + in_cluster, cluster_left, "data cluster")?;
                 if host == l2_off {
@@ -137,6 +178,9 @@ impl Qcow2 {
         let scs = cs / table::SUBCLUSTERS;
         let sc = in_cluster / scs;
         let first = table::ext_l2_entry(e, bitmap, sc, cs)?;
+        if let Storage::Compressed(c) = first {
+            return Ok((Storage::Compressed(self.check_compressed(c, l2_off)?), cluster_left));
+        }
         // Extend over following subclusters of the same kind (contiguous on the host too).
         let mut len = scs - in_cluster % scs;
         let mut next = sc + 1;
