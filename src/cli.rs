@@ -4,9 +4,11 @@
 
 use crate::cache::DEFAULT_CACHE_BYTES;
 use crate::dir::{KeyPlan, Tree, Unlocker};
-use crate::image::{ImageOptions, Prepared, UnlockSettings};
+use crate::image::{ImageOptions, UnlockSettings};
 use crate::keys::keyfile::{self, KeyfileRange, parse_size};
 use crate::keys::{KeySource, Keyring, Secret, keytab};
+use crate::volume::tree::UnlockKey;
+use crate::volume::{ImageTree, Limits, Volume};
 use crate::{Error, Result};
 use clap::{Args, Parser, Subcommand};
 use std::io::{IsTerminal, Write};
@@ -156,12 +158,19 @@ pub struct CatArgs {
     #[arg(long, value_name = "BYTES", value_parser = parse_size, default_value = "0")]
     pub offset: u64,
     /// Write at most this many bytes (default: to the end).
+    /// (Applies to the volume chosen with --volume.)
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     pub length: Option<u64>,
     /// Take the passphrase from this Barbican secret (id or href): `passphrase` secrets as-is,
     /// others as lowercase hex (OpenStack's rule).
     #[arg(long, value_name = "ID", conflicts_with = "key_file")]
     pub barbican_secret: Option<String>,
+    /// Write this volume of the image instead of its top view: a name as `luksfs inspect` and
+    /// the mount's `<image>.d/` show it (`p2-boot`, `laptop--vg-root`, with or without `.raw`),
+    /// `pN` for partition N, `VG/LV`, or `UUID=<LUKS UUID>`. The key is tried on every encrypted
+    /// volume on the way.
+    #[arg(long, value_name = "NAME")]
+    pub volume: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -282,15 +291,21 @@ pub(crate) fn print_stdout(b: &[u8]) -> Result<()> {
 }
 
 fn cat(a: CatArgs) -> Result<i32> {
-    let prepared = Prepared::open(&a.image, &a.opts.options())?;
+    let opts = a.opts.options();
     let settings = a.key.settings()?;
-    let pass = image_passphrase(&a.key, a.barbican_secret.as_deref(), &a.image)?;
-    let size = prepared.size();
+    let tree = ImageTree::open(&a.image, Path::new(""), &opts, Limits::default())?;
+    // One key for every encrypted volume on the way, asked for once (and only if needed).
+    let pass: std::sync::OnceLock<Result<Secret>> = std::sync::OnceLock::new();
+    let key = |_: &Volume| -> Result<UnlockKey> {
+        let p = pass.get_or_init(|| image_passphrase(&a.key, a.barbican_secret.as_deref(), &a.image));
+        Ok(UnlockKey { passphrase: p.clone()?, key_slot: opts.key_slot })
+    };
+    let vol = select_volume(&tree, a.volume.as_deref(), &key, settings)?;
+    let image = vol.reader().ok_or_else(|| Error::io("the volume is not readable"))?;
+    let size = image.size();
     if a.offset > size {
-        return Err(Error::usage(format!("--offset {} is beyond the decrypted size {size}", a.offset)));
+        return Err(Error::usage(format!("--offset {} is beyond the volume size {size}", a.offset)));
     }
-    let image = prepared.unlock(&pass, settings)?;
-    drop(pass);
     let end = a.length.map_or(size, |l| a.offset.saturating_add(l).min(size));
     let mut out = std::io::stdout().lock();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -304,12 +319,59 @@ fn cat(a: CatArgs) -> Result<i32> {
         }
         Err(e) => Err(Error::from_io("writing to standard output", &e)),
     };
-    let result = crate::stream::for_each_chunk(&image, a.offset, end, threads, |chunk| write(out.write_all(chunk)))
+    let result = crate::stream::for_each_chunk(&*image, a.offset, end, threads, |chunk| write(out.write_all(chunk)))
         .and_then(|()| write(out.flush()));
     match result {
         Err(_) if reader_gone => Ok(0),
         Err(e) => Err(e),
         Ok(()) => Ok(0),
+    }
+}
+
+/// The volume `want` names in `tree` (see [`Volume::matches`]), or the image's top view; unlocks
+/// the encrypted volumes on the way with `key`.
+pub(crate) fn select_volume(
+    tree: &ImageTree,
+    want: Option<&str>,
+    key: &dyn Fn(&Volume) -> Result<UnlockKey>,
+    settings: crate::image::UnlockSettings,
+) -> Result<Arc<Volume>> {
+    let path = &tree.ctx.path;
+    let Some(want) = want else {
+        let top = tree.top().ok_or_else(|| {
+            let names: Vec<_> = tree.volumes().iter().filter(|v| !v.name.is_empty()).map(|v| v.name.clone()).collect();
+            Error::usage(format!(
+                "the image itself is not encrypted: choose a volume with --volume NAME (volumes: {})",
+                if names.is_empty() { "none".to_string() } else { names.join(", ") }
+            ))
+            .with_path(path)
+        })?;
+        top.unlock(key, settings)?;
+        return Ok(top);
+    };
+    let mut tried = std::collections::HashSet::new();
+    loop {
+        if let Some(v) = tree.find(want) {
+            v.unlock(key, settings)?;
+            if let Some(e) = v.failure() {
+                return Err(e);
+            }
+            return Ok(v);
+        }
+        // Not found yet: it may be inside a volume still locked.
+        let locked: Vec<_> =
+            tree.volumes().into_iter().filter(|v| v.is_locked() && tried.insert(Arc::as_ptr(v) as usize)).collect();
+        if locked.is_empty() {
+            let names: Vec<_> = tree.volumes().iter().filter(|v| !v.name.is_empty()).map(|v| v.name.clone()).collect();
+            return Err(Error::usage(format!(
+                "no volume named {want:?} (volumes: {}; see `luksfs inspect`)",
+                if names.is_empty() { "none".to_string() } else { names.join(", ") }
+            ))
+            .with_path(path));
+        }
+        for v in locked {
+            v.unlock(key, settings)?;
+        }
     }
 }
 

@@ -7,6 +7,7 @@ use crate::image::{Format, ImageOptions, Prepared};
 use crate::io::{FileSource, ReadAt, Window};
 use crate::luks;
 use crate::qcow2::header as qh;
+use crate::volume::{ImageTree, Limits};
 use crate::{Error, Result};
 use serde_json::{Map, Value, json};
 use std::path::Path;
@@ -167,6 +168,80 @@ fn qcow2_report(h: &qh::Header) -> Value {
 /// Build the inspect report for `path`. Returns the report and, when the image cannot be opened,
 /// the error that explains why (whose kind sets the exit code).
 pub fn report(path: &Path, options: &ImageOptions) -> Result<(Value, Option<Error>)> {
+    let tree = ImageTree::open(path, Path::new(""), options, Limits::default())?;
+    let encrypted_top = tree.top().is_some_and(|t| t.lock().is_some());
+    let (mut v, problem) = if encrypted_top {
+        header_report(path, options)?
+    } else {
+        let mut r = Map::new();
+        r.insert("file".into(), json!(path.display().to_string()));
+        r.insert("file_size".into(), json!(tree.root.size));
+        let layer = tree.root.layer();
+        r.insert("format".into(), json!(layer.map_or("-".to_string(), |l| l.kind.to_lowercase())));
+        let problem = layer.and_then(|l| l.problem.clone());
+        if let Some(e) = &problem {
+            r.insert("problem".into(), json!({"class": e.kind().name(), "reason": e.message()}));
+        }
+        (Value::Object(r), problem)
+    };
+    let vols = volumes(&tree);
+    if let Value::Object(m) = &mut v {
+        if let Some(l) = tree.root.layer() {
+            if !l.notes.is_empty() {
+                m.insert("notes".into(), json!(l.notes));
+            }
+            if !l.facts.is_null() {
+                m.insert(l.kind.to_lowercase().replace(' ', "_"), l.facts.clone());
+            }
+        }
+        m.insert("volumes".into(), json!(vols));
+    }
+    Ok((v, problem))
+}
+
+/// Every volume of the tree below the image (found without a key; what lies inside encrypted
+/// volumes appears in `verify` and the mount once they unlock).
+fn volumes(tree: &ImageTree) -> Vec<Value> {
+    let mut out = Vec::new();
+    for v in tree.volumes().iter().skip(1) {
+        let mut e = Map::new();
+        e.insert("name".into(), json!(if v.name.is_empty() { "(top view: IMAGE.raw)".into() } else { v.name.clone() }));
+        e.insert("what".into(), json!(v.describe_origin()));
+        e.insert("depth".into(), json!(v.depth));
+        e.insert("offset".into(), json!(v.offset));
+        e.insert("size".into(), json!(v.size));
+        if let Some(lock) = v.lock() {
+            e.insert("needs_key".into(), json!(true));
+            e.insert("luks_uuid".into(), json!(lock.uuid));
+        }
+        if let Some(err) = v.failure() {
+            e.insert("error".into(), json!({"class": err.kind().name(), "reason": err.message()}));
+        }
+        if let Some(l) = v.layer() {
+            e.insert("holds".into(), json!(l.kind));
+            if let Some(leaf) = &l.leaf {
+                e.insert("description".into(), json!(leaf.describe()));
+            }
+            if let Some(p) = &l.problem {
+                e.insert("problem".into(), json!({"class": p.kind().name(), "reason": p.message()}));
+            }
+            if !l.notes.is_empty() {
+                e.insert("notes".into(), json!(l.notes));
+            }
+            if !l.facts.is_null() {
+                e.insert("facts".into(), l.facts.clone());
+            }
+            if let Some(h) = &l.header {
+                e.insert("luks".into(), luks_report(h.luks()));
+            }
+        }
+        out.push(Value::Object(e));
+    }
+    out
+}
+
+/// The header report of an image that is itself encrypted (LUKS, qcow2 with LUKS).
+fn header_report(path: &Path, options: &ImageOptions) -> Result<(Value, Option<Error>)> {
     let file: Arc<dyn ReadAt> = Arc::new(FileSource::open(path)?);
     let len = file.size();
     let head = crate::io::read_upto(&*file, 0, 8).map_err(|e| e.with_path(path))?;

@@ -4,6 +4,8 @@
 //! LVM2 label (one of the first four sectors), then a partition table (a GPT's protective MBR, or
 //! an MBR), and last the leaves `sniff` recognises (filesystems, swap), which hold no volumes.
 
+use crate::formats::qcow2::reader::Qcow2Reader;
+use crate::formats::{lvm, partition};
 use crate::image::{Format, ImageOptions, Prepared};
 use crate::io::ReadAt;
 use crate::sniff;
@@ -20,6 +22,12 @@ pub enum Content {
     /// A LUKS volume, or a qcow2 image with LUKS inside: one child, the decrypted view, readable
     /// once a key opens it.
     Encrypted(Box<Prepared>),
+    /// A qcow2 image without encryption: one child, the guest disk.
+    Qcow2(Arc<Qcow2Reader>),
+    /// An LVM2 physical volume: its logical volumes are the children.
+    Lvm(Box<lvm::Pv>),
+    /// A partition table: its partitions are the children.
+    Table(partition::Table),
     /// Nothing luksfs has a layer for: a filesystem, swap, or unrecognised bytes (`None`).
     Leaf(Option<sniff::Volume>),
     /// A layer was recognised but cannot be used.
@@ -45,12 +53,24 @@ fn probe_inner(src: &Arc<dyn ReadAt>, name: &Path, options: Option<&ImageOptions
             return Prepared::open_on(src.clone(), name, opts).map(|p| Content::Encrypted(Box::new(p)));
         }
         Some(Format::Qcow2) => {
+            let h = crate::qcow2::read_header(&**src, src.size())?;
+            if h.crypt_method == 0 && !detached {
+                return Qcow2Reader::open(src.clone()).map(|r| Content::Qcow2(Arc::new(r)));
+            }
             return Prepared::open_on(src.clone(), name, opts).map(|p| Content::Encrypted(Box::new(p)));
         }
         None if detached => {
             return Prepared::open_on(src.clone(), name, opts).map(|p| Content::Encrypted(Box::new(p)));
         }
         None => {}
+    }
+    if lvm::probe(&head) {
+        return lvm::read_pv(&**src, src.size()).map(|pv| Content::Lvm(Box::new(pv)));
+    }
+    if partition::probe(&head).is_some()
+        && let Some(t) = partition::read_table(&**src, src.size())?
+    {
+        return Ok(Content::Table(t));
     }
     Ok(Content::Leaf(sniff::volume(&head)))
 }

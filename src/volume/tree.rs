@@ -8,8 +8,11 @@
 
 use super::name::{self, Names};
 use super::probe::{self, Content};
+use crate::formats::lvm::reader::LvReader;
+use crate::formats::lvm::vg::{SegmentKind, Vg};
+use crate::formats::partition;
 use crate::image::{Format, ImageOptions, Prepared, UnlockSettings};
-use crate::io::{FileSource, ReadAt};
+use crate::io::{FileSource, ReadAt, Window};
 use crate::keys::Secret;
 use crate::sniff;
 use crate::{Error, ErrorKind, Result};
@@ -85,6 +88,10 @@ pub struct Layer {
     pub leaf: Option<sniff::Volume>,
     /// Why the layer cannot be used (the volume itself stays readable).
     pub problem: Option<Error>,
+    /// What a reader should know (a damaged primary GPT, hidden LVs, ...).
+    pub notes: Vec<String>,
+    /// Layer facts for `inspect` (table ids, VG names and LV segments).
+    pub facts: serde_json::Value,
     /// The LUKS header facts (for `inspect`), for encrypted volumes.
     pub header: Option<Box<Prepared>>,
 }
@@ -300,7 +307,14 @@ impl Volume {
     }
 
     fn expand(&self, reader: &Arc<dyn ReadAt>) -> (Layer, Vec<Arc<Volume>>) {
-        let mut layer = Layer { kind: String::new(), leaf: None, problem: None, header: None };
+        let mut layer = Layer {
+            kind: String::new(),
+            leaf: None,
+            problem: None,
+            notes: Vec::new(),
+            facts: serde_json::Value::Null,
+            header: None,
+        };
         if self.depth >= self.image.limits.max_depth {
             layer.kind = "not examined".into();
             layer.problem = Some(Error::unsupported(format!(
@@ -336,6 +350,64 @@ impl Volume {
                     Err(e) => layer.problem = Some(e),
                 }
             }
+            Content::Qcow2(q) => {
+                layer.kind = "qcow2".into();
+                layer.facts = serde_json::json!({"cluster_size": q.qcow2().header().cluster_size(),
+                    "version": q.qcow2().header().version});
+                let want = match self.origin {
+                    Origin::Image => String::new(),
+                    _ => name::join(&self.name, "qcow2"),
+                };
+                let r: Arc<dyn ReadAt> = q.clone();
+                self.push_child(&mut kids, &mut layer, want, Origin::Qcow2Guest, r.size(), None, Ok(r));
+            }
+            Content::Table(t) => {
+                let table = match t.kind {
+                    partition::TableKind::Gpt => "GPT",
+                    partition::TableKind::Mbr => "MBR",
+                };
+                layer.kind = table.into();
+                layer.notes = t.notes.clone();
+                layer.facts = serde_json::json!({"disk_id": t.disk_id, "sector_size": t.sector_size});
+                for p in t.partitions.iter().filter(|p| p.role != partition::Role::Extended) {
+                    let want = name::partition(&self.name, p.number, p.name.as_deref());
+                    let origin = Origin::Partition {
+                        table,
+                        number: p.number,
+                        name: p.name.clone(),
+                        type_name: p.type_name.to_string(),
+                    };
+                    let r = match &p.problem {
+                        Some(e) => Err(e.clone()),
+                        None => Window::new(reader.clone(), p.start, p.size, "the partition")
+                            .map(|w| Arc::new(w) as Arc<dyn ReadAt>),
+                    };
+                    self.push_child(&mut kids, &mut layer, want, origin, p.size, Some(p.start), r);
+                }
+            }
+            Content::Lvm(pv) => {
+                layer.kind = "LVM2 PV".into();
+                layer.notes = pv.notes.clone();
+                match (&pv.vg, pv.index) {
+                    (Some(vg), Some(me)) => {
+                        let vg = Arc::new(vg.clone());
+                        layer.facts = lvm_facts(&vg);
+                        let mut pvs: Vec<Option<Arc<dyn ReadAt>>> = vec![None; vg.pvs.len()];
+                        pvs[me] = Some(reader.clone());
+                        for (i, lv) in vg.lvs.iter().enumerate() {
+                            if !lv.visible {
+                                layer.notes.push(format!("hidden LV {} not shown", lv.name));
+                                continue;
+                            }
+                            let want = name::dm(&vg.name, &lv.name);
+                            let origin = Origin::LogicalVolume { vg: vg.name.clone(), lv: lv.name.clone() };
+                            let r = LvReader::new(vg.clone(), i, pvs.clone()).map(|r| Arc::new(r) as Arc<dyn ReadAt>);
+                            self.push_child(&mut kids, &mut layer, want, origin, lv.size, None, r);
+                        }
+                    }
+                    _ => layer.notes.push("a PV without volume group metadata".into()),
+                }
+            }
             Content::Leaf(v) => {
                 layer.kind = v.as_ref().map_or_else(|| "unrecognised".to_string(), |v| v.kind.name().to_string());
                 layer.leaf = v;
@@ -346,6 +418,28 @@ impl Volume {
             }
         }
         (layer, kids)
+    }
+
+    /// Add a child reading through `reader` (or broken), or note why it cannot be added.
+    #[allow(clippy::too_many_arguments)]
+    fn push_child(
+        &self,
+        kids: &mut Vec<Arc<Volume>>,
+        layer: &mut Layer,
+        want: String,
+        origin: Origin,
+        size: u64,
+        offset: Option<u64>,
+        reader: Result<Arc<dyn ReadAt>>,
+    ) {
+        match self.add_child(want, origin, size, offset, reader) {
+            Ok(v) => kids.push(v),
+            Err(e) => {
+                if layer.problem.is_none() {
+                    layer.problem = Some(e);
+                }
+            }
+        }
     }
 
     /// A new child volume (not yet readable), counted against the image's limit.
@@ -443,4 +537,34 @@ impl Lock {
     fn lock(&self) -> std::sync::MutexGuard<'_, LockState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// The VG and its LVs' segments, for `inspect`.
+fn lvm_facts(vg: &Vg) -> serde_json::Value {
+    let lvs: Vec<_> = vg
+        .lvs
+        .iter()
+        .map(|lv| {
+            let segs: Vec<_> = lv
+                .segments
+                .iter()
+                .map(|s| match &s.kind {
+                    SegmentKind::Striped { stripe_size, stripes } => serde_json::json!({
+                        "start_extent": s.start_extent, "extent_count": s.extent_count,
+                        "type": if stripes.len() == 1 { "linear" } else { "striped" },
+                        "stripe_size": stripe_size,
+                        "stripes": stripes.iter().map(|st| format!("{}:{}", st.pv, st.start_extent)).collect::<Vec<_>>(),
+                    }),
+                    SegmentKind::Other(t) => serde_json::json!({
+                        "start_extent": s.start_extent, "extent_count": s.extent_count, "type": t}),
+                })
+                .collect();
+            serde_json::json!({"name": lv.name, "size": lv.size, "visible": lv.visible,
+                               "unsupported": lv.unsupported, "segments": segs})
+        })
+        .collect();
+    serde_json::json!({"vg": vg.name, "vg_uuid": vg.uuid, "seqno": vg.seqno, "extent_size": vg.extent_size,
+        "pvs": vg.pvs.iter().map(|p| serde_json::json!({"name": p.name, "uuid": p.uuid,
+            "pe_start": p.pe_start, "pe_count": p.pe_count, "missing": p.missing})).collect::<Vec<_>>(),
+        "lvs": lvs})
 }

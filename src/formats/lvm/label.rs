@@ -108,10 +108,7 @@ impl Label {
                 continue;
             }
             if le64(s, 8) != i as u64 {
-                return Err(Error::corrupt(format!(
-                    "LVM label in sector {i} says it is in sector {}",
-                    le64(s, 8)
-                )));
+                return Err(Error::corrupt(format!("LVM label in sector {i} says it is in sector {}", le64(s, 8))));
             }
             let (want, got) = (le32(s, 16), calc_crc(INITIAL_CRC, &s[20..]));
             if want != got {
@@ -246,7 +243,9 @@ impl MdaHeader {
             )));
         }
         let abs = |o: u64| {
-            self.start.checked_add(o).ok_or_else(|| Error::corrupt(format!("LVM metadata area at {at}: offset overflows")))
+            self.start
+                .checked_add(o)
+                .ok_or_else(|| Error::corrupt(format!("LVM metadata area at {at}: offset overflows")))
         };
         let first = rl.size.min(self.size - rl.offset);
         let mut v = vec![(abs(rl.offset)?, first)];

@@ -8,6 +8,7 @@
 
 pub mod label;
 pub mod metadata;
+pub mod reader;
 pub mod vg;
 
 pub use vg::{Lv, Segment, SegmentKind, Stripe, Vg, VgPv, dm_name};

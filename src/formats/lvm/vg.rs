@@ -224,7 +224,8 @@ impl Vg {
                     && let Some(i) = lv_secs.iter().position(|(n, _)| n == cow)
                 {
                     let origin = seg.str("origin").unwrap_or("?");
-                    cow_of.push((i, format!("snapshot of {origin} ({lname}): its COW exception store is not supported")));
+                    cow_of
+                        .push((i, format!("snapshot of {origin} ({lname}): its COW exception store is not supported")));
                 }
             }
         }
@@ -295,9 +296,7 @@ impl Lv {
                     s.start_extent
                 )));
             }
-            next = next
-                .checked_add(s.extent_count)
-                .ok_or_else(|| corrupt(format!("{ctx}: extent total overflows")))?;
+            next = next.checked_add(s.extent_count).ok_or_else(|| corrupt(format!("{ctx}: extent total overflows")))?;
         }
         let size = mul(next, extent_size, &ctx)?;
         if status.contains(&"MERGING") {

@@ -169,8 +169,7 @@ pub fn probe(head: &[u8]) -> Option<TableKind> {
 }
 
 fn read(src: &dyn ReadAt, offset: u64, len: usize, what: &str) -> Result<Vec<u8>> {
-    crate::io::read_vec(src, offset, len)
-        .map_err(|e| e.context(format_args!("reading {what} at byte {offset}")))
+    crate::io::read_vec(src, offset, len).map_err(|e| e.context(format_args!("reading {what} at byte {offset}")))
 }
 
 /// Read the partition table of a disk of `size` bytes through `src`; `Ok(None)` when there is

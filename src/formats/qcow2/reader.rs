@@ -226,3 +226,12 @@ mod tests {
         assert_eq!(r.get((3, 1)).unwrap()[0], 4);
     }
 }
+
+impl crate::io::ReadAt for Qcow2Reader {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        Qcow2Reader::read_exact_at(self, buf, offset)
+    }
+    fn size(&self) -> u64 {
+        Qcow2Reader::size(self)
+    }
+}
