@@ -450,7 +450,7 @@ impl Volume {
                 "more than {} volumes in one image: the rest are not examined",
                 self.image.limits.max_volumes
             ))
-            .with_path(&self.display()));
+            .with_path(self.display()));
         }
         let name = if want.is_empty() { want } else { self.image.names.claim(want) };
         Ok(Volume {
@@ -482,7 +482,7 @@ impl Volume {
             Ok(r) => {
                 let _ = v.reader.set(r);
             }
-            Err(e) => v.broken = Some(e.with_path(&v.display())),
+            Err(e) => v.broken = Some(e.with_path(v.display())),
         }
         Ok(Arc::new(v))
     }
@@ -520,7 +520,7 @@ impl Volume {
                     ErrorKind::Usage => Error::bad_key(e.message().to_string()),
                     _ => e,
                 };
-                LockState::Failed(e.with_path(&self.display()))
+                LockState::Failed(e.with_path(self.display()))
             }
         };
         let out = match &new {

@@ -326,7 +326,7 @@ impl Lv {
         if areas.len() as u64 != 2 * n {
             return Err(corrupt(format!("{sctx}: stripe_count {n} but {} stripes entries", areas.len())));
         }
-        if extent_count % n != 0 {
+        if !extent_count.is_multiple_of(n) {
             return Err(corrupt(format!("{sctx}: extent_count {extent_count} not divisible by {n} stripes")));
         }
         let per_stripe = extent_count / n;

@@ -207,6 +207,15 @@ impl Qcow2Reader {
     }
 }
 
+impl crate::io::ReadAt for Qcow2Reader {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        Qcow2Reader::read_exact_at(self, buf, offset)
+    }
+    fn size(&self) -> u64 {
+        Qcow2Reader::size(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,14 +233,5 @@ mod tests {
         r.put((3, 1), d(4));
         assert_eq!(r.entries.len(), 2);
         assert_eq!(r.get((3, 1)).unwrap()[0], 4);
-    }
-}
-
-impl crate::io::ReadAt for Qcow2Reader {
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-        Qcow2Reader::read_exact_at(self, buf, offset)
-    }
-    fn size(&self) -> u64 {
-        Qcow2Reader::size(self)
     }
 }
