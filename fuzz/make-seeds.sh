@@ -120,6 +120,23 @@ for o in "cluster_size=512" "cluster_size=512,compat=0.10" "cluster_size=16384,e
     n=$((n + 1))
 done
 
-for t in luks1_header luks2_header qcow2_header qcow2_map; do
+# ---- small nested disks for volume_tree: GPT and MBR (with logicals) made by sgdisk/sfdisk, a
+# LUKS1 partition made by qemu-img, and the GPT disk inside an unencrypted qcow2.
+mkdir -p "$out/volume_tree"
+if command -v sgdisk >/dev/null && command -v sfdisk >/dev/null; then
+    truncate -s 96K "$tmp/gpt.raw"
+    sgdisk -o -n1:34:+40 -c1:one -t1:8309 -n2:0:+40 -c2:two -t2:8e00 "$tmp/gpt.raw" > /dev/null
+    qemu-img create -q -f luks --object secret,id=s0,file="$tmp/key" \
+        -o "key-secret=s0,iter-time=10,cipher-alg=aes-128,hash-alg=sha1" "$tmp/p.luks" 0
+    dd if="$tmp/p.luks" of="$tmp/gpt.raw" bs=512 seek=34 conv=notrunc status=none 2>/dev/null || true
+    cp "$tmp/gpt.raw" "$out/volume_tree/gpt"
+    truncate -s 64K "$tmp/mbr.raw"
+    printf 'label: dos\nstart=1, size=20, type=83\nstart=21, size=80, type=5\nstart=22, size=10, type=83\nstart=33, size=10, type=8e\n' \
+        | sfdisk -q "$tmp/mbr.raw" > /dev/null
+    cp "$tmp/mbr.raw" "$out/volume_tree/mbr"
+    qemu-img convert -f raw -O qcow2 -o cluster_size=512 "$tmp/gpt.raw" "$out/volume_tree/gpt.qcow2"
+fi
+
+for t in luks1_header luks2_header qcow2_header qcow2_map volume_tree; do
     printf '%-13s %3d files %8d bytes\n' "$t" "$(find "$out/$t" -type f | wc -l)" "$(cat "$out/$t"/* | wc -c)"
 done

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/fuzz.sh -- build and run the cargo-fuzz targets of fuzz/ for a bounded time each.
 #
-#   scripts/fuzz.sh [SECONDS] [TARGET...]     # default: 60 s each, all four targets
+#   scripts/fuzz.sh [SECONDS] [TARGET...]     # default: 60 s each, every target in fuzz/fuzz_targets/
 #
 # Targets: luks1_header luks2_header qcow2_header qcow2_map (see fuzz/src/lib.rs). Each runs
 # under `nice -n 19` with its dictionary (fuzz/dictionaries/), on fuzz/corpus/TARGET (made by
@@ -26,7 +26,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../fuzz"
 secs=${1:-60}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(luks1_header luks2_header qcow2_header qcow2_map)
+# Every target in fuzz/fuzz_targets/ (one file each), unless named.
+if ((${#targets[@]} == 0)); then
+    for f in fuzz_targets/*.rs; do targets+=("$(basename "$f" .rs)"); done
+fi
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "cargo-fuzz not found: cargo install cargo-fuzz --locked"

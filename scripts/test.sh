@@ -6,7 +6,7 @@
 #   the third-party corpus through the release `luksfs cat` and a FUSE mount.
 # Stops at the first failing step; prints each step's time. Under CI=true a missing tool,
 # /dev/fuse or root fails the tests instead of skipping them.
-# Then each fuzz target briefly (scripts/fuzz.sh, FUZZ_SMOKE_SECS each, default 60) as a smoke test.
+# Then each fuzz target briefly (scripts/fuzz.sh, FUZZ_SMOKE_SECS each, default 30) as a smoke test.
 # Environment: CORPUS_ARGS (extra arguments for scripts/corpus.sh, e.g. "--formats luks1,qcow2-luks"),
 #              TEST_ARGS (extra arguments for the test runner, e.g. a filter).
 set -euo pipefail
@@ -60,7 +60,7 @@ step "tests (unit + integration)" run_tests
 step "doc tests" cargo test --locked --doc
 # shellcheck disable=SC2086  # CORPUS_ARGS is a word list
 step "corpus (quick, cat + mount, external)" scripts/corpus.sh --quick --via both --external ${CORPUS_ARGS:-}
-step "fuzz smoke (${FUZZ_SMOKE_SECS:-60} s per target)" env FUZZ_NO_RECORD=1 scripts/fuzz.sh "${FUZZ_SMOKE_SECS:-60}"
+step "fuzz smoke (${FUZZ_SMOKE_SECS:-30} s per target)" env FUZZ_NO_RECORD=1 scripts/fuzz.sh "${FUZZ_SMOKE_SECS:-30}"
 
 printf '\nall steps passed in %d s:\n' $((SECONDS - T0))
 printf '%s\n' "${TIMES[@]}"

@@ -337,6 +337,9 @@ pub(crate) fn select_volume(
     settings: crate::image::UnlockSettings,
 ) -> Result<Arc<Volume>> {
     let path = &tree.ctx.path;
+    if let Some(e) = tree.emptiness() {
+        return Err(e);
+    }
     let Some(want) = want else {
         let top = tree.top().ok_or_else(|| {
             let names: Vec<_> = tree.volumes().iter().filter(|v| !v.name.is_empty()).map(|v| v.name.clone()).collect();

@@ -243,6 +243,12 @@ impl Tree {
             let parent = source.parent().unwrap_or(Path::new("."));
             tree.add_file(&parent.join(&name), &name, ROOT_INO, plan, &md, true)?;
             if tree.images.is_empty() {
+                if let Some(e) = ImageTree::open(source, &name, &plan.default_options, Limits::default())?
+                    .emptiness()
+                    .filter(|e| e.kind() != ErrorKind::NothingToShow)
+                {
+                    return Err(e);
+                }
                 return Err(Error::new(
                     ErrorKind::NothingToShow,
                     format!(

@@ -170,7 +170,10 @@ fn qcow2_report(h: &qh::Header) -> Value {
 pub fn report(path: &Path, options: &ImageOptions) -> Result<(Value, Option<Error>)> {
     let tree = ImageTree::open(path, Path::new(""), options, Limits::default())?;
     let encrypted_top = tree.top().is_some_and(|t| t.lock().is_some());
-    let (mut v, problem) = if encrypted_top {
+    // A damaged or refused LUKS/qcow2 header still gets its header report, with the problem.
+    let head = crate::io::read_upto(&*tree.root.reader().ok_or_else(|| Error::io("unreadable"))?, 0, 8)?;
+    let damaged_header = tree.top().is_none() && (Format::probe(&head).is_some() || options.header.is_some());
+    let (mut v, problem) = if encrypted_top || damaged_header {
         header_report(path, options)?
     } else {
         let mut r = Map::new();
@@ -178,7 +181,7 @@ pub fn report(path: &Path, options: &ImageOptions) -> Result<(Value, Option<Erro
         r.insert("file_size".into(), json!(tree.root.size));
         let layer = tree.root.layer();
         r.insert("format".into(), json!(layer.map_or("-".to_string(), |l| l.kind.to_lowercase())));
-        let problem = layer.and_then(|l| l.problem.clone());
+        let problem = tree.emptiness().filter(|e| e.kind() != crate::ErrorKind::NothingToShow);
         if let Some(e) = &problem {
             r.insert("problem".into(), json!({"class": e.kind().name(), "reason": e.message()}));
         }

@@ -287,6 +287,20 @@ impl Report {
         if let Some(e) = &self.error {
             return format!("{}: {}", e.kind().name(), e.message());
         }
+        let vols = j["volumes"].as_array().map_or(&[][..], |v| v.as_slice());
+        if j["decrypted_size"].is_null() && !vols.is_empty() {
+            // A disk whose encrypted volumes are nested: name each volume and what it holds.
+            let list: Vec<String> = vols
+                .iter()
+                .map(|v| format!("{} ({})", v["name"].as_str().unwrap_or("-"), v["holds"].as_str().unwrap_or("-")))
+                .collect();
+            let mut s =
+                format!("{} disk, {} volumes: {}", j["format"].as_str().unwrap_or("-"), vols.len(), list.join(", "));
+            for m in self.mismatches.iter().chain(&self.warnings) {
+                s += &format!("; {m}");
+            }
+            return s;
+        }
         let mut s = format!(
             "{} {} {}, {}; plaintext sha256 {}",
             j["format"].as_str().unwrap_or("-"),
@@ -450,7 +464,7 @@ fn verify_image(
             j.insert("file_size".into(), json!(file_size));
             j.insert("format".into(), json!(tree.root.layer().map_or("-".to_string(), |l| l.kind.clone())));
             j.insert("decrypted_size".into(), Value::Null);
-            None
+            tree.emptiness()
         }
     };
     progress.clear();

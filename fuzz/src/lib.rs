@@ -285,3 +285,37 @@ mod tests {
         assert_eq!(h.version(), 2);
     }
 }
+
+/// `volume_tree`: the input is a whole (small) disk image: a partition table, an LVM2 PV, a
+/// qcow2 container, LUKS headers, in any nesting.
+///
+/// Builds the image's volume tree the way `mount`, `inspect` and `verify` do
+/// ([`luksfs::volume::ImageTree`]) and walks every volume it reveals without a key. Checks: no
+/// panic; the depth and volume-count limits hold; every readable volume's reads of its first and
+/// last bytes succeed or fail with an error (never past its size); a partition lies inside the
+/// volume that holds it.
+pub fn volume_tree(data: &[u8]) {
+    use luksfs::volume::{ImageTree, Limits};
+    let limits = Limits::default();
+    let src: Arc<dyn ReadAt> = Arc::new(data.to_vec());
+    let tree =
+        ImageTree::on(src, std::path::Path::new("fuzz.img"), std::path::Path::new(""), &Default::default(), limits);
+    let all = tree.volumes();
+    assert!(all.len() <= limits.max_volumes, "{} volumes", all.len());
+    let mut buf = [0u8; 512];
+    for v in &all {
+        assert!(v.depth <= limits.max_depth + 1, "depth {}", v.depth);
+        for c in v.children() {
+            if let Some(off) = c.offset {
+                assert!(off.checked_add(c.size).is_some_and(|e| e <= v.size) || c.reader().is_none(), "child outside");
+            }
+        }
+        if let Some(r) = v.reader() {
+            assert_eq!(r.size(), v.size);
+            let n = (v.size.min(512)) as usize;
+            let _ = r.read_exact_at(&mut buf[..n], 0);
+            let _ = r.read_exact_at(&mut buf[..n], v.size - n as u64);
+            assert!(r.read_exact_at(&mut buf[..1], v.size).is_err(), "read past the end succeeded");
+        }
+    }
+}

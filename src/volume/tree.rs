@@ -174,6 +174,31 @@ impl ImageTree {
         }
     }
 
+    /// Why the image has nothing to read when it has neither a top view nor volumes: its root
+    /// layer's problem (a damaged header: corrupt), unrecognised bytes (corrupt: no known
+    /// magic), or a plain filesystem (nothing to show).
+    pub fn emptiness(&self) -> Option<Error> {
+        if !self.root.children().is_empty() {
+            return None;
+        }
+        let path = &self.ctx.path;
+        let layer = self.root.layer()?;
+        if let Some(p) = &layer.problem {
+            return Some(p.clone().with_path(path));
+        }
+        Some(
+            match &layer.leaf {
+                None => Error::corrupt(
+                    "not a LUKS or qcow2 image, and no partition table or LVM2 volume in it (no known magic)",
+                ),
+                Some(v) => {
+                    Error::new(ErrorKind::NothingToShow, format!("it holds {}, and no encrypted volume", v.describe()))
+                }
+            }
+            .with_path(path),
+        )
+    }
+
     /// Every volume known now, depth first (the root first). Locked volumes have no children yet.
     pub fn volumes(&self) -> Vec<Arc<Volume>> {
         let mut out = Vec::new();

@@ -13,6 +13,8 @@
 //! * `mount`: real FUSE mounts: trees, keytabs, read-only behaviour, signals, start-up time.
 //! * `verify`: `verify` reports, verdicts and exit codes; snapshots of `verify --json` and
 //!   `inspect --json`.
+//! * `nested`: volumes inside volumes (partitions, LVM, LUKS at any depth, qcow2 containers, loop
+//!   devices) from `../shared/corpus/nested`.
 //! * `corpus`: the third-party corpus in `../shared/corpus` (upstream cryptsetup images; the
 //!   generated visible corpus when `LUKSFS_CORPUS_DIR` points at one).
 //!
@@ -31,6 +33,7 @@ mod hostile;
 mod luks1;
 mod luks2;
 mod mount;
+mod nested;
 mod qcow2;
 mod stress;
 mod transport;
