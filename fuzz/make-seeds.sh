@@ -137,6 +137,10 @@ if command -v sgdisk >/dev/null && command -v sfdisk >/dev/null; then
     qemu-img convert -f raw -O qcow2 -o cluster_size=512 "$tmp/gpt.raw" "$out/volume_tree/gpt.qcow2"
 fi
 
-for t in luks1_header luks2_header qcow2_header qcow2_map volume_tree; do
+# luks_keyslot fuzzes the key slots of both versions: the LUKS seeds of both.
+mkdir -p "$out/luks_keyslot"
+cp "$out"/luks1_header/* "$out"/luks2_header/* "$out/luks_keyslot/" 2>/dev/null || true
+
+for t in luks1_header luks2_header luks_keyslot qcow2_header qcow2_map volume_tree; do
     printf '%-13s %3d files %8d bytes\n' "$t" "$(find "$out/$t" -type f | wc -l)" "$(cat "$out/$t"/* | wc -c)"
 done

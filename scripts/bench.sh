@@ -720,6 +720,10 @@ LOAD_END=$(uptime)
 cat "$W/table-header.md"
 "$PY" "$HELPERS/summary.py" "$RES" "$W/table" "$BUDGET" "$(nproc)" "$(label "$SMALL")" "$(label "$S")" "$UNLOCK_ITERS"
 { cat "$W/table-header.md" "$W/table.md"; } >"$W/table.md.tmp" && mv "$W/table.md.tmp" "$W/table.md"
+# The layer stack (issue 12): an LV in LUKS2 in a GPT partition against a whole-file LUKS2 image.
+log "nested volumes: scripts/bench/nested.sh"
+{ echo; "$HELPERS/nested.sh" "$LUKSFS" "$W/nested" "$S" "$REPS"; } >>"$W/table.md" 2>>"$LOGD/nested.log" ||
+    anomaly "scripts/bench/nested.sh failed (see $LOGD/nested.log)"
 if [ -s "$ANOM" ]; then
     echo; echo "Anomalies seen in luksfs/qsd during the run:"; sed 's/^/  - /' "$ANOM"
     { echo; echo "Anomalies:"; sed 's/^/- /' "$ANOM"; } >>"$W/table.md"

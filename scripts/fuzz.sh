@@ -57,6 +57,10 @@ for t in "${targets[@]}"; do
     mkdir -p "corpus/$t"
     cp -n seeds/"$t"/* "corpus/$t/" 2>/dev/null || true
 done
+# luks_keyslot tries the key slots of the LUKS1 and LUKS2 header seeds.
+if [[ " ${targets[*]} " == *" luks_keyslot "* ]]; then
+    cp -n seeds/luks1_header/* seeds/luks2_header/* corpus/luks_keyslot/ 2>/dev/null || true
+fi
 
 t0=$SECONDS
 nice -n 19 "${fuzz[@]}" build "${build_flags[@]}"

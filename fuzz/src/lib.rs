@@ -60,8 +60,39 @@ fn try_unlock(hdr: &luks::Header, src: &dyn ReadAt) {
     }
 }
 
-/// Everything a LUKS header of either version offers after a successful parse.
+/// The key slots of a parsed header: their plans' invariants, and (only under the
+/// `luks_keyslot` target) the unlock itself (see [`luks_keyslot`]): key derivation, even capped at
+/// [`CHEAP`], kept the header targets at 1-2k executions/s, so parsing is fuzzed apart from it.
 fn exercise_header(hdr: &luks::Header, src: &dyn ReadAt) {
+    if TRY_SLOTS.with(|t| t.get()) {
+        try_unlock(hdr, src);
+    } else if let Ok(plans) = hdr.slot_plans() {
+        for p in &plans {
+            assert!(p.area_offset.checked_add(p.area_size).is_some(), "slot {} area overflows", p.id);
+        }
+    }
+}
+
+std::thread_local! {
+    /// Whether [`exercise_header`] runs the key slots (only under [`luks_keyslot`]).
+    static TRY_SLOTS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// `luks_keyslot`: the input is the start of a LUKS1 or LUKS2 file (headers and key material);
+/// the header checks of `luks1_header` / `luks2_header`, then the cheap key slots are tried with
+/// [`PASSPHRASE`] (KDF cost capped at [`CHEAP`]): AF merge, digest check, key length.
+pub fn luks_keyslot(data: &[u8]) {
+    TRY_SLOTS.with(|t| t.set(true));
+    if data.get(6..8) == Some(&[0, 2]) {
+        luks2_header(data);
+    } else {
+        luks1_header(data);
+    }
+    TRY_SLOTS.with(|t| t.set(false));
+}
+
+/// Everything a LUKS header of either version offers after a successful parse.
+fn exercise_layout(hdr: &luks::Header, src: &dyn ReadAt) {
     let _ = hdr.uuid();
     let end = hdr.header_area_end();
     if let Ok(layout) = hdr.data_layout() {
@@ -69,7 +100,7 @@ fn exercise_header(hdr: &luks::Header, src: &dyn ReadAt) {
         assert!(layout.key_len >= 1 && layout.key_len <= 512, "key length {}", layout.key_len);
         let _ = (layout.offset, layout.size, end);
     }
-    try_unlock(hdr, src);
+    exercise_header(hdr, src);
 }
 
 /// `luks1_header`: the input is the start of a LUKS1 file (header, then key material).
@@ -98,9 +129,9 @@ pub fn luks1_header(data: &[u8]) {
     match luks::read_header(&file) {
         Ok(luks::Header::V1(h)) => {
             assert_eq!(Some(&h), parsed.as_ref().ok(), "read_header and Header::parse disagree");
-            exercise_header(&luks::Header::V1(h), &file);
+            exercise_layout(&luks::Header::V1(h), &file);
         }
-        Ok(h @ luks::Header::V2(_)) => exercise_header(&h, &file),
+        Ok(h @ luks::Header::V2(_)) => exercise_layout(&h, &file),
         Err(_) => {}
     }
 }
@@ -154,7 +185,7 @@ pub fn luks2_header(data: &[u8]) {
     if mode & 1 == 0 {
         let file = rest.to_vec();
         if let Ok(h) = luks::read_header(&file) {
-            exercise_header(&h, &file);
+            exercise_layout(&h, &file);
         }
         return;
     }
@@ -171,7 +202,7 @@ pub fn luks2_header(data: &[u8]) {
     let Some(file) = luks2_image(rest, u64::from(mode >> 1)) else { return };
     if let Ok(h) = luks::read_header(&file) {
         assert!(md.is_ok(), "read_header accepted JSON that Metadata::parse rejects");
-        exercise_header(&h, &file);
+        exercise_layout(&h, &file);
     }
 }
 
@@ -209,7 +240,7 @@ pub fn qcow2_header(data: &[u8]) {
             let file: Arc<dyn ReadAt> = Arc::new(data.to_vec());
             let Ok(w) = Window::new(file, off, len, "the embedded LUKS header") else { return };
             if let Ok(hdr) = luks::read_header(&w) {
-                exercise_header(&hdr, &w);
+                exercise_layout(&hdr, &w);
             }
         }
     }
