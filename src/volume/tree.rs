@@ -46,6 +46,9 @@ pub struct ImageCtx {
     names: Names,
     count: AtomicUsize,
     limits: Limits,
+    /// LVM2 PVs met so far in this image, by PV UUID, and the LVs already shown (by LV UUID):
+    /// an LV spanning several PVs of the image is built by the PV that completes its set.
+    lvm: Mutex<(std::collections::HashMap<String, Arc<dyn ReadAt>>, std::collections::HashSet<String>)>,
 }
 
 /// What a volume is, for people and for JSON.
@@ -147,6 +150,7 @@ impl ImageTree {
             names: Names::default(),
             count: AtomicUsize::new(1),
             limits,
+            lvm: Mutex::default(),
         });
         let root = Arc::new(Volume {
             name: String::new(),
@@ -417,11 +421,37 @@ impl Volume {
                     (Some(vg), Some(me)) => {
                         let vg = Arc::new(vg.clone());
                         layer.facts = lvm_facts(&vg);
-                        let mut pvs: Vec<Option<Arc<dyn ReadAt>>> = vec![None; vg.pvs.len()];
-                        pvs[me] = Some(reader.clone());
+                        let mut known = self.image.lvm.lock().unwrap_or_else(|e| e.into_inner());
+                        known.0.insert(vg.pvs[me].uuid.clone(), reader.clone());
+                        let pvs: Vec<Option<Arc<dyn ReadAt>>> =
+                            vg.pvs.iter().map(|p| known.0.get(&p.uuid).cloned()).collect();
                         for (i, lv) in vg.lvs.iter().enumerate() {
                             if !lv.visible {
                                 layer.notes.push(format!("hidden LV {} not shown", lv.name));
+                                continue;
+                            }
+                            let on: Vec<usize> = lv
+                                .segments
+                                .iter()
+                                .flat_map(|s| match &s.kind {
+                                    SegmentKind::Striped { stripes, .. } => {
+                                        stripes.iter().map(|st| st.pv_index).collect::<Vec<_>>()
+                                    }
+                                    SegmentKind::Other(_) => Vec::new(),
+                                })
+                                .collect();
+                            // An LV on other PVs only: theirs to show.
+                            if !on.is_empty() && !on.contains(&me) {
+                                continue;
+                            }
+                            if let Some(missing) = on.iter().find(|&&p| pvs.get(p).is_none_or(|r| r.is_none())) {
+                                layer.notes.push(format!(
+                                    "LV {} also needs PV {} ({}), not (yet) found in this image",
+                                    lv.name, vg.pvs[*missing].name, vg.pvs[*missing].uuid
+                                ));
+                                continue;
+                            }
+                            if !known.1.insert(lv.uuid.clone()) {
                                 continue;
                             }
                             let want = name::dm(&vg.name, &lv.name);
