@@ -16,7 +16,7 @@ die() { log "ERROR: $*"; exit 1; }
 # command:package (command checked with command -v)
 TOOLS="fusermount3:fuse3 cryptsetup:cryptsetup-bin qemu-img:qemu-utils qemu-io:qemu-utils
 qemu-storage-daemon:qemu-utils mkfs.ext4:e2fsprogs e2fsck:e2fsprogs debugfs:e2fsprogs
-sgdisk:gdisk sfdisk:fdisk mkfs.vfat:dosfstools mcopy:mtools fio:fio vmtouch:vmtouch xxd:xxd python3:python3
+sgdisk:gdisk sfdisk:fdisk lvm:lvm2 losetup:mount mkfs.vfat:dosfstools mcopy:mtools fio:fio vmtouch:vmtouch xxd:xxd python3:python3
 xz:xz-utils tar:tar fallocate:util-linux truncate:coreutils sha256sum:coreutils cc:gcc"
 
 missing_pkgs() {

@@ -9,6 +9,7 @@
 //! * `luks1`: LUKS1 images (qemu-img and cryptsetup), cipher/IV/hash matrix, key slots, key files.
 //! * `qcow2`: qcow2 with native LUKS encryption: clusters, zeros, versions, layouts.
 //! * `luks2`: LUKS2 images (cryptsetup): KDFs, sector sizes, headers, requirements.
+//! * `lvm`: LVM2 PVs made by lvm2 on loop devices (no device-mapper): VG metadata, LV mapping.
 //! * `errors`: exit codes and messages of `cat` / `inspect` on bad input; `cat --offset/--length`.
 //! * `mount`: real FUSE mounts: trees, keytabs, read-only behaviour, signals, start-up time.
 //! * `verify`: `verify` reports, verdicts and exit codes; snapshots of `verify --json` and
@@ -32,6 +33,7 @@ mod faults;
 mod hostile;
 mod luks1;
 mod luks2;
+mod lvm;
 mod mount;
 mod nested;
 mod qcow2;

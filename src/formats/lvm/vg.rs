@@ -338,7 +338,7 @@ impl Lv {
                 return Err(corrupt(format!("{sctx}: stripe_size 0 with {n} stripes")));
             }
             let area = mul(per_stripe, extent_size, sctx)?;
-            if area % s != 0 {
+            if !area.is_multiple_of(s) {
                 return Err(corrupt(format!(
                     "{sctx}: stripe area of {area} bytes is not a multiple of the stripe size {s}"
                 )));
@@ -402,7 +402,7 @@ impl Lv {
             let chunk = seg_off / stripe_size;
             let in_chunk = seg_off % stripe_size;
             let st = &stripes[(chunk % n) as usize];
-            ((st), (chunk / n) * stripe_size + in_chunk, stripe_size - in_chunk)
+            (st, (chunk / n) * stripe_size + in_chunk, stripe_size - in_chunk)
         };
         let pv = vg.pvs.get(stripe.pv_index).ok_or_else(bad)?;
         let pv_off = stripe
