@@ -344,10 +344,10 @@ struct ZeroTail<'a> {
 }
 
 impl ReadAt for ZeroTail<'_> {
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> luksfs::Result<()> {
         let end = offset.checked_add(buf.len() as u64).filter(|&e| e <= self.size);
         if end.is_none() {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "past the end"));
+            return Err(luksfs::Error::corrupt(format!("read of {} bytes at {offset} past the end", buf.len())));
         }
         buf.fill(0);
         let len = self.data.len() as u64;
@@ -357,8 +357,8 @@ impl ReadAt for ZeroTail<'_> {
         }
         Ok(())
     }
-    fn size(&self) -> std::io::Result<u64> {
-        Ok(self.size)
+    fn size(&self) -> u64 {
+        self.size
     }
 }
 
