@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# cinder-backup-make.sh -- write real Cinder backups (cinder's own PosixBackupDriver) for the tests.
+#
+#   scripts/cinder-backup-make.sh OUTDIR
+#
+# Installs cinder (pinned by scripts/cinder-constraints.txt) into a venv, once: $LUKSFS_CINDER_VENV,
+# default target/cinder-venv (kept, so reruns take seconds). Makes a cinder sqlite database with
+# `cinder-manage db sync` and drives the driver with scripts/cinder-backup.py (no Cinder services).
+#
+# What it writes under OUTDIR:
+#   key                    the LUKS passphrase
+#   vol/luks.N             a LUKS1 volume made by qemu-img, in states N = 0, 1, 2 (changed in place
+#                          by qemu-io through the luks driver between states)
+#   vol/plain.N            its plaintext in each state (qemu-img convert to raw)
+#   backups/               the backup_posix_path root: <id[0:2]>/<id[2:4]>/<backup id>/...
+#   manifest.tsv           kind compression state backup_id volume_id parent_id expected-file
+#                          for kind luks (the LUKS volume backed up) and raw (the plaintext volume
+#                          backed up: it compresses, so every object goes through the decompressor),
+#                          each compression zlib, bz2, zstd, none; state 0 is the full backup,
+#                          1 and 2 incrementals on the previous one
+#   restored.raw-zlib      cinder's own restore of the raw/zlib state-2 backup (a cross-check)
+# backup_file_size is 1 MiB so the small volumes span several objects.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+out=${1:?usage: cinder-backup-make.sh OUTDIR}
+venv=${LUKSFS_CINDER_VENV:-$root/target/cinder-venv}
+export PYTHONWARNINGS=ignore # eventlet's deprecation banner on every run
+log() { printf '[cinder-backup-make] %s\n' "$*" >&2; }
+
+if ! "$venv/bin/python" -c 'import cinder.backup.chunkeddriver, zstd' 2>/dev/null; then
+    log "installing cinder into $venv (about a minute)"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -c "$here/cinder-constraints.txt" cinder zstd
+fi
+
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+rm -rf "$out/backups" "$out/state" "$out/vol" "$out/manifest.tsv"
+mkdir -p "$out/backups" "$out/state" "$out/vol"
+printf 'luksfs-cinder-test' >"$out/key"
+
+for comp in zlib bz2 zstd none; do
+    cat >"$out/state/$comp.conf" <<EOF
+[DEFAULT]
+state_path = $out/state
+backup_driver = cinder.backup.drivers.posix.PosixBackupDriver
+backup_posix_path = $out/backups
+backup_compression_algorithm = $comp
+backup_file_size = 1048576
+backup_sha_block_size_bytes = 32768
+backup_enable_progress_timer = false
+log_file = $out/state/cinder.log
+[database]
+connection = sqlite:///$out/state/cinder.sqlite
+EOF
+done
+"$venv/bin/cinder-manage" --config-file "$out/state/zlib.conf" db sync >/dev/null 2>&1
+
+# The volume: 6 MiB + 4608 bytes of plaintext (not a multiple of the 32 KiB hash block): seeded
+# random data, zeros and text, so the raw backups compress and the LUKS header chunk compresses.
+python3 - "$out/vol/plain.0" <<'EOF'
+import random, sys
+r = random.Random(13)
+parts = [r.randbytes(1 << 20), bytes(1 << 20), b'luksfs cinder backup test line\n' * 40000]
+data = b''.join(parts)
+data += r.randbytes(6 * 2**20 + 4608 - len(data))
+open(sys.argv[1], 'wb').write(data)
+EOF
+sec="--object secret,id=s0,file=$out/key"
+qemu-img convert -q -f raw "$out/vol/plain.0" $sec -O luks -o key-secret=s0,iter-time=10 "$out/vol/luks.0"
+luks_io() { # luks_io FILE qemu-io-command...
+    local f=$1; shift
+    local args=()
+    for c in "$@"; do args+=(-c "$c"); done
+    qemu-io $sec --image-opts "driver=luks,file.filename=$f,key-secret=s0" "${args[@]}" >/dev/null
+}
+cp "$out/vol/luks.0" "$out/vol/luks.1"
+# state 1: an unaligned 100,000-byte change, a run of zeros over data, the last sector
+luks_io "$out/vol/luks.1" 'write -P 0xa5 1000000 100000' 'write -z 196608 65536' "write -P 0x3c $((6 * 2**20 + 4096)) 512"
+cp "$out/vol/luks.1" "$out/vol/luks.2"
+# state 2: overwrite part of state 1's change and a block in the text
+luks_io "$out/vol/luks.2" 'write -P 0x5a 1050000 4096' "write -P 0x11 $((4 * 2**20)) 32768"
+for n in 1 2; do
+    qemu-img convert -q $sec --image-opts "driver=luks,file.filename=$out/vol/luks.$n,key-secret=s0" -O raw "$out/vol/plain.$n"
+done
+
+backup() { # backup CONF FILE [args] -> sets BK_VOLUME BK_ID
+    local o
+    o=$("$venv/bin/python" "$here/cinder-backup.py" "$@") || { log "cinder backup of $2 failed"; exit 1; }
+    BK_VOLUME=$(sed -n 's/^volume //p' <<<"$o")
+    BK_ID=$(sed -n 's/^backup //p' <<<"$o")
+}
+
+printf 'kind\tcompression\tstate\tbackup_id\tvolume_id\tparent_id\texpected\n' >"$out/manifest.tsv"
+for kind in luks raw; do
+    for comp in zlib bz2 zstd none; do
+        src=$out/vol/luks
+        [[ $kind == raw ]] && src=$out/vol/plain
+        keyid=()
+        [[ $kind == luks ]] && keyid=(--key-id 00000000-0000-4000-8000-00000000001c)
+        backup "$out/state/$comp.conf" "$src.0" "${keyid[@]}"
+        vol=$BK_VOLUME parent=$BK_ID
+        printf '%s\t%s\t0\t%s\t%s\t-\t%s\n' "$kind" "$comp" "$BK_ID" "$vol" "$src.0" >>"$out/manifest.tsv"
+        for n in 1 2; do
+            backup "$out/state/$comp.conf" "$src.$n" --volume-id "$vol" --parent "$parent" "${keyid[@]}"
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$kind" "$comp" "$n" "$BK_ID" "$vol" "$parent" "$src.$n" >>"$out/manifest.tsv"
+            parent=$BK_ID
+        done
+        if [[ $kind == raw && $comp == zlib ]]; then
+            "$venv/bin/python" "$here/cinder-backup.py" "$out/state/zlib.conf" "$parent" --restore "$out/restored.raw-zlib" >/dev/null
+        fi
+    done
+done
+log "wrote $(($(wc -l <"$out/manifest.tsv") - 1)) backups under $out/backups"
