@@ -22,6 +22,7 @@ pub mod io;
 pub mod keys;
 pub mod logging;
 pub mod sniff;
+pub mod source;
 pub mod stream;
 pub mod sys;
 pub mod verify;
