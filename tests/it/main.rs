@@ -27,6 +27,7 @@
 mod util;
 
 mod barbican;
+mod cinder_backup;
 mod corpus;
 mod errors;
 mod faults;
