@@ -12,7 +12,9 @@
 # unencrypted qcow2 images written by qemu-io: data, zero and discarded clusters, v2/v3,
 # extended L2), lvm_pv (the first 64 KiB or 1 MiB of lvm2 PVs: label, pv_header, metadata
 # areas) and lvm_metadata (their committed metadata texts, as `pvck --dump metadata` writes
-# them). The committed seeds in fuzz/seeds/ (a few KiB) are copied in as well.
+# them), cinder_metadata / cinder_sha256file (the JSON objects of Cinder backups written by
+# cinder's posix driver, ../scripts/cinder-backup-make.sh; FUZZ_NO_CINDER=1 skips). The committed
+# seeds in fuzz/seeds/ (a few KiB) are copied in as well.
 # Needs: cryptsetup, qemu-img, qemu-io, python3; for the LVM seeds lvm2, losetup and root (lvm2
 # works on block devices only: loop devices, activation=0, no device-mapper), else they are
 # skipped. Nothing else needs root (cryptsetup works on files).
@@ -22,8 +24,8 @@ out=${1:-$here/corpus}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export LC_ALL=C
-for t in luks1_header luks2_header qcow2_header qcow2_map lvm_metadata lvm_pv; do mkdir -p "$out/$t"; done
-for t in luks1_header luks2_header qcow2_header qcow2_map lvm_metadata lvm_pv; do
+for t in luks1_header luks2_header qcow2_header qcow2_map lvm_metadata lvm_pv cinder_metadata cinder_sha256file; do mkdir -p "$out/$t"; done
+for t in luks1_header luks2_header qcow2_header qcow2_map lvm_metadata lvm_pv cinder_metadata cinder_sha256file; do
     if compgen -G "$here/seeds/$t/*" >/dev/null; then cp "$here/seeds/$t"/* "$out/$t/"; fi
 done
 printf fuzz > "$tmp/key"
@@ -218,6 +220,20 @@ else
     echo "lvm2, losetup or root missing: LVM seeds from the committed fuzz/seeds/ only"
 fi
 
-for t in luks1_header luks2_header luks_keyslot qcow2_header qcow2_map volume_tree lvm_metadata lvm_pv; do
+# ---- Cinder backups written by cinder's own posix driver (../scripts/cinder-backup-make.sh: a
+# pip-installed cinder; about a minute the first time): every _metadata and _sha256file
+if [[ ${FUZZ_NO_CINDER:-} != 1 ]] && "$here/../scripts/cinder-backup-make.sh" "$tmp/cinder" 2>/dev/null; then
+    for f in $(find "$tmp/cinder/backups" -name '*_metadata' | sort); do
+        cp "$f" "$out/cinder_metadata/cinder-$(basename "$f" | sha256sum | cut -c1-12)"
+    done
+    for f in $(find "$tmp/cinder/backups" -name '*_sha256file' | sort | head -4); do
+        cp "$f" "$out/cinder_sha256file/cinder-$(basename "$f" | sha256sum | cut -c1-12)"
+    done
+else
+    echo "cinder backups could not be made: seeding cinder targets from fuzz/seeds/ only" >&2
+fi
+
+for t in luks1_header luks2_header luks_keyslot qcow2_header qcow2_map volume_tree lvm_metadata lvm_pv \
+    cinder_metadata cinder_sha256file; do
     printf '%-13s %3d files %8d bytes\n' "$t" "$(find "$out/$t" -type f | wc -l)" "$(cat "$out/$t"/* | wc -c)"
 done

@@ -73,6 +73,7 @@ dict_for() {
         luks1_header) echo dictionaries/luks1.dict ;;
         luks2_header) echo dictionaries/luks2.dict ;;
         lvm_*) echo dictionaries/lvm.dict ;;
+        cinder_*) echo dictionaries/cinder.dict ;;
         *) echo dictionaries/qcow2.dict ;;
     esac
 }

@@ -467,5 +467,57 @@ pub fn volume_tree(data: &[u8]) {
             let _ = r.read_exact_at(&mut buf[..n], v.size - n as u64);
             assert!(r.read_exact_at(&mut buf[..1], v.size).is_err(), "read past the end succeeded");
         }
+/// `cinder_metadata`: the input is a Cinder backup's `_metadata` object (JSON).
+///
+/// Checks: [`Metadata::parse`](luksfs::formats::cinder_backup::metadata::Metadata::parse)
+/// never panics; accepted metadata has objects sorted by offset, non-empty, within the named
+/// limits and not overlapping; a full backup's extent map covers `[0, size)` with contiguous
+/// extents whose sources lie inside their objects, and every lookup lands in the right extent.
+pub fn cinder_metadata(data: &[u8]) {
+    use luksfs::formats::cinder_backup::assemble::ExtentMap;
+    use luksfs::formats::cinder_backup::metadata::{self as cm, Metadata};
+    let Ok(m) = Metadata::parse(data) else { return };
+    assert!(m.objects.len() <= cm::MAX_OBJECTS);
+    for w in m.objects.windows(2) {
+        assert!(w[0].end() <= w[1].offset, "objects overlap");
+    }
+    for o in &m.objects {
+        assert!(o.length >= 1 && o.length <= cm::MAX_OBJECT_LEN && o.end() <= cm::MAX_VOLUME_BYTES);
+    }
+    if m.parent_id.is_some() {
+        return;
+    }
+    let map = ExtentMap::build(&[&m]).expect("a full backup's objects always assemble");
+    assert_eq!(map.size(), m.extent_end());
+    let mut at = 0;
+    for e in map.extents() {
+        assert!(e.start == at && e.end > e.start, "extents not contiguous at {at}");
+        if let Some(s) = e.source {
+            let o = &m.objects[s.object];
+            assert!(s.backup == 0 && o.offset <= e.start && e.end <= o.end());
+        }
+        assert_eq!(map.lookup(e.start), Some(e));
+        assert_eq!(map.lookup(e.end - 1), Some(e));
+        at = e.end;
+    }
+    assert_eq!(at, map.size());
+    assert!(map.lookup(map.size()).is_none());
+}
+
+/// `cinder_sha256file`: the input is a Cinder backup's `_sha256file` object (JSON).
+///
+/// Checks: [`Sha256File::parse`](luksfs::formats::cinder_backup::sha256file::Sha256File::parse)
+/// never panics; accepted files have a block size within the limit, and `check_covers` accepts
+/// exactly the volume sizes the digests cover.
+pub fn cinder_sha256file(data: &[u8]) {
+    use luksfs::formats::cinder_backup::sha256file::{MAX_CHUNK_SIZE, Sha256File};
+    let Ok(f) = Sha256File::parse(data) else { return };
+    assert!(f.chunk_size >= 1 && f.chunk_size <= MAX_CHUNK_SIZE);
+    let n = f.sha256s.len() as u64;
+    let full = n * f.chunk_size;
+    assert!(f.check_covers(full).is_ok());
+    if n > 0 {
+        assert!(f.check_covers(full - f.chunk_size + 1).is_ok());
+        assert!(f.check_covers(full + 1).is_err());
     }
 }
