@@ -17,7 +17,7 @@ die() { log "ERROR: $*"; exit 1; }
 TOOLS="fusermount3:fuse3 cryptsetup:cryptsetup-bin qemu-img:qemu-utils qemu-io:qemu-utils
 qemu-storage-daemon:qemu-utils mkfs.ext4:e2fsprogs e2fsck:e2fsprogs debugfs:e2fsprogs
 sgdisk:gdisk sfdisk:fdisk lvm:lvm2 losetup:mount mkfs.vfat:dosfstools mcopy:mtools fio:fio vmtouch:vmtouch xxd:xxd python3:python3
-xz:xz-utils tar:tar fallocate:util-linux truncate:coreutils sha256sum:coreutils cc:gcc"
+xz:xz-utils tar:tar fallocate:util-linux flock:util-linux truncate:coreutils sha256sum:coreutils cc:gcc"
 
 missing_pkgs() {
     local tp t p out=()
@@ -86,6 +86,13 @@ if [ -n "$pkgs" ] || ((qemu_old)); then
         # shellcheck disable=SC2086  # word splitting intended
         apt_install $pkgs
     fi
+fi
+
+# python3 -m venv (cinder for the Cinder-backup tests, Keystone/Barbican): Debian splits it out
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    need_root "python3 venv" python3-venv
+    log "installing python3-venv"
+    apt_install python3-venv
 fi
 
 # ---- verify

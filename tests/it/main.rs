@@ -16,6 +16,8 @@
 //!   `inspect --json`.
 //! * `nested`: volumes inside volumes (partitions, LVM, LUKS at any depth, qcow2 containers, loop
 //!   devices) from `../shared/corpus/nested`.
+//! * `cinder_backup`: Cinder backups written by cinder's own posix driver
+//!   (`scripts/cinder-backup-make.sh`), reassembled, decrypted, verified, damaged.
 //! * `corpus`: the third-party corpus in `../shared/corpus` (upstream cryptsetup images; the
 //!   generated visible corpus when `LUKSFS_CORPUS_DIR` points at one).
 //!
