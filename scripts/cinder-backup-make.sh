@@ -20,19 +20,28 @@
 #                          1 and 2 incrementals on the previous one
 #   restored.raw-zlib      cinder's own restore of the raw/zlib state-2 backup (a cross-check)
 # backup_file_size is 1 MiB so the small volumes span several objects.
+#
+#   scripts/cinder-backup-make.sh OUTDIR --swift SWIFT_ENV
+#
+# The same volumes backed up by cinder's SwiftBackupDriver instead (tempauth v1 with the
+# SWIFT_AUTH_URL/SWIFT_USER/SWIFT_KEY of SWIFT_ENV, as scripts/swift-up.sh writes it; container
+# `volumebackups`, 1 MiB objects): luks with zlib and raw with zstd, 3 states each; OUTDIR/backups
+# stays empty and there is no restore.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
-out=${1:?usage: cinder-backup-make.sh OUTDIR}
+out=${1:?usage: cinder-backup-make.sh OUTDIR [--swift SWIFT_ENV]}
+swift_env=
+if [[ ${2:-} == --swift ]]; then swift_env=$(cd "$(dirname "$3")" && pwd)/$(basename "$3"); fi
 venv=${LUKSFS_CINDER_VENV:-$root/target/cinder-venv}
 export PYTHONWARNINGS=ignore # eventlet's deprecation banner on every run
 log() { printf '[cinder-backup-make] %s\n' "$*" >&2; }
 
-if ! "$venv/bin/python" -c 'import cinder.backup.chunkeddriver, zstd' 2>/dev/null; then
+if ! "$venv/bin/python" -c 'import cinder.backup.chunkeddriver, zstd, swiftclient' 2>/dev/null; then
     log "installing cinder into $venv (about a minute)"
     rm -rf "$venv"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check -c "$here/cinder-constraints.txt" cinder zstd
+    "$venv/bin/pip" install -q --disable-pip-version-check -c "$here/cinder-constraints.txt" cinder zstd python-swiftclient
 fi
 
 mkdir -p "$out"
@@ -89,16 +98,43 @@ done
 # every backup in one python process (importing cinder takes seconds)
 jobs=$out/state/jobs.tsv
 : >"$jobs"
-for kind in luks raw; do
-    for comp in zlib bz2 zstd none; do
+conf=$out/state/zlib.conf
+chains="luks:zlib luks:bz2 luks:zstd luks:none raw:zlib raw:bz2 raw:zstd raw:none"
+if [[ -n $swift_env ]]; then
+    # shellcheck disable=SC1090
+    . "$swift_env"
+    conf=$out/state/swift.conf
+    cat >"$conf" <<EOF
+[DEFAULT]
+state_path = $out/state
+backup_driver = cinder.backup.drivers.swift.SwiftBackupDriver
+backup_swift_auth = single_user
+backup_swift_auth_version = 1
+backup_swift_auth_url = $SWIFT_AUTH_URL
+backup_swift_user = $SWIFT_USER
+backup_swift_key = $SWIFT_KEY
+backup_swift_container = volumebackups
+backup_swift_object_size = 1048576
+backup_swift_block_size = 32768
+backup_compression_algorithm = zlib
+backup_enable_progress_timer = false
+log_file = $out/state/cinder.log
+[database]
+connection = sqlite:///$out/state/cinder.sqlite
+EOF
+    chains="luks:zlib raw:zstd"
+fi
+for chain in $chains; do
+    kind=${chain%:*} comp=${chain#*:}
+    {
         src=$out/vol/luks key=00000000-0000-4000-8000-00000000001c
         [[ $kind == raw ]] && src=$out/vol/plain key=-
         printf '%s\t%s\t%s\t%s\t%s\n' "$kind-$comp-0" "$comp" "$src.0" - "$key" \
             "$kind-$comp-1" "$comp" "$src.1" "$kind-$comp-0" "$key" \
             "$kind-$comp-2" "$comp" "$src.2" "$kind-$comp-1" "$key" >>"$jobs"
-    done
+    }
 done
-"$venv/bin/python" "$here/cinder-backup.py" "$out/state/zlib.conf" - --jobs "$jobs" >"$out/state/jobs.out" ||
+"$venv/bin/python" "$here/cinder-backup.py" "$conf" - --jobs "$jobs" >"$out/state/jobs.out" ||
     { log "cinder backups failed: see $out/state/cinder.log"; exit 1; }
 printf 'kind\tcompression\tstate\tbackup_id\tvolume_id\tparent_id\texpected\n' >"$out/manifest.tsv"
 declare -A bk
@@ -111,5 +147,5 @@ while read -r label vol id; do
     [[ $kind == raw ]] && src=$out/vol/plain
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$kind" "$comp" "$n" "$id" "$vol" "$parent" "$src.$n" >>"$out/manifest.tsv"
 done <"$out/state/jobs.out"
-"$venv/bin/python" "$here/cinder-backup.py" "$out/state/zlib.conf" "${bk[raw-zlib-2]}" --restore "$out/restored.raw-zlib" >/dev/null
+[[ -n $swift_env ]] || "$venv/bin/python" "$here/cinder-backup.py" "$out/state/zlib.conf" "${bk[raw-zlib-2]}" --restore "$out/restored.raw-zlib" >/dev/null
 log "wrote $(($(wc -l <"$out/manifest.tsv") - 1)) backups under $out/backups"
