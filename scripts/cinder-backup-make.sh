@@ -22,26 +22,33 @@
 # backup_file_size is 1 MiB so the small volumes span several objects.
 #
 #   scripts/cinder-backup-make.sh OUTDIR --swift SWIFT_ENV
+#   scripts/cinder-backup-make.sh OUTDIR --s3 SWIFT_ENV
 #
-# The same volumes backed up by cinder's SwiftBackupDriver instead (tempauth v1 with the
+# The same volumes backed up by cinder's SwiftBackupDriver (tempauth v1 with the
 # SWIFT_AUTH_URL/SWIFT_USER/SWIFT_KEY of SWIFT_ENV, as scripts/swift-up.sh writes it; container
-# `volumebackups`, 1 MiB objects): luks with zlib and raw with zstd, 3 states each; OUTDIR/backups
-# stays empty and there is no restore.
+# `volumebackups`; luks with zlib and raw with zstd) or S3BackupDriver (boto3 against Swift's s3api
+# at S3_ENDPOINT with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; bucket `s3backups`; luks with zstd
+# and raw with bz2) instead, 1 MiB objects, 3 states each; OUTDIR/backups stays empty and there is
+# no restore.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
-out=${1:?usage: cinder-backup-make.sh OUTDIR [--swift SWIFT_ENV]}
-swift_env=
-if [[ ${2:-} == --swift ]]; then swift_env=$(cd "$(dirname "$3")" && pwd)/$(basename "$3"); fi
+out=${1:?usage: cinder-backup-make.sh OUTDIR [--swift|--s3 SWIFT_ENV]}
+remote=${2:-} swift_env=
+case $remote in
+    --swift | --s3) swift_env=$(cd "$(dirname "$3")" && pwd)/$(basename "$3") ;;
+    '') ;;
+    *) echo "usage: cinder-backup-make.sh OUTDIR [--swift|--s3 SWIFT_ENV]" >&2; exit 2 ;;
+esac
 venv=${LUKSFS_CINDER_VENV:-$root/target/cinder-venv}
 export PYTHONWARNINGS=ignore # eventlet's deprecation banner on every run
 log() { printf '[cinder-backup-make] %s\n' "$*" >&2; }
 
-if ! "$venv/bin/python" -c 'import cinder.backup.chunkeddriver, zstd, swiftclient' 2>/dev/null; then
-    log "installing cinder into $venv (about a minute)"
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check -c "$here/cinder-constraints.txt" cinder zstd python-swiftclient
+if ! "$venv/bin/python" -c 'import cinder.backup.chunkeddriver, zstd, swiftclient, boto3' 2>/dev/null; then
+    log "installing cinder into $venv (about two minutes)"
+    [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -c "$here/cinder-constraints.txt" \
+        cinder zstd python-swiftclient boto3
 fi
 
 mkdir -p "$out"
@@ -100,7 +107,28 @@ jobs=$out/state/jobs.tsv
 : >"$jobs"
 conf=$out/state/zlib.conf
 chains="luks:zlib luks:bz2 luks:zstd luks:none raw:zlib raw:bz2 raw:zstd raw:none"
-if [[ -n $swift_env ]]; then
+if [[ $remote == --s3 ]]; then
+    # shellcheck disable=SC1090
+    . "$swift_env"
+    conf=$out/state/s3.conf
+    cat >"$conf" <<EOF
+[DEFAULT]
+state_path = $out/state
+backup_driver = cinder.backup.drivers.s3.S3BackupDriver
+backup_s3_endpoint_url = $S3_ENDPOINT
+backup_s3_store_access_key = $AWS_ACCESS_KEY_ID
+backup_s3_store_secret_key = $AWS_SECRET_ACCESS_KEY
+backup_s3_store_bucket = s3backups
+backup_s3_object_size = 1048576
+backup_s3_block_size = 32768
+backup_compression_algorithm = zlib
+backup_enable_progress_timer = false
+log_file = $out/state/cinder.log
+[database]
+connection = sqlite:///$out/state/cinder.sqlite
+EOF
+    chains="luks:zstd raw:bz2"
+elif [[ -n $swift_env ]]; then
     # shellcheck disable=SC1090
     . "$swift_env"
     conf=$out/state/swift.conf

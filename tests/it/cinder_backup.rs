@@ -366,8 +366,9 @@ fn run_script(args: &[&std::ffi::OsStr]) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Backups written by cinder's SwiftBackupDriver into a real Swift (scripts/swift-up.sh: PyPI
-/// swift, tempauth), read in place over HTTP: listing, whole objects, byte ranges.
+/// Backups written by cinder's SwiftBackupDriver and S3BackupDriver into a real Swift
+/// (scripts/swift-up.sh: PyPI swift, tempauth, s3api), read in place over HTTP through the Swift
+/// API: listing, whole objects, byte ranges.
 #[test]
 fn swift_backups_read_in_place() {
     use luksfs::source::swift::{SwiftAuth, SwiftStore};
@@ -389,34 +390,48 @@ fn swift_backups_read_in_place() {
         .lines()
         .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
         .collect();
-    let bk = t.path().join("bk");
-    let made = run_script(&[
-        root.join("scripts/cinder-backup-make.sh").as_os_str(),
-        bk.as_os_str(),
-        "--swift".as_ref(),
-        env_file.as_os_str(),
-    ]);
-    if let Err(e) = made {
-        crate::util::skip(&format!("cinder's Swift driver could not write backups: {e}"));
-        return;
-    }
-    let rows = manifest(&bk).unwrap();
-    assert_eq!(rows.len(), 6);
     let auth = SwiftAuth::V1 {
         auth_url: env["SWIFT_AUTH_URL"].clone(),
         user: env["SWIFT_USER"].clone(),
         key: env["SWIFT_KEY"].clone(),
     };
+    // the Swift driver writes into container volumebackups; the S3 driver (boto3 through
+    // s3api) into bucket s3backups, which Swift serves as a container of the same name
+    let mut swift_rows = Vec::new();
+    for (mode, container) in [("--swift", "volumebackups"), ("--s3", "s3backups")] {
+        let bk = t.path().join(&container[..2]);
+        let made = run_script(&[
+            root.join("scripts/cinder-backup-make.sh").as_os_str(),
+            bk.as_os_str(),
+            mode.as_ref(),
+            env_file.as_os_str(),
+        ]);
+        if let Err(e) = made {
+            crate::util::skip(&format!("cinder's {mode} driver could not write backups: {e}"));
+            return;
+        }
+        let rows = manifest(&bk).unwrap();
+        assert_eq!(rows.len(), 6);
+        let store = Arc::new(SwiftStore::new(auth.clone(), container).unwrap());
+        let cat = Catalog::discover(store, "").unwrap();
+        assert_eq!(cat.backups().len(), 6);
+        for row in &rows {
+            let what = format!("{container}: {} {} state {}", row.kind, row.compression, row.state);
+            let r = cat.open(&row.backup, CACHE).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(r.chain().last().unwrap().0.info.az.as_deref(), Some("nova"));
+            let used: Vec<_> = r.chain()[0].1.objects.iter().map(|o| o.compression.name()).collect();
+            assert!(used.contains(&row.compression.as_str()), "{what}: {used:?}");
+            assert_same(&what, &read_all(&r), &std::fs::read(&row.expected).unwrap());
+            verify(&cat, &row.backup, CACHE).unwrap_or_else(|e| panic!("{what}: {e}"));
+        }
+        if mode == "--swift" {
+            swift_rows = rows;
+        }
+    }
+    let rows = swift_rows;
     let store = Arc::new(SwiftStore::new(auth, "volumebackups").unwrap());
     let cat = Catalog::discover(store.clone(), "").unwrap();
-    assert_eq!(cat.backups().len(), 6);
-    for row in &rows {
-        let what = format!("swift {} {} state {}", row.kind, row.compression, row.state);
-        let r = cat.open(&row.backup, CACHE).unwrap_or_else(|e| panic!("{what}: {e}"));
-        assert_eq!(r.chain().last().unwrap().0.info.az.as_deref(), Some("nova"));
-        assert_same(&what, &read_all(&r), &std::fs::read(&row.expected).unwrap());
-        verify(&cat, &row.backup, CACHE).unwrap_or_else(|e| panic!("{what}: {e}"));
-    }
+
     // byte ranges are 206 with exactly the bytes asked for
     let entry = cat.find(&rows[0].backup).unwrap().clone();
     let whole = store.get(&entry.metadata_name(), 1 << 20).unwrap().unwrap();
