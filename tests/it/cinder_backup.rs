@@ -171,18 +171,6 @@ fn matches_cinders_own_restore() {
     assert_same("cinder restore vs luksfs", &got, &restored);
 }
 
-/// The backup as the existing LUKS code's reader (the layer trait will make this unnecessary).
-struct AsReadAt(BackupReader);
-
-impl luksfs::io::ReadAt for AsReadAt {
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-        self.0.read_exact_at(buf, offset).map_err(|e| std::io::Error::other(e.to_string()))
-    }
-    fn size(&self) -> std::io::Result<u64> {
-        Ok(self.0.size())
-    }
-}
-
 #[test]
 fn luks_volume_in_a_backup_decrypts_to_the_plaintext() {
     let Some(b) = backups() else { return };
@@ -192,7 +180,7 @@ fn luks_volume_in_a_backup_decrypts_to_the_plaintext() {
     for row in b.rows.iter().filter(|r| r.kind == "luks" && (r.state == 2 || (r.state == 0 && r.compression == "zlib")))
     {
         let what = format!("luks {} state {}", row.compression, row.state);
-        let src = AsReadAt(cat.open(&row.backup, CACHE).unwrap());
+        let src = cat.open(&row.backup, CACHE).unwrap();
         let header = luks::read_header(&src).unwrap_or_else(|e| panic!("{what}: {e}"));
         let plans = header.slot_plans().unwrap();
         let opts = luks::keyslot::UnlockOptions { key_slot: None, max_kdf_memory_kib: 1 << 20, parallel: 1 };
@@ -202,7 +190,7 @@ fn luks_volume_in_a_backup_decrypts_to_the_plaintext() {
         let plain_path = b.dir.join(format!("vol/plain.{}", row.state));
         let want = std::fs::read(&plain_path).unwrap();
         let mut got = vec![0u8; want.len()];
-        src.0.read_exact_at(&mut got, layout.offset).unwrap();
+        src.read_exact_at(&mut got, layout.offset).unwrap();
         cipher.decrypt(&mut got, layout.iv_tweak, layout.sector_size as usize);
         assert_same(&what, &got, &want);
     }
@@ -458,4 +446,31 @@ fn swift_backups_read_in_place() {
     expect_corrupt(&r, obj.offset, &["missing"]);
     let e = verify(&cat, &row.backup, CACHE).unwrap_err();
     assert!(e.to_string().contains("missing") && e.to_string().contains(&obj.name), "{e}");
+}
+
+/// The reassembled volume as the source of a volume tree (the layer stack `mount`, `cat` and
+/// `verify` walk): the probe finds the LUKS volume inside, the key unlocks it, and the decrypted
+/// top view reads as the plaintext.
+#[test]
+fn backup_is_a_layer_of_the_volume_tree() {
+    use luksfs::volume::tree::UnlockKey;
+    use luksfs::volume::{ImageTree, Limits};
+    let Some(b) = backups() else { return };
+    let cat = catalog(&b.dir.join("backups"));
+    let row = b.rows.iter().find(|r| r.kind == "luks" && r.compression == "bz2" && r.state == 2).unwrap();
+    let src: Arc<dyn luksfs::io::ReadAt> = Arc::new(cat.open(&row.backup, CACHE).unwrap());
+    let name = Path::new(&row.backup);
+    let tree = ImageTree::on(src, name, name, &luksfs::image::ImageOptions::default(), Limits::default());
+    let key = |_: &luksfs::volume::Volume| {
+        Ok(UnlockKey { passphrase: luksfs::keys::Secret::from_slice(PASS), key_slot: None })
+    };
+    let errors = tree.unlock_all(&key, luksfs::image::UnlockSettings::default());
+    assert!(errors.is_empty(), "{errors:?}");
+    let top = tree.top().expect("the LUKS volume inside the backup");
+    let reader = top.reader().expect("unlocked");
+    let want = std::fs::read(b.dir.join("vol/plain.2")).unwrap();
+    assert_eq!(reader.size(), want.len() as u64);
+    let mut got = vec![0u8; want.len()];
+    reader.read_exact_at(&mut got, 0).unwrap();
+    assert_same("volume tree over a cinder backup", &got, &want);
 }

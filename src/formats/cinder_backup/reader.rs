@@ -279,3 +279,14 @@ pub fn object_path(prefix: &str, name: &str) -> String {
         None => name.to_string(),
     }
 }
+
+/// The reassembled volume is a layer like any other: what it holds (usually LUKS) is probed and
+/// read through this.
+impl crate::io::ReadAt for BackupReader {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        BackupReader::read_exact_at(self, buf, offset)
+    }
+    fn size(&self) -> u64 {
+        BackupReader::size(self)
+    }
+}
