@@ -4,6 +4,7 @@
 //! so the same code serves every store and tests can use an in-memory one.
 
 pub mod posix;
+pub mod s3;
 pub mod swift;
 
 use crate::Result;
