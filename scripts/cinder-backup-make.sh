@@ -44,12 +44,17 @@ venv=${LUKSFS_CINDER_VENV:-$root/target/cinder-venv}
 export PYTHONWARNINGS=ignore # eventlet's deprecation banner on every run
 log() { printf '[cinder-backup-make] %s\n' "$*" >&2; }
 
-if ! "$venv/bin/python" -c 'import cinder.backup.chunkeddriver, zstd, swiftclient, boto3' 2>/dev/null; then
-    log "installing cinder into $venv (about two minutes)"
-    [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check -c "$here/cinder-constraints.txt" \
-        cinder zstd python-swiftclient boto3
-fi
+# one installer at a time (tests run this script from several processes)
+mkdir -p "$(dirname "$venv")"
+(
+    flock 9
+    if ! "$venv/bin/python" -c 'import cinder.backup.chunkeddriver, zstd, swiftclient, boto3' 2>/dev/null; then
+        log "installing cinder into $venv (about two minutes)"
+        [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
+        "$venv/bin/pip" install -q --disable-pip-version-check -c "$here/cinder-constraints.txt" \
+            cinder zstd python-swiftclient boto3
+    fi
+) 9>"$venv.lock"
 
 mkdir -p "$out"
 out=$(cd "$out" && pwd)

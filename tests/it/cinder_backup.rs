@@ -41,7 +41,8 @@ struct Backups {
 
 /// Make the backups under `target/cinder-it/<hash of the scripts>/`, once for all test processes
 /// (nextest runs each test in its own): `flock` serialises the makers, `done` marks a finished
-/// set, and sets made by other versions of the scripts are removed.
+/// set, and sets made by other versions of the scripts are removed once two hours old (a test
+/// process of the previous version may still be reading them).
 fn make() -> Result<Backups, String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let base = root.join("target/cinder-it");
@@ -53,7 +54,7 @@ fn make() -> Result<Backups, String> {
     let key = crate::util::sha256_hex(&h.finalize())[..16].to_string();
     let dir = base.join(&key);
     let script = format!(
-        "set -e; cd {base}; for d in */; do [ \"${{d%/}}\" = {key} ] || rm -rf \"$d\"; done; \
+        "set -e; cd {base}; for d in */; do [ \"${{d%/}}\" = {key} ] || [ -z \"$(find \"$d\" -maxdepth 0 -mmin +120)\" ] || rm -rf \"$d\"; done; \
          [ -f {key}/done ] || {{ rm -rf {key}; bash {make} {key} && touch {key}/done; }}",
         base = base.display(),
         make = root.join("scripts/cinder-backup-make.sh").display(),
