@@ -203,15 +203,18 @@ impl BackupReader {
         &self.map
     }
 
-    /// Fill `buf` with the volume bytes at `offset`; the range must lie within [`Self::size`].
+    /// Fill `buf` with the volume bytes at `offset`; a range outside [`Self::size`] is a
+    /// [`crate::ErrorKind::Corrupt`] error, as for every [`crate::io::ReadAt`] layer.
     pub fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         let len = buf.len() as u64;
         if offset.checked_add(len).is_none_or(|end| end > self.size()) {
-            return Err(Error::usage(format!(
-                "cinder backup {}: read of {len} bytes at {offset} is beyond the volume size {}",
-                self.backup_id,
-                self.size()
-            )));
+            // the layer contract: a read outside the volume is Corrupt (data promised, not there)
+            return Err(crate::io::past_end(
+                &format!("cinder backup {}", self.backup_id),
+                offset,
+                buf.len(),
+                self.size(),
+            ));
         }
         let mut done = 0usize;
         while done < buf.len() {
