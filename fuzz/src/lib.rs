@@ -467,6 +467,9 @@ pub fn volume_tree(data: &[u8]) {
             let _ = r.read_exact_at(&mut buf[..n], v.size - n as u64);
             assert!(r.read_exact_at(&mut buf[..1], v.size).is_err(), "read past the end succeeded");
         }
+    }
+}
+
 /// `cinder_metadata`: the input is a Cinder backup's `_metadata` object (JSON).
 ///
 /// Checks: [`Metadata::parse`](luksfs::formats::cinder_backup::metadata::Metadata::parse)
