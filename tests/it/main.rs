@@ -15,6 +15,8 @@
 //!   `inspect --json`.
 //! * `nested`: volumes inside volumes (partitions, LVM, LUKS at any depth, qcow2 containers, loop
 //!   devices) from `../shared/corpus/nested`.
+//! * `partition`: MBR/GPT tables made by sgdisk/sfdisk against `formats::partition`, and
+//!   util-linux's own partition-table samples as a second judge.
 //! * `corpus`: the third-party corpus in `../shared/corpus` (upstream cryptsetup images; the
 //!   generated visible corpus when `LUKSFS_CORPUS_DIR` points at one).
 //!
@@ -34,6 +36,7 @@ mod luks1;
 mod luks2;
 mod mount;
 mod nested;
+mod partition;
 mod qcow2;
 mod stress;
 mod transport;
