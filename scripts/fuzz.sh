@@ -3,9 +3,10 @@
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]     # default: 60 s each, every target in fuzz/fuzz_targets/
 #
-# Targets: luks1_header luks2_header qcow2_header qcow2_map (see fuzz/src/lib.rs). Each runs
+# Targets: luks1_header luks2_header luks_keyslot qcow2_header qcow2_map volume_tree mbr gpt
+# (see fuzz/src/lib.rs). Each runs
 # under `nice -n 19` with its dictionary (fuzz/dictionaries/), on fuzz/corpus/TARGET (made by
-# fuzz/make-seeds.sh from cryptsetup/qemu-img images when the tools are there, else the
+# fuzz/make-seeds.sh from cryptsetup/qemu-img images and sfdisk/sgdisk disks when the tools are there, else the
 # committed fuzz/seeds/), with -timeout=10 s per input and -rss_limit_mb=2048: a hang or a huge
 # allocation is a finding like a crash. Findings land in fuzz/artifacts/TARGET/; the script
 # exits 1 if there is any. One line per run is appended to fuzz/runs.tsv (date, target,
@@ -46,7 +47,10 @@ else
     echo "toolchain: $(rustc --version) with RUSTC_BOOTSTRAP=1, --sanitizer none (no nightly installed)"
 fi
 
-if [[ ! -d corpus ]]; then
+# (re)seed when a target has no corpus yet (e.g. a target added since the corpus was made)
+seeded=1
+for t in "${targets[@]}"; do [[ -d corpus/$t ]] || seeded=0; done
+if ((!seeded)); then
     if command -v cryptsetup >/dev/null && command -v qemu-img >/dev/null && command -v qemu-io >/dev/null; then
         ./make-seeds.sh corpus
     else
@@ -70,6 +74,8 @@ dict_for() {
     case $1 in
         luks1_header) echo dictionaries/luks1.dict ;;
         luks2_header) echo dictionaries/luks2.dict ;;
+        mbr) echo dictionaries/mbr.dict ;;
+        gpt) echo dictionaries/gpt.dict ;;
         *) echo dictionaries/qcow2.dict ;;
     esac
 }
