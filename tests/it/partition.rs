@@ -275,6 +275,28 @@ fn gpt_by_sgdisk_matches_sfdisk_and_sgdisk() {
     assert!(t.partitions.iter().all(|p| p.role == Role::Primary));
 }
 
+/// sfdisk's GPT: a short entry array (16 entries), names with spaces, attributes, a partition
+/// ending at the last usable LBA.
+#[test]
+fn gpt_by_sfdisk_matches_sfdisk_and_sgdisk() {
+    need!("sgdisk", "sfdisk");
+    let lab = Lab::new();
+    let img = blank(&lab, "sf-gpt.img", 48 * MIB as u64);
+    sfdisk_script(
+        "label: gpt\ntable-length: 16\n\n\
+         size=3MiB, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name=\"EFI System\", attrs=\"RequiredPartition\"\n\
+         size=10MiB, type=0657FD6D-A4AB-43C4-84E5-0933C84B4F4F, name=\"swap space\"\n\
+         type=CA7D7CCB-63ED-4C53-861C-1742536059CC, name=crypt, attrs=\"LegacyBIOSBootable\"\n",
+        &img,
+    );
+    let t = table(&img);
+    assert_eq!(t.kind, TableKind::Gpt);
+    assert_clean(&t);
+    assert_matches_tools(&t, &img);
+    assert_eq!(t.partitions[2].type_name, "Linux LUKS");
+    assert!(t.partitions[2].bootable);
+}
+
 /// sgdisk's hybrid MBR (`-h`): the GPT is still what counts, and a note says so.
 #[test]
 fn gpt_with_hybrid_mbr() {
@@ -387,6 +409,21 @@ fn gpt_damaged_primary_falls_back_to_backup() {
         "{:?}",
         t.notes
     );
+}
+
+/// Sector 0 wiped: the GPT is still read (as gdisk does), with a note that the kernel would
+/// ignore it; the partitions are unchanged.
+#[test]
+fn gpt_without_protective_mbr() {
+    need!("sgdisk");
+    let lab = Lab::new();
+    let img = sgdisk_disk(&lab, "gpt.img");
+    let good = table(&img);
+    patch(&img, 0, &[0u8; 512]);
+    assert_eq!(partition::probe(&head(&img)), Some(TableKind::Gpt));
+    let t = table(&img);
+    assert_eq!(t.partitions, good.partitions);
+    assert_eq!(t.notes, ["no protective MBR in sector 0 (the kernel would ignore this GPT)"]);
 }
 
 /// Both headers damaged: a Corrupt error naming both problems.
