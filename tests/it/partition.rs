@@ -538,6 +538,8 @@ fn mbr_extended_and_logicals_match_sfdisk() {
     // sfdisk makes the line after the extended partition primary 4; the logicals follow
     assert_eq!(names[3..6], ["Linux", "Linux swap / Solaris", "Linux LUKS"]);
     assert!(t.partitions[0].bootable && !t.partitions[1].bootable);
+    let volumes: Vec<u32> = t.partitions.iter().filter(|p| p.is_volume()).map(|p| p.number).collect();
+    assert_eq!(volumes, [1, 2, 4, 5, 6, 7, 8, 9]);
 }
 
 /// An empty DOS label (sfdisk `label: dos` without partitions) is a table with no partitions.
