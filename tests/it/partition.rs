@@ -16,6 +16,7 @@ use std::process::Command;
 
 use luksfs::ErrorKind;
 use luksfs::formats::partition::{self, Partition, Role, Table, TableKind};
+use luksfs::io::{FileSource, ReadAt};
 use serde_json::Value;
 
 use crate::util::{Lab, MIB, ci, sh, skip, tool, which};
@@ -31,9 +32,8 @@ fn blank(lab: &Lab, name: &str, size: u64) -> PathBuf {
 
 /// luksfs's reading of the table of `img` (`Ok(None)`: no table).
 fn read(img: &Path) -> luksfs::Result<Option<Table>> {
-    let f = File::open(img).unwrap();
-    let size = f.metadata().unwrap().len();
-    partition::read_table(&f, size)
+    let f = FileSource::open(img).unwrap();
+    partition::read_table(&f, f.size())
 }
 
 #[track_caller]
@@ -317,7 +317,7 @@ fn gpt_with_hybrid_mbr() {
 }
 
 /// 4096-byte logical sectors: sgdisk on a loop device with `--sector-size 4096`; luksfs reads
-/// the plain file and finds the GPT at LBA 1 of 4 KiB sectors. Then the primary header is
+/// the plain file (and the loop device) and finds the GPT at LBA 1 of 4 KiB sectors. Then the primary header is
 /// damaged: the backup at the last 4 KiB LBA is used.
 #[test]
 fn gpt_4096_byte_sectors() {
@@ -336,6 +336,8 @@ fn gpt_4096_byte_sectors() {
     assert_eq!((t.kind, t.sector_size), (TableKind::Gpt, 4096));
     assert_clean(&t);
     assert_matches_tools(&t, &lo.dev);
+    // the same through the block device (its size from BLKGETSIZE64)
+    assert_eq!(table(&lo.dev), t);
     drop(lo);
 
     patch(&img, 4096 + 16, &[0xde, 0xad, 0xbe, 0xef]);
