@@ -217,42 +217,16 @@ fn gpt_entry(img: &Path, ss: u64, n: u64) -> u64 {
 /// A GPT disk made by sgdisk: ESP, LUKS, LVM, a Linux filesystem with a non-ASCII name and the
 /// legacy-BIOS-bootable attribute, a gap, and a partition numbered out of order.
 fn sgdisk_disk(lab: &Lab, name: &str) -> PathBuf {
+    #[rustfmt::skip]
+    const LAYOUT: &[&str] = &[
+        "-n", "1:2048:+1M", "-t", "1:ef00", "-c", "1:EFI system partition",
+        "-n", "2:0:+8M", "-t", "2:8309", "-c", "2:cryptroot",
+        "-n", "3:0:+12M", "-t", "3:8e00", "-c", "3:lvm",
+        "-n", "5:61440:+3M", "-t", "5:8300", "-c", "5:données été", "-A", "5:set:2",
+        "-n", "4:0:0", "-t", "4:8300",
+    ];
     let img = blank(lab, name, 64 * MIB as u64);
-    sgdisk(
-        &[
-            "-n",
-            "1:2048:+1M",
-            "-t",
-            "1:ef00",
-            "-c",
-            "1:EFI system partition",
-            "-n",
-            "2:0:+8M",
-            "-t",
-            "2:8309",
-            "-c",
-            "2:cryptroot",
-            "-n",
-            "3:0:+12M",
-            "-t",
-            "3:8e00",
-            "-c",
-            "3:lvm",
-            "-n",
-            "5:61440:+3M",
-            "-t",
-            "5:8300",
-            "-c",
-            "5:données été",
-            "-A",
-            "5:set:2",
-            "-n",
-            "4:0:0",
-            "-t",
-            "4:8300",
-        ],
-        &img,
-    );
+    sgdisk(LAYOUT, &img);
     img
 }
 
