@@ -17,15 +17,18 @@
 # seeds in fuzz/seeds/ (a few KiB) are copied in as well.
 # Needs: cryptsetup, qemu-img, qemu-io, python3; for the LVM seeds lvm2, losetup and root (lvm2
 # works on block devices only: loop devices, activation=0, no device-mapper), else they are
-# skipped. Nothing else needs root (cryptsetup works on files).
+# skipped; mbr (small disks with DOS labels by sfdisk: primaries,
+# extended partitions and EBR chains), gpt (small disks by sgdisk and sfdisk: names,
+# attributes, short entry arrays, a hybrid MBR; 4096-byte sectors on a loop device when root).
+# Nothing else needs root (cryptsetup works on files).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 out=${1:-$here/corpus}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export LC_ALL=C
-for t in luks1_header luks2_header qcow2_header qcow2_map lvm_metadata lvm_pv cinder_metadata cinder_sha256file; do mkdir -p "$out/$t"; done
-for t in luks1_header luks2_header qcow2_header qcow2_map lvm_metadata lvm_pv cinder_metadata cinder_sha256file; do
+for t in luks1_header luks2_header qcow2_header qcow2_map lvm_metadata lvm_pv cinder_metadata cinder_sha256file mbr gpt; do mkdir -p "$out/$t"; done
+for t in luks1_header luks2_header qcow2_header qcow2_map lvm_metadata lvm_pv cinder_metadata cinder_sha256file mbr gpt; do
     if compgen -G "$here/seeds/$t/*" >/dev/null; then cp "$here/seeds/$t"/* "$out/$t/"; fi
 done
 printf fuzz > "$tmp/key"
@@ -233,7 +236,51 @@ else
     echo "cinder backups could not be made: seeding cinder targets from fuzz/seeds/ only" >&2
 fi
 
+# ---- partition tables (sfdisk, sgdisk) on small sparse disks, so the fuzzed input is the disk
+if command -v sfdisk >/dev/null; then
+    n=0
+    for script in \
+        "label: dos|start=1, size=8, type=83, bootable|start=10, size=50, type=5|start=12, size=4, type=82|start=18, size=4, type=83|start=24, size=8, type=e8" \
+        "label: dos|label-id: 0x1234abcd|start=4, size=20, type=7|start=24, size=8, type=8e|start=32, size=28, type=f|start=40, size=4|start=48, size=4, type=c" \
+        "label: dos|start=2, size=60, type=85|start=4, size=2|start=8, size=2|start=12, size=2|start=16, size=2|start=20, size=2|start=24, size=2" \
+        "label: dos|start=1, size=63, type=ee" \
+        "label: dos"; do
+        f=$tmp/mbr-$n.img
+        truncate -s 32K "$f"
+        tr '|' '\n' <<< "$script" | sfdisk -q --no-reread --no-tell-kernel "$f" > /dev/null
+        cp "$f" "$out/mbr/sfdisk-$n"
+        n=$((n + 1))
+    done
+    f=$tmp/gpt-sf.img
+    truncate -s 64K "$f"
+    printf 'label: gpt\nfirst-lba: 34\ntable-length: 8\n\nstart=40, size=8, name=one\nstart=48, size=16, type=CA7D7CCB-63ED-4C53-861C-1742536059CC, name="crypt root", attrs=LegacyBIOSBootable\nstart=64, size=8, type=E6D6D379-F507-44C2-A23C-238F2A3DF928\n' |
+        sfdisk -q --no-reread --no-tell-kernel "$f" > /dev/null
+    cp "$f" "$out/gpt/sfdisk-0"
+fi
+if command -v sgdisk >/dev/null; then
+    n=0
+    for args in "-n 1:0:+4 -t 1:ef00 -c 1:esp -n 2:0:+16 -t 2:8309 -c 2:cryptroot -n 3:0:0 -t 3:8e00 -A 3:set:2" \
+        "-n 2:0:+8 -t 2:8300 -c 2:two -n 1:0:+8 -c 1:one -n 4:0:0 -t 4:8200" \
+        "-n 1:0:+8 -n 2:0:+8 -n 3:0:+8 -n 4:0:0 -h 1:2"; do
+        f=$tmp/gpt-$n.img
+        truncate -s 40K "$f"
+        # shellcheck disable=SC2086  # args is a word list
+        sgdisk -a 1 --resize-table=4 $args "$f" > /dev/null
+        cp "$f" "$out/gpt/sgdisk-$n"
+        n=$((n + 1))
+    done
+    if [[ $(id -u) == 0 ]] && command -v losetup >/dev/null; then
+        f=$tmp/gpt-4k.img
+        truncate -s 256K "$f"
+        if dev=$(losetup --show -f --sector-size 4096 "$f" 2> /dev/null); then
+            sgdisk -a 1 --resize-table=4 -n 1:0:+4 -c 1:four -n 2:0:0 -t 2:8309 "$dev" > /dev/null || true
+            losetup -d "$dev"
+            cp "$f" "$out/gpt/sgdisk-4k"
+        fi
+    fi
+fi
+
 for t in luks1_header luks2_header luks_keyslot qcow2_header qcow2_map volume_tree lvm_metadata lvm_pv \
-    cinder_metadata cinder_sha256file; do
+    cinder_metadata cinder_sha256file mbr gpt; do
     printf '%-13s %3d files %8d bytes\n' "$t" "$(find "$out/$t" -type f | wc -l)" "$(cat "$out/$t"/* | wc -c)"
 done

@@ -66,6 +66,21 @@ ensure_backports() {
     apt_update
 }
 
+# tests/it/partition.rs fetches util-linux's test samples with `apt-get source`: needs a deb-src
+# entry for the configured distribution and mirror
+ensure_deb_src() {
+    grep -rqsE '^[^#]*(deb-src|Types:.*deb-src)' /etc/apt/sources.list /etc/apt/sources.list.d/ && return 0
+    local mirror codename
+    mirror=$(grep -rhs -o -E '(https?://[^ ]+)' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | head -n1)
+    [ -n "$mirror" ] || mirror=$(grep -rhs -o -E '^URIs: *[^ ]+' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1 | sed 's/^URIs: *//')
+    [ -n "$mirror" ] || mirror=http://deb.debian.org/debian
+    codename=$(sed -n 's/^VERSION_CODENAME=//p' /etc/os-release)
+    [ -n "$codename" ] || return 0
+    log "adding deb-src $mirror $codename main (util-linux test samples)"
+    echo "deb-src $mirror $codename main" >/etc/apt/sources.list.d/luksfs-deb-src.list
+    apt_update
+}
+
 need_root() { [ "$(id -u)" = 0 ] || die "$1: run as root (or install: $2)"; }
 
 pkgs=$(missing_pkgs)
@@ -94,6 +109,7 @@ if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
     log "installing python3-venv"
     apt_install python3-venv
 fi
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then ensure_deb_src; fi
 
 # ---- verify
 fail=0

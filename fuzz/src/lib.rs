@@ -6,6 +6,10 @@
 //! (`luksfs::luks`, `luksfs::qcow2`, `luksfs::formats::lvm`, `luksfs::io`). Besides "no panic, no hang, no huge
 //! allocation" (libFuzzer's `-timeout` and `-rss_limit_mb` catch the last two), each checks
 //! the invariants the rest of luksfs relies on after a successful parse: offsets inside the file,
+//! (`luksfs::luks`, `luksfs::qcow2`, `luksfs::formats::partition`, `luksfs::io`). Besides "no
+//! panic, no hang, no huge allocation" (libFuzzer's `-timeout` and `-rss_limit_mb` catch the
+//! last two), each checks the invariants the rest of luksfs relies on after a successful parse:
+//! offsets inside the file,
 //! sizes within the named limits, mappings that never point into metadata.
 //!
 //! Key derivation cost is chosen by the header, so key slots are only *tried* when the header
@@ -15,6 +19,7 @@
 //! `fuzz/dictionaries/`.
 
 use luksfs::formats::lvm;
+use luksfs::formats::partition::{self, Role, TableKind};
 use luksfs::io::{ReadAt, Window};
 use luksfs::keys::Secret;
 use luksfs::luks::keyslot::{self, SlotKdf, SlotPlan, UnlockOptions};
@@ -522,5 +527,51 @@ pub fn cinder_sha256file(data: &[u8]) {
     if n > 0 {
         assert!(f.check_covers(full - f.chunk_size + 1).is_ok());
         assert!(f.check_covers(full + 1).is_err());
+/// `mbr` and `gpt`: the input is a whole (small) disk; [`partition::read_table`] reads it as
+/// the daemon reads a disk, and [`partition::probe`] looks at its first MiB. The two targets
+/// differ by their seeds (sfdisk DOS labels with EBR chains; sgdisk/sfdisk GPTs, 512- and
+/// 4096-byte sectors) and dictionaries.
+///
+/// Checks: no panic; `probe` agrees with `read_table` (no table ⇔ `None`; a table ⇒ its kind; an
+/// error only for a GPT that cannot be read, and always `Corrupt`); numbers strictly increase;
+/// every partition without a `problem` is non-empty, sector-aligned, after sector 0 and inside
+/// the input, and no two of them overlap (an extended partition holds its logicals, so it is
+/// left out of that check); every `problem` is `Corrupt`.
+pub fn partition_table(data: &[u8]) {
+    let size = data.len() as u64;
+    let disk = data.to_vec();
+    let kind = partition::probe(&data[..data.len().min(1 << 20)]);
+    let t = match partition::read_table(&disk, size) {
+        Ok(None) => {
+            assert_eq!(kind, None, "probe found a table read_table did not");
+            return;
+        }
+        Ok(Some(t)) => t,
+        Err(e) => {
+            assert_eq!(e.kind(), luksfs::ErrorKind::Corrupt, "{e}");
+            assert_eq!(kind, Some(TableKind::Gpt), "error {e} on a table probed as {kind:?}");
+            return;
+        }
+    };
+    assert_eq!(kind, Some(t.kind), "probe and read_table disagree");
+    let ss = u64::from(t.sector_size);
+    assert!(matches!((t.kind, ss), (TableKind::Mbr, 512) | (TableKind::Gpt, 512 | 4096)), "{:?} {ss}", t.kind);
+    assert!(t.partitions.windows(2).all(|w| w[0].number < w[1].number), "numbers out of order");
+    let mut usable = Vec::new();
+    for p in &t.partitions {
+        if let Some(e) = &p.problem {
+            assert_eq!(e.kind(), luksfs::ErrorKind::Corrupt, "{e}");
+            continue;
+        }
+        let end = p.start.checked_add(p.size).expect("partition end overflows");
+        assert!(p.size > 0 && p.start > 0 && end <= size, "partition {} [{}, {end}) outside the disk", p.number, p.start);
+        assert!(p.start % ss == 0 && p.size % ss == 0, "partition {} not sector-aligned", p.number);
+        if p.role != Role::Extended {
+            usable.push((p.start, end, p.number));
+        }
+    }
+    usable.sort_unstable();
+    for w in usable.windows(2) {
+        assert!(w[0].1 <= w[1].0, "usable partitions {} and {} overlap", w[0].2, w[1].2);
     }
 }

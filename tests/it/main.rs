@@ -18,6 +18,8 @@
 //!   devices) from `../shared/corpus/nested`.
 //! * `cinder_backup`: Cinder backups written by cinder's own posix driver
 //!   (`scripts/cinder-backup-make.sh`), reassembled, decrypted, verified, damaged.
+//! * `partition`: MBR/GPT tables made by sgdisk/sfdisk against `formats::partition`, and
+//!   util-linux's own partition-table samples as a second judge.
 //! * `corpus`: the third-party corpus in `../shared/corpus` (upstream cryptsetup images; the
 //!   generated visible corpus when `LUKSFS_CORPUS_DIR` points at one).
 //!
@@ -39,6 +41,7 @@ mod luks2;
 mod lvm;
 mod mount;
 mod nested;
+mod partition;
 mod qcow2;
 mod stress;
 mod transport;
