@@ -527,6 +527,9 @@ pub fn cinder_sha256file(data: &[u8]) {
     if n > 0 {
         assert!(f.check_covers(full - f.chunk_size + 1).is_ok());
         assert!(f.check_covers(full + 1).is_err());
+    }
+}
+
 /// `mbr` and `gpt`: the input is a whole (small) disk; [`partition::read_table`] reads it as
 /// the daemon reads a disk, and [`partition::probe`] looks at its first MiB. The two targets
 /// differ by their seeds (sfdisk DOS labels with EBR chains; sgdisk/sfdisk GPTs, 512- and
@@ -564,7 +567,12 @@ pub fn partition_table(data: &[u8]) {
             continue;
         }
         let end = p.start.checked_add(p.size).expect("partition end overflows");
-        assert!(p.size > 0 && p.start > 0 && end <= size, "partition {} [{}, {end}) outside the disk", p.number, p.start);
+        assert!(
+            p.size > 0 && p.start > 0 && end <= size,
+            "partition {} [{}, {end}) outside the disk",
+            p.number,
+            p.start
+        );
         assert!(p.start % ss == 0 && p.size % ss == 0, "partition {} not sector-aligned", p.number);
         if p.role != Role::Extended {
             usable.push((p.start, end, p.number));
