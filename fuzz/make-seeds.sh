@@ -10,7 +10,8 @@
 # also the JSON of cryptsetup's upstream test images when ../shared/corpus is there),
 # qcow2_header (first 4 KiB of encrypted qcow2 images: header + extensions), qcow2_map (small
 # unencrypted qcow2 images written by qemu-io: data, zero and discarded clusters, v2/v3,
-# extended L2). The committed seeds in fuzz/seeds/ (a few KiB) are copied in as well.
+# extended L2), qcow2_read (the same, plus images compressed by qemu-img convert -c with zlib and
+# zstd and partly rewritten by qemu-io). The committed seeds in fuzz/seeds/ (a few KiB) are copied in as well.
 # Needs: cryptsetup, qemu-img, qemu-io, python3. Never needs root (cryptsetup works on files).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -18,8 +19,9 @@ out=${1:-$here/corpus}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export LC_ALL=C
-for t in luks1_header luks2_header qcow2_header qcow2_map; do mkdir -p "$out/$t"; done
-for t in luks1_header luks2_header qcow2_header qcow2_map; do
+targets=(luks1_header luks2_header luks_keyslot qcow2_header qcow2_map qcow2_read volume_tree)
+for t in "${targets[@]}"; do mkdir -p "$out/$t"; done
+for t in "${targets[@]}"; do
     if [[ -d $here/seeds/$t ]]; then cp "$here/seeds/$t"/* "$out/$t/"; fi
 done
 printf fuzz > "$tmp/key"
@@ -117,6 +119,26 @@ for o in "cluster_size=512" "cluster_size=512,compat=0.10" "cluster_size=16384,e
     qemu-io -f qcow2 -c "write -P 0x11 0 8K" -c "write -P 0x22 64K 3K" -c "write -z 100K 4K" \
         -c "discard 4K 2K" -c "write -P 0x33 200K 1K" "$f" > /dev/null
     cp "$f" "$out/qcow2_map/qemu-$n"
+    cp "$f" "$out/qcow2_read/qemu-$n"
+    n=$((n + 1))
+done
+
+# ---- compressed unencrypted qcow2 images for the guest-disk reader: text (compresses) and
+# random (stays uncompressed) sectors, then qemu-io writes over compressed clusters
+python3 -c '
+import os, sys
+out = bytearray()
+for i in range(96):
+    out += (b"seed sector %06d " % i + bytes(range(65, 91)) * 19)[:512] if i % 3 else os.urandom(512)
+sys.stdout.buffer.write(out)' > "$tmp/plain.raw"
+n=0
+for o in "cluster_size=512" "cluster_size=512,compression_type=zstd" "cluster_size=512,compat=0.10" \
+    "cluster_size=4096,compression_type=zstd" "cluster_size=16384,extended_l2=on" \
+    "cluster_size=16384,extended_l2=on,compression_type=zstd"; do
+    f=$tmp/c-$n.qcow2
+    qemu-img convert -c -f raw -O qcow2 -o "$o" "$tmp/plain.raw" "$f"
+    qemu-io -f qcow2 -c "write -P 0x5a 1000 700" -c "write -z 8192 1024" "$f" > /dev/null
+    cp "$f" "$out/qcow2_read/compressed-$n"
     n=$((n + 1))
 done
 
@@ -141,6 +163,6 @@ fi
 mkdir -p "$out/luks_keyslot"
 cp "$out"/luks1_header/* "$out"/luks2_header/* "$out/luks_keyslot/" 2>/dev/null || true
 
-for t in luks1_header luks2_header luks_keyslot qcow2_header qcow2_map volume_tree; do
+for t in "${targets[@]}"; do
     printf '%-13s %3d files %8d bytes\n' "$t" "$(find "$out/$t" -type f | wc -l)" "$(cat "$out/$t"/* | wc -c)"
 done

@@ -3,7 +3,7 @@
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]     # default: 60 s each, every target in fuzz/fuzz_targets/
 #
-# Targets: luks1_header luks2_header qcow2_header qcow2_map (see fuzz/src/lib.rs). Each runs
+# Targets: luks1_header luks2_header qcow2_header qcow2_map qcow2_read (see fuzz/src/lib.rs). Each runs
 # under `nice -n 19` with its dictionary (fuzz/dictionaries/), on fuzz/corpus/TARGET (made by
 # fuzz/make-seeds.sh from cryptsetup/qemu-img images when the tools are there, else the
 # committed fuzz/seeds/), with -timeout=10 s per input and -rss_limit_mb=2048: a hang or a huge
