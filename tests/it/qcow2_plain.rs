@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use luksfs::ErrorKind;
+use luksfs::io::FileSource;
 use luksfs::qcow2::reader::Qcow2Reader;
 use luksfs::qcow2::table::Storage;
 
@@ -90,7 +91,7 @@ fn make(lab: &Lab, name: &str, mut plain: Vec<u8>, compress: bool, opts: &str, o
 }
 
 fn open(img: &Path) -> luksfs::Result<Qcow2Reader> {
-    Qcow2Reader::open(Arc::new(std::fs::File::open(img).unwrap()))
+    Qcow2Reader::open(Arc::new(FileSource::open(img).unwrap()))
 }
 
 fn read(r: &Qcow2Reader, off: u64, len: usize) -> luksfs::Result<Vec<u8>> {
@@ -177,7 +178,7 @@ fn check(img: &Path, want: &[u8]) -> Qcow2Reader {
         assert_same(&format!("{name}: {len} bytes at {off}"), &got, &want[off..off + len]);
     }
     let past = read(&r, want.len() as u64 - 1, 2).expect_err("a read past the guest disk");
-    assert_eq!(past.kind(), ErrorKind::Usage, "{past}");
+    assert_eq!(past.kind(), ErrorKind::Corrupt, "{past}");
     r
 }
 
