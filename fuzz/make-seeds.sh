@@ -20,15 +20,16 @@
 # skipped; mbr (small disks with DOS labels by sfdisk: primaries,
 # extended partitions and EBR chains), gpt (small disks by sgdisk and sfdisk: names,
 # attributes, short entry arrays, a hybrid MBR; 4096-byte sectors on a loop device when root).
-# Nothing else needs root (cryptsetup works on files).
+# qcow2_read (the qcow2 images, plus images compressed by qemu-img convert -c with zlib and
+# zstd and partly rewritten by qemu-io). Nothing else needs root (cryptsetup works on files).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 out=${1:-$here/corpus}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export LC_ALL=C
-for t in luks1_header luks2_header qcow2_header qcow2_map lvm_metadata lvm_pv cinder_metadata cinder_sha256file mbr gpt; do mkdir -p "$out/$t"; done
-for t in luks1_header luks2_header qcow2_header qcow2_map lvm_metadata lvm_pv cinder_metadata cinder_sha256file mbr gpt; do
+for t in luks1_header luks2_header qcow2_header qcow2_map lvm_metadata lvm_pv cinder_metadata cinder_sha256file mbr gpt qcow2_read; do mkdir -p "$out/$t"; done
+for t in luks1_header luks2_header qcow2_header qcow2_map lvm_metadata lvm_pv cinder_metadata cinder_sha256file mbr gpt qcow2_read; do
     if compgen -G "$here/seeds/$t/*" >/dev/null; then cp "$here/seeds/$t"/* "$out/$t/"; fi
 done
 printf fuzz > "$tmp/key"
@@ -126,6 +127,26 @@ for o in "cluster_size=512" "cluster_size=512,compat=0.10" "cluster_size=16384,e
     qemu-io -f qcow2 -c "write -P 0x11 0 8K" -c "write -P 0x22 64K 3K" -c "write -z 100K 4K" \
         -c "discard 4K 2K" -c "write -P 0x33 200K 1K" "$f" > /dev/null
     cp "$f" "$out/qcow2_map/qemu-$n"
+    cp "$f" "$out/qcow2_read/qemu-$n"
+    n=$((n + 1))
+done
+
+# ---- compressed unencrypted qcow2 images for the guest-disk reader: text (compresses) and
+# random (stays uncompressed) sectors, then qemu-io writes over compressed clusters
+python3 -c '
+import os, sys
+out = bytearray()
+for i in range(96):
+    out += (b"seed sector %06d " % i + bytes(range(65, 91)) * 19)[:512] if i % 3 else os.urandom(512)
+sys.stdout.buffer.write(out)' > "$tmp/plain.raw"
+n=0
+for o in "cluster_size=512" "cluster_size=512,compression_type=zstd" "cluster_size=512,compat=0.10" \
+    "cluster_size=4096,compression_type=zstd" "cluster_size=16384,extended_l2=on" \
+    "cluster_size=16384,extended_l2=on,compression_type=zstd"; do
+    f=$tmp/c-$n.qcow2
+    qemu-img convert -c -f raw -O qcow2 -o "$o" "$tmp/plain.raw" "$f"
+    qemu-io -f qcow2 -c "write -P 0x5a 1000 700" -c "write -z 8192 1024" "$f" > /dev/null
+    cp "$f" "$out/qcow2_read/compressed-$n"
     n=$((n + 1))
 done
 
@@ -281,6 +302,6 @@ if command -v sgdisk >/dev/null; then
 fi
 
 for t in luks1_header luks2_header luks_keyslot qcow2_header qcow2_map volume_tree lvm_metadata lvm_pv \
-    cinder_metadata cinder_sha256file mbr gpt; do
+    cinder_metadata cinder_sha256file mbr gpt qcow2_read; do
     printf '%-13s %3d files %8d bytes\n' "$t" "$(find "$out/$t" -type f | wc -l)" "$(cat "$out/$t"/* | wc -c)"
 done

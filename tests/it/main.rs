@@ -8,6 +8,8 @@
 //! Where new tests go:
 //! * `luks1`: LUKS1 images (qemu-img and cryptsetup), cipher/IV/hash matrix, key slots, key files.
 //! * `qcow2`: qcow2 with native LUKS encryption: clusters, zeros, versions, layouts.
+//! * `qcow2_plain`: unencrypted qcow2 read as a container (`Qcow2Reader`): compressed clusters
+//!   (zlib, zstd), versions, cluster sizes, extended L2, hostile compressed descriptors.
 //! * `luks2`: LUKS2 images (cryptsetup): KDFs, sector sizes, headers, requirements.
 //! * `lvm`: LVM2 PVs made by lvm2 on loop devices (no device-mapper): VG metadata, LV mapping.
 //! * `errors`: exit codes and messages of `cat` / `inspect` on bad input; `cat --offset/--length`.
@@ -43,6 +45,7 @@ mod mount;
 mod nested;
 mod partition;
 mod qcow2;
+mod qcow2_plain;
 mod stress;
 mod transport;
 mod verify;
