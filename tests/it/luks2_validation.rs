@@ -23,7 +23,7 @@ const VERSION: &str = "2.6.1";
 /// code luksfs gives instead of 0.
 const READER_REFUSALS: &[(&str, i32, &str)] = &[
     // A segment of a type other than `crypt`: nothing to decrypt (exit 5, unsupported).
-    ("luks2-segment-unknown-type.img", 5, "segment type"),
+    ("luks2-segment-unknown-type.img", 5, "unsupported type 'some_type'"),
     // Two segments (a second, unknown one after the crypt segment): luksfs serves exactly one
     // data segment (exit 5, unsupported).
     ("luks2-segment-two.img", 5, "segments"),
@@ -200,20 +200,21 @@ fn cryptsetup_luks2_validation_suite_verdicts() {
             } else {
                 let verdict = if *accepted { "accepts" } else { "rejects" };
                 let line = stderr.lines().next().unwrap_or("");
-                wrong.push(format!("[{label}] {name}: cryptsetup {verdict}, luksfs inspect exit {code} (want {want}): {line}"));
+                wrong.push(format!(
+                    "[{label}] {name}: cryptsetup {verdict}, luksfs inspect exit {code} (want {want}): {line}"
+                ));
                 continue;
             }
             if *accepted && refusal.is_none() {
                 // inspect says which copy it read, and why the other one was not used.
                 let copy = &report["luks"]["header_copy"];
                 // The generators damage the primary copy of these (hdr0), or leave only the secondary.
-                let want_copy = if name.ends_with("-secondary.img") || name.contains("hdr0") {
-                    "secondary"
-                } else {
-                    "primary"
-                };
+                let want_copy =
+                    if name.ends_with("-secondary.img") || name.contains("hdr0") { "secondary" } else { "primary" };
                 if copy["used"] != want_copy || copy["other_copy_problem"].as_str().is_none_or(|p| p.is_empty()) {
-                    wrong.push(format!("[{label}] {name}: inspect reports header copy {copy}, want {want_copy} and why"));
+                    wrong.push(format!(
+                        "[{label}] {name}: inspect reports header copy {copy}, want {want_copy} and why"
+                    ));
                 }
                 // Every key slot of the shipped header uses the unknown KDF `argon2`: each is
                 // listed as unusable with the reason, and the header stays usable.
@@ -223,7 +224,10 @@ fn cryptsetup_luks2_validation_suite_verdicts() {
                     || argon2.clone().any(|s| !s["unusable"].as_str().is_some_and(|r| r.contains("argon2")))
                     || (label == "argon2" && argon2.count() == 0)
                 {
-                    wrong.push(format!("[{label}] {name}: key slots not listed as expected: {}", report["luks"]["keyslots"]));
+                    wrong.push(format!(
+                        "[{label}] {name}: key slots not listed as expected: {}",
+                        report["luks"]["keyslots"]
+                    ));
                 }
             }
         }
