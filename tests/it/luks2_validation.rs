@@ -236,3 +236,48 @@ fn cryptsetup_luks2_validation_suite_verdicts() {
     eprintln!("cryptsetup {VERSION} LUKS2 validation suite: {agree}/{total} agree");
     assert!(wrong.is_empty(), "{} problems over {total} headers:\n{}", wrong.len(), wrong.join("\n"));
 }
+
+/// Rewrite the JSON of both copies as a value (checksums fixed).
+fn edit(p: &Path, f: impl Fn(&mut serde_json::Value)) {
+    luks2_edit_json(p, |s| {
+        let mut v: serde_json::Value = serde_json::from_str(s).unwrap();
+        f(&mut v);
+        v.to_string()
+    });
+}
+
+/// A key slot with a KDF luksfs does not know makes only that slot unusable, as in cryptsetup:
+/// the volume opens with another slot (even when the unknown one is preferred), `inspect` lists
+/// the reason, and when no other slot exists, `cat` says why (exit 5) instead of "wrong key".
+#[test]
+fn unknown_kdf_makes_only_that_key_slot_unusable() {
+    need!("cryptsetup");
+    let lab = Lab::new();
+    let img = lab.cs_luks2("one.img", crate::util::random("unknown-kdf", 64 * crate::util::KIB), b"pw", &[]);
+    let two = lab.place("two.img");
+    std::fs::copy(&img.path, &two).unwrap();
+    edit(&two, |j| {
+        let mut k = j["keyslots"]["0"].clone();
+        let end: u64 = ["offset", "size"].iter().map(|f| k["area"][f].as_str().unwrap().parse::<u64>().unwrap()).sum();
+        k["area"]["offset"] = end.to_string().into();
+        k["kdf"]["type"] = "argon2".into();
+        k["priority"] = 2.into();
+        j["keyslots"]["1"] = k;
+        j["digests"]["0"]["keyslots"].as_array_mut().unwrap().push("1".into());
+    });
+    let two = crate::util::Image { path: two, ..img.clone() };
+    two.check_cat();
+    let (code, report, _) = inspect(&two.path);
+    assert_eq!(code, 0);
+    let slots = report["luks"]["keyslots"].as_array().unwrap();
+    assert!(slots[0].get("unusable").is_none(), "{}", slots[0]);
+    assert!(slots[1]["unusable"].as_str().unwrap().contains("unknown KDF type 'argon2'"), "{}", slots[1]);
+
+    let only = lab.place("only.img");
+    std::fs::copy(&img.path, &only).unwrap();
+    edit(&only, |j| j["keyslots"]["0"]["kdf"]["type"] = "argon2".into());
+    let only = crate::util::Image { path: only, ..img.clone() };
+    crate::hostile::expect_class(&only, 5, &[]);
+    let (code, _, _) = inspect(&only.path);
+    assert_eq!(code, 0, "the header itself is valid");
+}

@@ -164,7 +164,7 @@ fn read_luks2(src: &dyn ReadAt) -> Result<Luks2> {
                 let note = format!("secondary header is older (seqid {sq} < {pq})");
                 take(primary, "both copies are valid; the primary is newer".into(), Some(note))
             } else {
-                take(primary, format!("both copies are valid and agree (seqid {pq}; secondary at byte {at})"), None)
+                take(primary, format!("both copies are valid and agree; the secondary is at byte {at}"), None)
             }
         }
         (Ok(()), Err(e)) => {
