@@ -110,9 +110,25 @@ pub fn parse_area(area: &[u8]) -> R<Map<String, Value>> {
             format!("byte 0x{:02x} at offset {} after the JSON text (which ends at {end})", area[end + i], end + i),
         );
     }
+    if depth(&value) > MAX_DEPTH {
+        return fail(Rule::JsonSyntax, format!("the JSON nests deeper than {MAX_DEPTH} levels"));
+    }
     match value {
         Value::Object(m) => Ok(m),
         _ => fail(Rule::JsonSyntax, "the top-level JSON value is not an object"),
+    }
+}
+
+/// Nesting limit of cryptsetup's JSON parser (json-c's default tokener depth, 32); counted here
+/// as containers including the top-level object (the exact boundary is not checked against
+/// json-c; real headers nest 4 deep).
+const MAX_DEPTH: usize = 32;
+
+fn depth(v: &Value) -> usize {
+    match v {
+        Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+        Value::Object(m) => 1 + m.values().map(depth).max().unwrap_or(0),
+        _ => 0,
     }
 }
 
@@ -328,10 +344,10 @@ fn segments(root: &Map<String, Value>) -> R {
         if offset % 512 != 0 || size % 512 != 0 {
             return fail(Rule::Segment, format!("{owner} offset {offset} or size {size} is not a multiple of 512"));
         }
-        if let Some(f) = s.get("flags") {
-            if !f.as_array().is_some_and(|a| a.iter().all(Value::is_string)) {
-                return fail(Rule::Segment, format!("{owner} flags {f} are not an array of strings"));
-            }
+        if let Some(f) = s.get("flags")
+            && !f.as_array().is_some_and(|a| a.iter().all(Value::is_string))
+        {
+            return fail(Rule::Segment, format!("{owner} flags {f} are not an array of strings"));
         }
         let id: u64 = k.parse().unwrap_or(u64::MAX);
         if is_backup(s) {
@@ -415,7 +431,7 @@ fn crypt_segment(k: &str, s: &Value, digests: &Map<String, Value>, size: u64) ->
     if !numbered(iv) || strtoull(iv).is_none() {
         return fail(Rule::CryptSegment, format!("{owner} iv_tweak '{iv}' is not a 64-bit number"));
     }
-    if size % u64::from(sector) != 0 {
+    if !size.is_multiple_of(u64::from(sector)) {
         return fail(Rule::CryptSegment, format!("{owner} size {size} is not a multiple of its sector size {sector}"));
     }
     let bound = digests.values().any(|d| array(d, "segments").is_some_and(|a| a.iter().any(|x| x.as_str() == Some(k))));
@@ -484,10 +500,10 @@ fn config(root: &Map<String, Value>) -> R<(u64, u64)> {
             ),
         );
     }
-    if let Some(f) = config.get("flags") {
-        if !f.as_array().is_some_and(|a| a.iter().all(Value::is_string)) {
-            return fail(Rule::Config, format!("config.flags {f} are not an array of strings"));
-        }
+    if let Some(f) = config.get("flags")
+        && !f.as_array().is_some_and(|a| a.iter().all(Value::is_string))
+    {
+        return fail(Rule::Config, format!("config.flags {f} are not an array of strings"));
     }
     Ok((metadata_size, keyslots_size))
 }
@@ -615,20 +631,18 @@ fn luks2_keyslot(k: &str, s: &Value) -> R {
     let (kdf_v, af_v, area_v) = (Value::Object(kdf.clone()), Value::Object(af.clone()), Value::Object(area.clone()));
     let Some(kdf_type) = string(&kdf_v, "type") else { return bad("the kdf has no type".into()) };
     let has_ints = |v: &Value, keys: &[&str]| keys.iter().all(|key| int(v, key).is_some());
+    let pbkdf2_ok = || {
+        kdf.len() == 4
+            && string(&kdf_v, "hash").is_some()
+            && has_ints(&kdf_v, &["iterations"])
+            && string(&kdf_v, "salt").is_some()
+    };
+    let argon2_ok =
+        || kdf.len() == 5 && has_ints(&kdf_v, &["time", "memory", "cpus"]) && string(&kdf_v, "salt").is_some();
     match kdf_type {
-        "pbkdf2" => {
-            if kdf.len() != 4
-                || string(&kdf_v, "hash").is_none()
-                || !has_ints(&kdf_v, &["iterations"])
-                || string(&kdf_v, "salt").is_none()
-            {
-                return bad("a pbkdf2 kdf needs exactly type, hash, iterations and salt".into());
-            }
-        }
-        "argon2i" | "argon2id" => {
-            if kdf.len() != 5 || !has_ints(&kdf_v, &["time", "memory", "cpus"]) || string(&kdf_v, "salt").is_none() {
-                return bad(format!("an {kdf_type} kdf needs exactly type, time, memory, cpus and salt"));
-            }
+        "pbkdf2" if !pbkdf2_ok() => return bad("a pbkdf2 kdf needs exactly type, hash, iterations and salt".into()),
+        "argon2i" | "argon2id" if !argon2_ok() => {
+            return bad(format!("an {kdf_type} kdf needs exactly type, time, memory, cpus and salt"));
         }
         // Other KDF types pass: the header is valid, only this key slot cannot be opened.
         _ => {}
@@ -681,5 +695,7 @@ mod tests {
             assert!(matches!(parse_area(area), Err(Luks2Error::Rule(r, _)) if r == rule), "{area:?}");
         }
         assert!(matches!(parse_area(b"[1]\0"), Err(Luks2Error::Rule(Rule::OpeningChar, _))));
+        let deep = format!("{{\"a\":{}1{}}}\0", "[".repeat(40), "]".repeat(40));
+        assert!(matches!(parse_area(deep.as_bytes()), Err(Luks2Error::Rule(Rule::JsonSyntax, _))));
     }
 }
