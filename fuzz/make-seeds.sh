@@ -7,7 +7,8 @@
 #
 # Writes OUT/<target>/*: luks1_header (LUKS1 files cut after slot 0's key material),
 # luks2_header (mode byte 0 + the metadata and slot 0 of LUKS2 files; mode byte 1 + their JSON,
-# also the JSON of cryptsetup's upstream test images when ../shared/corpus is there),
+# also the JSON of cryptsetup's upstream test images when ../shared/corpus is there, and the 166
+# headers of cryptsetup 2.6.1's LUKS2 validation suite, see below),
 # qcow2_header (first 4 KiB of encrypted qcow2 images: header + extensions), qcow2_map (small
 # unencrypted qcow2 images written by qemu-io: data, zero and discarded clusters, v2/v3,
 # extended L2), lvm_pv (the first 64 KiB or 1 MiB of lvm2 PVs: label, pv_header, metadata
@@ -15,7 +16,8 @@
 # them), cinder_metadata / cinder_sha256file (the JSON objects of Cinder backups written by
 # cinder's posix driver, ../scripts/cinder-backup-make.sh; FUZZ_NO_CINDER=1 skips). The committed
 # seeds in fuzz/seeds/ (a few KiB) are copied in as well.
-# Needs: cryptsetup, qemu-img, qemu-io, python3; for the LVM seeds lvm2, losetup and root (lvm2
+# Needs: cryptsetup, qemu-img, qemu-io, python3; jq, xxd and the cryptsetup source package for the
+# LUKS2 validation-suite seeds; for the LVM seeds lvm2, losetup and root (lvm2
 # works on block devices only: loop devices, activation=0, no device-mapper), else they are
 # skipped; mbr (small disks with DOS labels by sfdisk: primaries,
 # extended partitions and EBR chains), gpt (small disks by sgdisk and sfdisk: names,
@@ -106,6 +108,56 @@ if [[ -f $shared/luks2_header_requirements.tar.xz ]]; then
     for f in $(find "$tmp/req" -type f | sort | head -20); do
         if head -c 6 "$f" | grep -q LUKS; then luks2_seed "upstream-req-$(basename "$f")" "$f" 2>/dev/null || true; fi
     done
+fi
+
+# ---- cryptsetup 2.6.1's LUKS2 header-validation suite (tests/generators/*.sh over its base
+# header, and over the same header with the KDF renamed argon2 -> argon2i), as the integration
+# test tests/it/luks2_validation.rs runs it: its cached source package, else `apt-get source`.
+suite=${CRYPTSETUP_SRC:-$here/../target/tmp/cryptsetup-source/cryptsetup-2.6.1}
+if [[ ! -f $suite/tests/luks2-validation-test ]] && command -v apt-get > /dev/null; then
+    (cd "$tmp" && apt-get source -qq cryptsetup > /dev/null 2>&1) || true
+    suite=$tmp/cryptsetup-2.6.1
+fi
+if [[ -f $suite/tests/luks2-validation-test ]] && command -v jq > /dev/null && command -v xxd > /dev/null; then
+    mkdir -p "$tmp/suite/argon2" "$tmp/suite/argon2i"
+    xz -dkc "$suite/tests/luks2_valid_hdr.img.xz" > "$tmp/suite/base-argon2.img"
+    cp "$tmp/suite/base-argon2.img" "$tmp/suite/base-argon2i.img"
+    python3 - "$tmp/suite/base-argon2i.img" <<'PY'
+import hashlib, sys
+p = sys.argv[1]
+b = bytearray(open(p, 'rb').read())
+hs = int.from_bytes(b[8:16], 'big')
+for base in (0, hs):
+    area = b[base:base + hs]
+    j = bytes(area[4096:]).split(b'\0', 1)[0].replace(b'"type":"argon2",', b'"type":"argon2i",')
+    area[4096:] = j + bytes(hs - 4096 - len(j))
+    area[448:512] = bytes(64)
+    area[448:480] = hashlib.sha256(area).digest()
+    b[base:base + hs] = area
+open(p, 'wb').write(b)
+PY
+    gens=$tmp/suite/generators
+    cp -r "$suite/tests/generators" "$gens"
+    for kdf in argon2 argon2i; do
+        for g in "$gens"/generate-*.sh; do
+            (cd "$gens" && bash "$g" "$tmp/suite/$kdf" "$tmp/suite/base-$kdf.img" > /dev/null)
+        done
+        for f in "$tmp/suite/$kdf"/*.img; do
+            python3 - "$f" "$out/luks2_header/cryptsetup-suite-$kdf-$(basename "$f" .img)" <<'PY'
+import sys
+f, dest = sys.argv[1], sys.argv[2]
+b = open(f, 'rb').read()
+hs = min(int.from_bytes(b[8:16], 'big'), 4 << 20)
+# mode 0: both metadata copies (no key material), for metadata up to 256 KiB
+if hs <= 256 << 10:
+    open(dest + '-file', 'wb').write(b'\0' + b[:2 * hs])
+# mode 1: the primary's JSON area text
+open(dest + '-json', 'wb').write(b'\1' + b[4096:max(4096, hs)].split(b'\0', 1)[0])
+PY
+        done
+    done
+else
+    echo "note: cryptsetup's LUKS2 validation suite not available (apt-get source cryptsetup, jq, xxd): its headers are not seeded" >&2
 fi
 
 # ---- qcow2 + LUKS (qemu-img): header + extensions

@@ -13,10 +13,12 @@ export PATH="$PATH:/usr/sbin:/sbin"
 log() { printf '[install-deps] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-# command:package (command checked with command -v)
+# command:package (command checked with command -v). jq, xxd and dpkg-source (dpkg-dev) run
+# cryptsetup's LUKS2 validation suite, which tests/it/luks2_validation.rs fetches with
+# `apt-get source cryptsetup` (adding a deb-src entry that mirrors the configured Debian mirror).
 TOOLS="fusermount3:fuse3 cryptsetup:cryptsetup-bin qemu-img:qemu-utils qemu-io:qemu-utils
 qemu-storage-daemon:qemu-utils mkfs.ext4:e2fsprogs e2fsck:e2fsprogs debugfs:e2fsprogs
-sgdisk:gdisk sfdisk:fdisk lvm:lvm2 losetup:mount mkfs.vfat:dosfstools mcopy:mtools fio:fio vmtouch:vmtouch xxd:xxd python3:python3
+sgdisk:gdisk sfdisk:fdisk lvm:lvm2 losetup:mount mkfs.vfat:dosfstools mcopy:mtools fio:fio vmtouch:vmtouch xxd:xxd jq:jq dpkg-source:dpkg-dev python3:python3
 xz:xz-utils tar:tar fallocate:util-linux flock:util-linux curl:curl truncate:coreutils sha256sum:coreutils cc:gcc"
 
 missing_pkgs() {

@@ -199,8 +199,11 @@ pub fn luks2_header(data: &[u8]) {
     let md = v2::Metadata::parse(rest);
     if let Ok(m) = &md {
         for k in &m.keyslots {
-            assert!(k.key_size >= 1 && k.key_size <= v2::MAX_KEY_SIZE);
+            // A valid header may hold unusable key slots; those that are usable are within bounds.
+            assert_eq!(k.usable.is_some(), k.unusable.is_none(), "slot {} is both or neither", k.id);
             if let Some(u) = &k.usable {
+                assert!(k.key_size >= 1 && k.key_size <= v2::MAX_KEY_SIZE);
+                assert!(k.id < v2::MAX_KEYSLOTS);
                 assert!(u.af_stripes >= 1 && u.af_stripes <= v2::MAX_STRIPES);
                 assert!(u64::from(k.key_size) * u64::from(u.af_stripes) <= u.area_size);
             }

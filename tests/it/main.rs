@@ -12,6 +12,7 @@
 //!   (zlib, zstd), versions, cluster sizes, extended L2, hostile compressed descriptors.
 //! * `luks2`: LUKS2 images (cryptsetup): KDFs, sector sizes, headers, requirements.
 //! * `lvm`: LVM2 PVs made by lvm2 on loop devices (no device-mapper): VG metadata, LV mapping.
+//! * `luks2_validation`: cryptsetup's own LUKS2 header-validation suite (fetched with `apt-get source`).
 //! * `errors`: exit codes and messages of `cat` / `inspect` on bad input; `cat --offset/--length`.
 //! * `mount`: real FUSE mounts: trees, keytabs, read-only behaviour, signals, start-up time.
 //! * `verify`: `verify` reports, verdicts and exit codes; snapshots of `verify --json` and
@@ -40,6 +41,7 @@ mod faults;
 mod hostile;
 mod luks1;
 mod luks2;
+mod luks2_validation;
 mod lvm;
 mod mount;
 mod nested;
