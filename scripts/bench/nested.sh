@@ -10,6 +10,7 @@
 #   PBKDF2). Nested: an LVM2 PV (lvm2 on a loop device, activation=0) whose one LV holds the
 #   same plaintext, encrypted the same way, placed in partition 2 of a GPT disk made by sgdisk
 #   (partition 1: a 32 MiB ESP).
+# * Ciphertexts locked in the page cache (vmtouch -l), as in scripts/bench.sh.
 # * Bytes first: both exposed files are compared with the plaintext (cmp) before any figure.
 # * seq: dd bs=1M of the exposed file (page cache of the exposed file dropped, ciphertext in the
 #   page cache); random: fio randread bs=4k psync, 1 job, every block at most once (as bench.sh).
@@ -30,6 +31,7 @@ cleanup() {
     local m l
     for m in "${MOUNTS[@]}"; do mountpoint -q "$m" 2>/dev/null && { fusermount3 -u "$m" 2>/dev/null || fusermount3 -uz "$m"; }; done
     for l in "${LOOPS[@]}"; do losetup -d "$l" 2>/dev/null || true; done
+    [ -s "$W/vmtouch.pid" ] && kill "$(cat "$W/vmtouch.pid")" 2>/dev/null || true
 }
 trap cleanup EXIT
 log() { printf '[nested %s] %s\n' "$(date +%T)" "$*" >&2; }
@@ -90,6 +92,11 @@ iops() {
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # ---------------------------------------------------------------- bytes first
+# Both ciphertexts stay in the page cache for the run (this VM's DAMON pageout evicts cold file
+# pages; scripts/bench.sh does the same).
+rm -f "$W/vmtouch.pid"
+vmtouch -l -d -q -P "$W/vmtouch.pid" "$W/disk.raw" "$W/whole.luks2" || { echo "vmtouch -l failed" >&2; exit 1; }
+for _ in $(seq 100); do [ -s "$W/vmtouch.pid" ] && break; sleep 0.05; done
 cat "$W/disk.raw" "$W/whole.luks2" >/dev/null
 start "$W/disk.raw" "$NESTED_REL"; cmp "$MP/$NESTED_REL" "$W/plain" || { echo "BYTES DIFFER: nested LV" >&2; exit 1; }; stop
 start "$W/whole.luks2" "$WHOLE_REL"; cmp "$MP/$WHOLE_REL" "$W/plain" || { echo "BYTES DIFFER: whole file" >&2; exit 1; }; stop
