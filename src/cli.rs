@@ -336,11 +336,7 @@ fn mount(a: MountArgs) -> Result<i32> {
     if a.daemon && std::env::var_os(DAEMON_ENV).is_none() {
         return daemonize(&a);
     }
-    let md = std::fs::metadata(&a.mountpoint)
-        .map_err(|e| Error::usage(format!("mount point {}: {e}", a.mountpoint.display())))?;
-    if !md.is_dir() {
-        return Err(Error::usage(format!("mount point {} is not a directory", a.mountpoint.display())));
-    }
+    crate::fuse::mount::preflight(&a.mount_config())?;
     let source = a.source.canonicalize().map_err(|e| Error::from_io(format!("source {}", a.source.display()), &e))?;
     if a.image.header.is_some() && source.is_dir() {
         return Err(Error::usage(
@@ -387,20 +383,36 @@ fn mount(a: MountArgs) -> Result<i32> {
         mounted.transport
     );
     if std::env::var_os(DAEMON_ENV).is_some() {
-        // Tell the waiting parent we are ready; it exits 0.
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "READY").and_then(|()| out.flush());
-        crate::logging::detach();
+        tell_parent_ready();
     }
     mounted.serve_until_unmounted()?;
     Ok(0)
 }
 
+/// What a `--daemon` child writes on its standard error once mounted: the parent stops relaying
+/// there and exits 0. Errors and this line travel through the same pipe, so every error printed
+/// before it reaches the parent before the parent returns.
+const READY_LINE: &str = "\u{1}luksfs-daemon-ready";
+
+/// `--daemon` child: tell the waiting parent we are ready, then let go of the inherited
+/// standard error (the parent is gone; later messages go to `--log-file` or nowhere).
+fn tell_parent_ready() {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{READY_LINE}").and_then(|()| err.flush());
+    drop(err);
+    crate::logging::detach();
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        let _ = nix::unistd::dup2_stderr(&null);
+        let _ = nix::unistd::dup2_stdout(&null);
+    }
+}
+
 /// `--daemon`: run the mount in a detached child and return once it reports ready.
 ///
 /// The child runs in its own process group with stdin/stdout/stderr not tied to the caller: its
-/// log goes to `--log-file` (or nowhere). Until it is ready, its stderr is relayed here so
-/// start-up errors still reach the user, and its exit code becomes ours.
+/// log goes to `--log-file` (or nowhere). Until it is ready, its stderr is relayed here, read to
+/// the ready line or to its end (the child exited: every start-up error has been printed), and
+/// its exit code becomes ours.
 fn daemonize(a: &MountArgs) -> Result<i32> {
     use std::io::BufRead;
     use std::os::unix::process::CommandExt;
@@ -416,7 +428,7 @@ fn daemonize(a: &MountArgs) -> Result<i32> {
     cmd.args(std::env::args_os().skip(1))
         .env(DAEMON_ENV, "1")
         .stdin(if prompted.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
+        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .process_group(0);
     if prompted.is_some() {
@@ -426,19 +438,16 @@ fn daemonize(a: &MountArgs) -> Result<i32> {
     if let (Some(key), Some(mut stdin)) = (prompted, child.stdin.take()) {
         stdin.write_all(key.as_bytes()).map_err(|e| Error::from_io("passing the key to the daemon", &e))?;
     }
-    if let Some(err) = child.stderr.take() {
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(err).lines().map_while(std::result::Result::ok) {
-                eprintln!("{line}");
-            }
-        });
+    let err = child.stderr.take().ok_or_else(|| Error::io("daemon has no stderr"))?;
+    let mut lines = std::io::BufReader::new(err).split(b'\n');
+    let mut stderr = std::io::stderr().lock();
+    while let Some(Ok(line)) = lines.next() {
+        if line == READY_LINE.as_bytes() {
+            return Ok(0);
+        }
+        let _ = stderr.write_all(&line).and_then(|()| stderr.write_all(b"\n"));
     }
-    let stdout = child.stdout.take().ok_or_else(|| Error::io("daemon has no stdout"))?;
-    let mut line = String::new();
-    let _ = std::io::BufReader::new(stdout).read_line(&mut line);
-    if line.trim() == "READY" {
-        return Ok(0);
-    }
+    let _ = stderr.flush();
     let status = child.wait().map_err(|e| Error::from_io("waiting for the daemon", &e))?;
     Ok(status.code().unwrap_or(1).max(1))
 }

@@ -13,6 +13,8 @@
 //! * `mount`: real FUSE mounts: trees, keytabs, read-only behaviour, signals, start-up time.
 //! * `verify`: `verify` reports, verdicts and exit codes; snapshots of `verify --json` and
 //!   `inspect --json`.
+//! * `system`: luksfs as a system tool: `--daemon` errors, mount point checks, restarts,
+//!   `mount -t fuse.luksfs` and fstab, systemd.
 //! * `corpus`: the third-party corpus in `../shared/corpus` (upstream cryptsetup images; the
 //!   generated visible corpus when `LUKSFS_CORPUS_DIR` points at one).
 //!
@@ -33,5 +35,6 @@ mod luks2;
 mod mount;
 mod qcow2;
 mod stress;
+mod system;
 mod transport;
 mod verify;
