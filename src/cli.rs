@@ -25,7 +25,9 @@ Examples:
   luksfs verify vol-1.luks --key-file vol-1.key --expect-sha256 HEX
   luksfs mount /srv/images /mnt/plain --key-file key.txt
   luksfs mount /srv/images /mnt/plain --keytab images.keytab --daemon
-  fusermount3 -u /mnt/plain";
+  fusermount3 -u /mnt/plain
+  mount -t fuse.luksfs /srv/images /mnt/plain -o keytab=/etc/luksfs.keytab,allow_other
+    (also as an /etc/fstab line; luksfs options go in -o: keytab=, key-file=, cache-size=, ...)";
 
 /// Mount encrypted disk images (LUKS1, LUKS2, qcow2 with LUKS) as decrypted, read-only raw files.
 #[derive(Parser, Debug)]
@@ -121,7 +123,8 @@ pub struct MountArgs {
     #[arg(long, short = 'd')]
     pub daemon: bool,
     /// Mount options, comma-separated: allow_other, allow_root, default_permissions,
-    /// fsname=NAME, subtype=NAME, nodev, nosuid, noexec, noatime, auto_unmount.
+    /// fsname=NAME, subtype=NAME, nodev, nosuid, noexec, noatime, auto_unmount, nonempty (mount
+    /// over a non-empty directory; refused otherwise).
     #[arg(short = 'o', value_name = "OPTIONS", action = clap::ArgAction::Append)]
     pub options: Vec<String>,
     /// Worker threads: through /dev/fuse, N in all (default: one per core); through io_uring, N

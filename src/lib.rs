@@ -21,6 +21,7 @@ pub mod inspect;
 pub mod io;
 pub mod keys;
 pub mod logging;
+pub mod mount_helper;
 pub mod sniff;
 pub mod stream;
 pub mod sys;

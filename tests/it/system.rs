@@ -116,3 +116,234 @@ fn type_is_fuse_luksfs() {
     );
     m.check(&img, "vol.luks.raw");
 }
+
+// ------------------------------------------------------------------ mount(8), fstab, users
+
+/// Pids of luksfs processes whose command line names `mnt` (any calling convention).
+fn luksfs_pids(mnt: &Path) -> Vec<u32> {
+    let want = mnt.as_os_str().as_encoded_bytes();
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
+        let args: Vec<&[u8]> = cmd.split(|&c| c == 0).collect();
+        if args.first().is_some_and(|a| a.ends_with(b"luksfs")) && args.contains(&want) && !gone(pid) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Takes down whatever luksfs mount is at a path when dropped (also on panic).
+struct Cleanup(std::path::PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if mount_entry(&self.0).is_some() {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+        for p in luksfs_pids(&self.0) {
+            let _ = Command::new("kill").arg("-KILL").arg(p.to_string()).status();
+        }
+    }
+}
+
+/// Unmount `mnt` with umount(8) and wait for its daemon to go.
+fn umount_and_wait(mnt: &Path) {
+    let pids = luksfs_pids(mnt);
+    assert_eq!(pids.len(), 1, "one luksfs daemon for {}: {pids:?}", mnt.display());
+    let st = tool("umount").arg(mnt).status().unwrap();
+    assert!(st.success(), "umount {}", mnt.display());
+    let t0 = Instant::now();
+    while !gone(pids[0]) && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(gone(pids[0]), "daemon {} still running after umount", pids[0]);
+}
+
+/// `findmnt -t fuse.luksfs` lists `mnt` with `fsname=luksfs:SRC`.
+fn assert_listed(mnt: &Path, src: &Path) {
+    let out = crate::util::sh({
+        let mut c = tool("findmnt");
+        c.args(["-n", "-t", "fuse.luksfs", "-o", "SOURCE", "--mountpoint"]).arg(mnt);
+        c
+    });
+    let want = format!("luksfs:{}", src.canonicalize().unwrap().display());
+    assert_eq!(String::from_utf8_lossy(&out).trim(), want, "findmnt -t fuse.luksfs {}", mnt.display());
+}
+
+/// While alive, `/usr/local/sbin/luksfs` is a link to the binary under test: mount(8) runs
+/// helpers with a fixed PATH (/usr/local/sbin first), so `mount -t fuse.luksfs` finds it there.
+struct HelperOnPath(std::path::PathBuf);
+
+impl HelperOnPath {
+    fn install() -> Option<HelperOnPath> {
+        let link = Path::new("/usr/local/sbin/luksfs");
+        match std::fs::read_link(link) {
+            Ok(t) if t == Path::new(bin()) => {}
+            Ok(_) | Err(_) if link.symlink_metadata().is_ok() => {
+                crate::util::skip(&format!("{} exists and is not a link to the binary under test", link.display()));
+                return None;
+            }
+            _ => std::os::unix::fs::symlink(bin(), link).expect("link /usr/local/sbin/luksfs"),
+        }
+        Some(HelperOnPath(link.to_path_buf()))
+    }
+}
+
+impl Drop for HelperOnPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `mount -t fuse.luksfs SRC MNT -o luksfs-and-fuse-and-mount(8)-options` and the same as an
+/// fstab line (`mount -T FSTAB MNT`), as root: mounted as `fuse.luksfs` with
+/// `fsname=luksfs:SRC`, readable, and `umount` ends the daemon.
+#[test]
+fn mount_t_fuse_luksfs_and_fstab() {
+    need!("fuse", "qemu-img", "findmnt", "mount", "umount", "mount.fuse3");
+    let lab = Lab::new();
+    let img = lab.qemu_luks("vol.luks", mark("fstab", 64 * KIB), PASS, "");
+    let other = lab.qemu_luks("other.luks", mark("fstab-other", 64 * KIB), b"another key", "");
+    let kt = lab.key("images.keytab", format!("other.luks {}\n", other.key.display()).as_bytes());
+    let Some(_helper) = HelperOnPath::install() else { return };
+
+    // mount -t, with options of luksfs, FUSE and mount(8) mixed.
+    let mnt = lab.root().join("mnt-t");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let _c1 = Cleanup(mnt.clone());
+    let opts = format!(
+        "key-file={},keytab={},cache_size=8M,allow_other,noexec,noauto,nofail,_netdev,x-systemd.automount",
+        img.key.display(),
+        kt.display()
+    );
+    let out = run_timed(
+        {
+            let mut c = tool("mount");
+            c.args(["-t", "fuse.luksfs"]).arg(&lab.src).arg(&mnt).args(["-o", &opts]);
+            c
+        },
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.code, Some(0), "{}: {}", out.cmdline, out.stderr);
+    assert_listed(&mnt, &lab.src);
+    let e = mount_entry(&mnt).unwrap();
+    assert!(e.options.contains("ro") && e.options.contains("noexec") && e.options.contains("allow_other"), "{e:?}");
+    assert_eq!(std::fs::read(mnt.join("vol.luks.raw")).unwrap(), img.plain);
+    assert_eq!(std::fs::read(mnt.join("other.luks.raw")).unwrap(), other.plain);
+    umount_and_wait(&mnt);
+
+    // An fstab line (a source with a space, written \040 as fstab wants).
+    let spaced = lab.root().join("my images");
+    std::fs::create_dir_all(&spaced).unwrap();
+    std::fs::copy(&img.path, spaced.join("vol.luks")).unwrap();
+    let mnt = lab.root().join("mnt-fstab");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let _c2 = Cleanup(mnt.clone());
+    let fstab = lab.root().join("fstab");
+    let esc = |p: &Path| p.display().to_string().replace(' ', "\\040");
+    std::fs::write(
+        &fstab,
+        format!(
+            "# a test fstab\n{} {} fuse.luksfs key-file={},allow_other,nofail,x-systemd.automount,x-systemd.idle-timeout=5min 0 0\n",
+            esc(&spaced),
+            esc(&mnt),
+            img.key.display()
+        ),
+    )
+    .unwrap();
+    let out = run_timed(
+        {
+            let mut c = tool("mount");
+            c.arg("-T").arg(&fstab).arg(&mnt);
+            c
+        },
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.code, Some(0), "{}: {}", out.cmdline, out.stderr);
+    assert_listed(&mnt, &spaced);
+    assert_eq!(std::fs::read(mnt.join("vol.luks.raw")).unwrap(), img.plain);
+    umount_and_wait(&mnt);
+
+    // A bad option is reported by mount(8)'s helper, and nothing is mounted.
+    let out = run_timed(
+        {
+            let mut c = tool("mount");
+            c.args(["-t", "fuse.luksfs"]).arg(&lab.src).arg(&mnt).args(["-o", "cache-size=lots"]);
+            c
+        },
+        Duration::from_secs(60),
+    );
+    assert_ne!(out.code, Some(0), "{}", out.cmdline);
+    assert!(out.stderr.contains("cache-size") || out.stderr.contains("lots"), "{}", out.stderr);
+    assert!(mount_entry(&mnt).is_none());
+}
+
+/// An unprivileged user mounts through fusermount3 (the mount.fuse3 calling convention run
+/// directly): the mount is `fuse.luksfs`, readable by that user, and `fusermount3 -u` ends it.
+/// Needs a user (created with useradd) and a `/dev/fuse` others may open (mode 0666, as udev
+/// makes it; fusermount3 opens it with the caller's rights).
+#[test]
+fn unprivileged_user_mounts_through_fusermount3() {
+    need!("fuse", "qemu-img", "findmnt", "useradd", "runuser");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata("/dev/fuse").map(|m| m.permissions().mode()).unwrap_or(0);
+    if mode & 0o006 != 0o006 {
+        crate::util::skip(&format!(
+            "/dev/fuse is mode {:o}: unprivileged FUSE needs 0666 (fusermount3 opens it as the caller)",
+            mode & 0o777
+        ));
+        return;
+    }
+    const USER: &str = "luksfs-it";
+    let exists = Command::new("id").arg(USER).output().is_ok_and(|o| o.status.success());
+    if !exists {
+        let st = tool("useradd").args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", USER]).status();
+        if !st.is_ok_and(|s| s.success()) {
+            crate::util::skip("cannot create a user with useradd");
+            return;
+        }
+    }
+    let lab = Lab::new();
+    let img = lab.qemu_luks("vol.luks", mark("user", 64 * KIB), PASS, "");
+    let mnt = lab.root().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let _c = Cleanup(mnt.clone());
+    // The user needs to reach the lab, read the image and key, and own the mount point.
+    for p in [lab.root(), &lab.src, &lab.keys, &mnt] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::set_permissions(&img.path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&img.key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    crate::util::sh({
+        let mut c = tool("chown");
+        c.arg(USER).arg(&mnt);
+        c
+    });
+    let as_user = |args: &[&OsStr]| {
+        let mut c = tool("runuser");
+        c.args(["-u", USER, "--"]).args(args);
+        run_timed(c, Duration::from_secs(60))
+    };
+    let opts = format!("key-file={},nofail", img.key.display());
+    let out = as_user(&[os(bin()), lab.src.as_os_str(), mnt.as_os_str(), os("-o"), os(&opts)]);
+    assert_eq!(out.code, Some(0), "{}: {}", out.cmdline, out.stderr);
+    assert_listed(&mnt, &lab.src);
+    let e = mount_entry(&mnt).unwrap();
+    assert!(e.options.contains("user_id="), "{e:?}");
+    // cmp as the user, against the plaintext in a file the user can read.
+    let plain = lab.root().join("plain");
+    std::fs::write(&plain, &img.plain).unwrap();
+    std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = as_user(&[os("cmp"), mnt.join("vol.luks.raw").as_os_str(), plain.as_os_str()]);
+    assert_eq!(out.code, Some(0), "the user reads the plaintext: {}", out.stderr);
+    let pids = luksfs_pids(&mnt);
+    let out = as_user(&[os("fusermount3"), os("-u"), mnt.as_os_str()]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let t0 = Instant::now();
+    while pids.iter().any(|&p| !gone(p)) && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(pids.iter().all(|&p| gone(p)), "daemon still running after fusermount3 -u: {pids:?}");
+}
