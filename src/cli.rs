@@ -92,6 +92,31 @@ pub struct KeyArgs {
     pub os_cloud: Option<String>,
 }
 
+/// A keytab for commands on images (`cat`, `inspect`, `verify`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct KeytabArgs {
+    /// Keys and options per image from a keytab (as for `mount`): for one image, its line (IMAGE
+    /// relative to the keytab's folder, or the only line with its file name); for a directory,
+    /// each image's line. Images without a line use --key-file (or the prompt).
+    #[arg(long, value_name = "FILE")]
+    pub keytab: Option<PathBuf>,
+}
+
+/// How often to ask for a passphrase.
+#[derive(Args, Debug, Clone)]
+pub struct PromptArgs {
+    /// Ask for the passphrase up to N times while it is wrong (terminal or systemd-ask-password).
+    #[arg(long, value_name = "N", default_value_t = crate::keys::prompt::DEFAULT_TRIES,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub tries: u32,
+}
+
+impl Default for PromptArgs {
+    fn default() -> Self {
+        PromptArgs { tries: crate::keys::prompt::DEFAULT_TRIES }
+    }
+}
+
 /// Per-image options.
 #[derive(Args, Debug, Clone, Default)]
 pub struct ImageArgs {
@@ -161,6 +186,10 @@ pub struct CatArgs {
     /// others as lowercase hex (OpenStack's rule).
     #[arg(long, value_name = "ID", conflicts_with = "key_file")]
     pub barbican_secret: Option<String>,
+    #[command(flatten)]
+    pub keytab: KeytabArgs,
+    #[command(flatten)]
+    pub prompt: PromptArgs,
 }
 
 #[derive(Args, Debug)]
@@ -170,6 +199,9 @@ pub struct InspectArgs {
     /// Detached LUKS header file.
     #[arg(long, value_name = "FILE")]
     pub header: Option<PathBuf>,
+    /// A keytab: its line for the image may name a detached header (no key is needed).
+    #[command(flatten)]
+    pub keytab: KeytabArgs,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -212,7 +244,8 @@ impl KeyArgs {
         Ok(s)
     }
 
-    /// The default key: the key file, or a prompt on a terminal (`None` if neither).
+    /// The default key: the key file, or a prompt on a terminal or through systemd (`None` if
+    /// none of these).
     pub(crate) fn default_key(&self, prompt_for: &str) -> Result<Option<Secret>> {
         if let Some(p) = &self.key_file {
             let range = KeyfileRange { offset: self.keyfile_offset.unwrap_or(0), size: self.keyfile_size };
@@ -224,12 +257,8 @@ impl KeyArgs {
                 return keyfile::read(Path::new("-"), KeyfileRange::default()).map(Some);
             }
         }
-        if std::io::stdin().is_terminal() {
-            let p = rpassword::prompt_password(format!("Enter passphrase for {prompt_for}: "))
-                .map_err(|e| Error::usage(format!("cannot read the passphrase: {e}")))?;
-            return Ok(Some(Secret::new(p.into_bytes())));
-        }
-        Ok(None)
+        // A terminal, or systemd-ask-password when run by systemd without one.
+        crate::keys::prompt::ask(prompt_for)
     }
 }
 
@@ -254,7 +283,8 @@ pub fn run(cli: Cli) -> i32 {
 }
 
 fn inspect(a: InspectArgs) -> Result<i32> {
-    let opts = ImageOptions { header: a.header, key_slot: None };
+    let (opts, _) =
+        crate::unlock_one::keytab_line(&a.keytab, &a.image, ImageOptions { header: a.header, key_slot: None })?;
     let (report, problem) = crate::inspect::report(&a.image, &opts)?;
     let text = if a.json {
         serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
@@ -281,15 +311,26 @@ pub(crate) fn print_stdout(b: &[u8]) -> Result<()> {
 }
 
 fn cat(a: CatArgs) -> Result<i32> {
-    let prepared = Prepared::open(&a.image, &a.opts.options())?;
+    let (opts, from_tab) = crate::unlock_one::keytab_line(&a.keytab, &a.image, a.opts.options())?;
+    let prepared = Prepared::open(&a.image, &opts)?;
     let settings = a.key.settings()?;
-    let pass = image_passphrase(&a.key, a.barbican_secret.as_deref(), &a.image)?;
     let size = prepared.size();
     if a.offset > size {
         return Err(Error::usage(format!("--offset {} is beyond the decrypted size {size}", a.offset)));
     }
-    let image = prepared.unlock(&pass, settings)?;
-    drop(pass);
+    drop(prepared);
+    let unlocked =
+        crate::unlock_one::unlock(&a.image, &opts, &a.key, from_tab, a.barbican_secret.as_deref(), &a.prompt, settings);
+    let image = match unlocked {
+        Ok(i) => i,
+        Err((e, note)) => {
+            eprintln!("luksfs: {e}");
+            if let Some(n) = note {
+                eprintln!("luksfs: note: {n}");
+            }
+            return Ok(e.kind().exit_code());
+        }
+    };
     let end = a.length.map_or(size, |l| a.offset.saturating_add(l).min(size));
     let mut out = std::io::stdout().lock();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -312,27 +353,29 @@ fn cat(a: CatArgs) -> Result<i32> {
     }
 }
 
-/// The passphrase for one image (`cat`, `verify IMAGE`): `--key-file`, else `--barbican-secret`,
-/// else the key id of a Glance sidecar (when OpenStack credentials are configured), else a prompt
-/// on a terminal.
-pub(crate) fn image_passphrase(key: &KeyArgs, barbican_secret: Option<&str>, image: &Path) -> Result<Secret> {
+/// The passphrase for one image without asking anyone: `--key-file`, else `--barbican-secret`,
+/// else the key id of a Glance sidecar (when OpenStack credentials are configured); `None` when
+/// only a prompt could give it.
+pub(crate) fn image_passphrase_if_given(
+    key: &KeyArgs,
+    barbican_secret: Option<&str>,
+    image: &Path,
+) -> Result<Option<Secret>> {
     if key.key_file.is_some() {
-        return key.default_key("")?.ok_or_else(|| Error::usage("no key given"));
+        return key.default_key("")?.ok_or_else(|| Error::usage("no key given")).map(Some);
     }
     let ring = Keyring::new(None, key.os_cloud.clone());
     if let Some(id) = barbican_secret {
-        return ring.passphrase(&KeySource::Barbican(id.to_string())).map_err(|e| e.with_path(image));
+        return ring.passphrase(&KeySource::Barbican(id.to_string())).map_err(|e| e.with_path(image)).map(Some);
     }
     if ring.barbican_configured() {
         let meta = crate::keys::sidecar::load_for_image(image)?;
         if let Some(id) = meta.and_then(|m| m.key_id) {
             log::info!("{}: key from Barbican secret {id} (Glance sidecar)", image.display());
-            return ring.passphrase(&KeySource::Barbican(id)).map_err(|e| e.with_path(image));
+            return ring.passphrase(&KeySource::Barbican(id)).map_err(|e| e.with_path(image)).map(Some);
         }
     }
-    key.default_key(&image.display().to_string())?.ok_or_else(|| {
-        Error::usage("no key given: use --key-file FILE, --barbican-secret ID, or run on a terminal to be prompted")
-    })
+    Ok(None)
 }
 
 fn mount(a: MountArgs) -> Result<i32> {

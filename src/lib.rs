@@ -25,6 +25,7 @@ pub mod mount_helper;
 pub mod sniff;
 pub mod stream;
 pub mod sys;
+pub mod unlock_one;
 pub mod verify;
 
 pub use error::{Error, ErrorKind, Result};

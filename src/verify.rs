@@ -20,9 +20,10 @@
 //! The report is built once as JSON (schema in `docs/inspect-json.md`) and rendered as text with
 //! [`crate::inspect::render_text`], so both outputs say the same thing.
 
-use crate::cli::{ImageArgs, KeyArgs, image_passphrase, print_stdout};
+use crate::cli::{ImageArgs, KeyArgs, KeytabArgs, PromptArgs, print_stdout};
 use crate::dir::{KeyPlan, Tree, Unlocker};
 use crate::image::{Format, Image, ImageOptions, Prepared, open_readonly};
+use crate::keys::keyfile::KeyfileRange;
 use crate::keys::{KeySource, Keyring, sidecar};
 use crate::qcow2::table::Storage;
 use crate::sniff::{self, Payload, human};
@@ -62,6 +63,10 @@ pub struct VerifyArgs {
     /// Take the passphrase from this Barbican secret (id or href), for every image checked.
     #[arg(long, value_name = "ID", conflicts_with = "key_file")]
     pub barbican_secret: Option<String>,
+    #[command(flatten)]
+    pub keytab: KeytabArgs,
+    #[command(flatten)]
+    pub prompt: PromptArgs,
     /// Decryption threads (default: the number of cores, at least 2, at most 4).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=16))]
     pub threads: Option<u32>,
@@ -128,12 +133,19 @@ fn threads(a: &VerifyArgs) -> usize {
 
 fn run_one(a: &VerifyArgs) -> Result<i32> {
     let settings = a.key.settings()?;
-    let opts = a.opts.options();
+    let (opts, from_tab) = crate::unlock_one::keytab_line(&a.keytab, &a.source, a.opts.options())?;
     let progress = Progress::new(&a.source.display().to_string());
     let checks = Checks { expect_sha256: a.expect_sha256.clone(), threads: threads(a) };
+    let mut note = None;
     let report = verify_image(&a.source, &opts, &checks, progress, |p| {
-        let pass = image_passphrase(&a.key, a.barbican_secret.as_deref(), &a.source)?;
-        p.unlock(&pass, settings).map(Arc::new)
+        drop(p);
+        let secret = a.barbican_secret.as_deref();
+        crate::unlock_one::unlock(&a.source, &opts, &a.key, from_tab, secret, &a.prompt, settings)
+            .map(Arc::new)
+            .map_err(|(e, n)| {
+                note = n;
+                e
+            })
     });
     let text = if a.json {
         serde_json::to_string_pretty(&report.json).unwrap_or_default() + "\n"
@@ -143,6 +155,9 @@ fn run_one(a: &VerifyArgs) -> Result<i32> {
     print_stdout(text.as_bytes())?;
     if let Some(line) = report.failure_line() {
         eprintln!("luksfs: {line}");
+    }
+    if let Some(n) = note {
+        eprintln!("luksfs: note: {n}");
     }
     Ok(report.exit_code)
 }
@@ -158,32 +173,54 @@ fn run_dir(a: &VerifyArgs) -> Result<i32> {
     let ring = Keyring::new(None, a.key.os_cloud.clone());
     let barbican = ring.barbican_configured();
     // The key for images without a sidecar key: --barbican-secret, --key-file, or one prompt.
+    let keytab = match &a.keytab.keytab {
+        Some(p) => crate::keys::keytab::load(p)?,
+        None => BTreeMap::new(),
+    };
     let default_key = match &a.barbican_secret {
         Some(id) => Some(ring.passphrase(&KeySource::Barbican(id.clone()))?),
-        None if a.key.key_file.is_some() || !barbican => {
+        None if a.key.key_file.is_some() || (keytab.is_empty() && !barbican) => {
             a.key.default_key(&format!("the images in {}", a.source.display()))?
         }
         None => None,
     };
-    if default_key.is_none() && !barbican {
+    if default_key.is_none() && keytab.is_empty() && !barbican {
         return Err(Error::usage(
-            "no key given: use --key-file FILE, --barbican-secret ID, --os-cloud NAME (Glance sidecars), \
-             or run on a terminal to be prompted",
+            "no key given: use --key-file FILE, --keytab FILE, --barbican-secret ID, --os-cloud NAME (Glance \
+             sidecars), or run on a terminal to be prompted",
         ));
     }
-    let plan = KeyPlan { keytab: BTreeMap::new(), default_options: a.opts.options(), use_sidecars: barbican };
+    let plan = KeyPlan { keytab, default_options: a.opts.options(), use_sidecars: barbican };
     let tree = Tree::scan(&a.source, &plan)?;
     let unlocker = Unlocker { keys: Arc::new(Keyring::new(default_key, a.key.os_cloud.clone())), settings };
     let checks = Checks { expect_sha256: None, threads: threads(a) };
     let n = tree.images.len();
     let mut reports = Vec::with_capacity(n);
     let mut code = 0;
+    let mut notes = Vec::new();
     let (mut ok, mut warn, mut fail) = (0, 0, 0);
     for (i, entry) in tree.images.iter().enumerate() {
         let rel = entry.rel.display().to_string();
         let progress = Progress::new(&format!("[{}/{n}] {rel}", i + 1));
-        let mut r = verify_image(&entry.source, &plan.default_options, &checks, progress, |_| entry.get(&unlocker));
+        // A keytab line's options (a detached header, a key slot) apply to its image.
+        let opts = plan.keytab.get(&entry.rel).map_or(&plan.default_options, |t| &t.options);
+        let mut r = verify_image(&entry.source, opts, &checks, progress, |_| entry.get(&unlocker));
         code = worst(code, r.exit_code);
+        if let Some(e) = &r.error {
+            let file =
+                match plan.keytab.get(&entry.rel).map(|t| &t.key) {
+                    Some(KeySource::File { path, range }) => Some((path.clone(), *range)),
+                    Some(KeySource::Barbican(_)) => None,
+                    _ => a.key.key_file.clone().map(|p| {
+                        (p, KeyfileRange { offset: a.key.keyfile_offset.unwrap_or(0), size: a.key.keyfile_size })
+                    }),
+                };
+            if let Some(n) = crate::unlock_one::newline_note(e, file.as_ref())
+                && !notes.contains(&n)
+            {
+                notes.push(n);
+            }
+        }
         match r.verdict {
             Verdict::Ok => ok += 1,
             Verdict::Warn => warn += 1,
@@ -221,6 +258,9 @@ fn run_dir(a: &VerifyArgs) -> Result<i32> {
         print_stdout((serde_json::to_string_pretty(&j).unwrap_or_default() + "\n").as_bytes())?;
     } else {
         print_stdout(summary.as_bytes())?;
+    }
+    for n in notes {
+        eprintln!("luksfs: note: {n}");
     }
     Ok(code)
 }

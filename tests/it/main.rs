@@ -10,6 +10,7 @@
 //! * `qcow2`: qcow2 with native LUKS encryption: clusters, zeros, versions, layouts.
 //! * `luks2`: LUKS2 images (cryptsetup): KDFs, sector sizes, headers, requirements.
 //! * `errors`: exit codes and messages of `cat` / `inspect` on bad input; `cat --offset/--length`.
+//! * `keys`: --keytab for cat/inspect/verify, the trailing-newline note, --tries, systemd-ask-password.
 //! * `mount`: real FUSE mounts: trees, keytabs, read-only behaviour, signals, start-up time.
 //! * `verify`: `verify` reports, verdicts and exit codes; snapshots of `verify --json` and
 //!   `inspect --json`.
@@ -30,6 +31,7 @@ mod corpus;
 mod errors;
 mod faults;
 mod hostile;
+mod keys;
 mod luks1;
 mod luks2;
 mod mount;
