@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 success, 1 other error (I/O, ...), 2 usage, 3 no key slot opened with the key,
@@ -163,6 +163,11 @@ pub struct MountArgs {
     /// reads. Default: /dev/fuse.
     #[arg(long)]
     pub io_uring: bool,
+    /// With --daemon or under systemd (Type=notify): wait up to this many seconds for every
+    /// image's key to be tried before reporting ready with a summary; if no image at all could
+    /// be unlocked, unmount and fail. 0: report ready at once.
+    #[arg(long, value_name = "SECONDS", default_value = "30")]
+    pub wait_keys: u64,
     /// Largest kernel readahead per request (default 1M).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "1M")]
     pub max_readahead: u64,
@@ -428,7 +433,21 @@ fn mount(a: MountArgs) -> Result<i32> {
         t0.elapsed(),
         mounted.transport
     );
-    if std::env::var_os(DAEMON_ENV).is_some() {
+    let daemon_child = std::env::var_os(DAEMON_ENV).is_some();
+    if (daemon_child || crate::readiness::systemd_waits()) && a.wait_keys > 0 {
+        let summary = crate::readiness::wait_for_keys(&tree, Duration::from_secs(a.wait_keys));
+        eprintln!("luksfs: {}: {}", a.mountpoint.display(), summary.line());
+        if let Some(code) = summary.nothing_unlocked() {
+            eprintln!("luksfs: no image could be unlocked: unmounting {}", a.mountpoint.display());
+            crate::readiness::notify(&format!("STATUS=no image could be unlocked\nERRNO={}", libc::EACCES));
+            mounted.stop()?;
+            return Ok(code);
+        }
+        crate::readiness::notify(&format!("READY=1\nSTATUS={}", summary.line()));
+    } else {
+        crate::readiness::notify("READY=1");
+    }
+    if daemon_child {
         tell_parent_ready();
     }
     mounted.serve_until_unmounted()?;

@@ -22,6 +22,7 @@ pub mod io;
 pub mod keys;
 pub mod logging;
 pub mod mount_helper;
+pub mod readiness;
 pub mod sniff;
 pub mod stream;
 pub mod sys;

@@ -127,6 +127,20 @@ pub fn start(vfs: Arc<Vfs>, c: &MountConfig) -> Result<Mounted> {
 }
 
 impl Mounted {
+    /// Unmount (if the mount is still ours) and stop serving.
+    pub fn stop(self) -> Result<()> {
+        let Mounted { session, attached, .. } = self;
+        attached.detach()?;
+        for _ in 0..50 {
+            if session.guard.is_finished() {
+                let _ = session.join();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
     /// The mount's device number (`major:minor`).
     pub fn dev(&self) -> &str {
         &self.attached.dev
@@ -140,6 +154,7 @@ impl Mounted {
         while !stop.load(Ordering::Relaxed) && !session.guard.is_finished() {
             std::thread::sleep(Duration::from_millis(100));
         }
+        crate::readiness::notify("STOPPING=1");
         if session.guard.is_finished() {
             log::info!("{shown} was unmounted");
             let _ = session.join();

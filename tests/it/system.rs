@@ -347,3 +347,76 @@ fn unprivileged_user_mounts_through_fusermount3() {
     }
     assert!(pids.iter().all(|&p| gone(p)), "daemon still running after fusermount3 -u: {pids:?}");
 }
+
+// ------------------------------------------------------------------ readiness, systemd
+
+/// `--daemon` returns once the keys have been tried, with a one-line summary; when no image at
+/// all can be unlocked it unmounts and exits with the failure's code (3: wrong key).
+#[test]
+fn daemon_sums_up_the_keys_and_fails_when_nothing_unlocks() {
+    need!("fuse", "qemu-img");
+    let lab = Lab::new();
+    let good = lab.qemu_luks("good.luks", mark("good", 64 * KIB), PASS, "");
+    let bad = lab.qemu_luks("bad.luks", mark("bad", 64 * KIB), b"another key", "");
+    let mnt = lab.root().join("mnt");
+    let (m, out) = Mount::daemon(&lab.src, &mnt, &[os("--key-file"), good.key.as_os_str()], lab.root());
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stderr.contains("2 images, 1 unlocked, 1 failed: bad.luks:"), "{}", out.stderr);
+    m.check(&good, "good.luks.raw");
+    drop(m);
+    let _ = bad;
+    let wrong = lab.key("wrong.key", b"neither");
+    let empty = lab.root().join("mnt2");
+    std::fs::create_dir_all(&empty).unwrap();
+    let _c = Cleanup(empty.clone());
+    let out = daemon_out(&lab.src, &empty, &[os("--key-file"), wrong.as_os_str()]);
+    assert_eq!(out.code, Some(3), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("2 images, 0 unlocked, 2 failed") && out.stderr.contains("no image could be unlocked"),
+        "{}",
+        out.stderr
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(mount_entry(&empty).is_none(), "left mounted");
+    assert!(luksfs_pids(&empty).is_empty(), "daemon left running");
+}
+
+/// Under systemd (`NOTIFY_SOCKET`), a foreground mount sends `READY=1` with the summary as
+/// `STATUS=` once mounted and keys tried, and `STOPPING=1` when told to stop.
+#[test]
+fn systemd_notify_ready_and_stopping() {
+    need!("fuse", "qemu-img");
+    let lab = Lab::new();
+    let img = lab.qemu_luks("vol.luks", mark("notify", 64 * KIB), PASS, "");
+    let sock_path = lab.root().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mnt = lab.root().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let _c = Cleanup(mnt.clone());
+    let mut child = Command::new(bin())
+        .arg("mount")
+        .arg(&lab.src)
+        .arg(&mnt)
+        .arg("--key-file")
+        .arg(&img.key)
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = sock.recv(&mut buf).expect("a notification within 60 s");
+    let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(msg.starts_with("READY=1\n") && msg.contains("STATUS=1 image, 1 unlocked, 0 failed"), "{msg:?}");
+    assert!(mount_entry(&mnt).is_some(), "READY before the mount");
+    assert_eq!(std::fs::read(mnt.join("vol.luks.raw")).unwrap(), img.plain);
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let n = sock.recv(&mut buf).expect("STOPPING=1 within 60 s");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    let st = child.wait().unwrap();
+    assert_eq!(st.code(), Some(0));
+    assert!(mount_entry(&mnt).is_none());
+}
