@@ -31,7 +31,7 @@ Examples:
 
 /// Mount encrypted disk images (LUKS1, LUKS2, qcow2 with LUKS) as decrypted, read-only raw files.
 #[derive(Parser, Debug)]
-#[command(name = "luksfs", version, about, after_help = AFTER_HELP, propagate_version = true)]
+#[command(name = "luksfs", version = env!("LUKSFS_VERSION"), about, after_help = AFTER_HELP, propagate_version = true)]
 pub struct Cli {
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -67,6 +67,9 @@ pub enum Command {
     /// Decrypt a whole image (or every image under a directory) and report hashes, what the
     /// plaintext is, and a verdict: OK, WARN or FAIL.
     Verify(crate::verify::VerifyArgs),
+    /// Write man pages and shell completions into DIR (for packaging).
+    #[command(hide = true)]
+    GenerateAssets(crate::assets::GenerateArgs),
 }
 
 /// How to obtain the passphrase.
@@ -277,6 +280,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Cat(a) => cat(a),
         Command::Inspect(a) => inspect(a),
         Command::Verify(a) => crate::verify::run(a),
+        Command::GenerateAssets(a) => crate::assets::run(a),
     };
     match result {
         Ok(code) => code,

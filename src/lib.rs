@@ -8,6 +8,7 @@
 //! FUSE layer: transports and mounting) and [`cli`] (the command line).
 #![deny(unsafe_code)]
 
+pub mod assets;
 pub mod cache;
 pub mod cli;
 pub mod codec;

@@ -16,6 +16,7 @@
 //!   `inspect --json`.
 //! * `system`: luksfs as a system tool: `--daemon` errors, mount point checks, restarts,
 //!   `mount -t fuse.luksfs` and fstab, systemd.
+//! * `package`: the .deb (slow): built, installed with dpkg, man pages and completions, removed.
 //! * `corpus`: the third-party corpus in `../shared/corpus` (upstream cryptsetup images; the
 //!   generated visible corpus when `LUKSFS_CORPUS_DIR` points at one).
 //!
@@ -35,6 +36,7 @@ mod keys;
 mod luks1;
 mod luks2;
 mod mount;
+mod package;
 mod qcow2;
 mod stress;
 mod system;

@@ -420,3 +420,26 @@ fn systemd_notify_ready_and_stopping() {
     assert_eq!(st.code(), Some(0));
     assert!(mount_entry(&mnt).is_none());
 }
+
+/// The unit template passes `systemd-analyze verify` (with ExecStart pointing at the binary
+/// under test; the installed copy is verified by the package test).
+#[test]
+fn unit_template_verifies() {
+    need!("systemd-analyze");
+    let lab = Lab::new();
+    let unit =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/luksfs@.service")).unwrap();
+    assert!(unit.contains("Type=notify") && unit.contains("ExecStart=/usr/bin/luksfs mount "), "{unit}");
+    let p = lab.root().join("luksfs@test.service");
+    std::fs::write(&p, unit.replace("/usr/bin/luksfs", bin())).unwrap();
+    let out = run_timed(
+        {
+            let mut c = tool("systemd-analyze");
+            c.args(["verify", "--man=no"]).arg(&p);
+            c
+        },
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stderr.trim().is_empty(), "warnings: {}", out.stderr);
+}
