@@ -198,6 +198,10 @@ pub struct CatArgs {
     pub keytab: KeytabArgs,
     #[command(flatten)]
     pub prompt: PromptArgs,
+    /// Show a progress bar on standard error even when it is not a terminal (by default one is
+    /// shown when standard error is a terminal and standard output is not).
+    #[arg(long)]
+    pub progress: bool,
 }
 
 #[derive(Args, Debug)]
@@ -353,8 +357,21 @@ fn cat(a: CatArgs) -> Result<i32> {
         }
         Err(e) => Err(Error::from_io("writing to standard output", &e)),
     };
-    let result = crate::stream::for_each_chunk(&image, a.offset, end, threads, |chunk| write(out.write_all(chunk)))
-        .and_then(|()| write(out.flush()));
+    let show = a.progress || (std::io::stderr().is_terminal() && !std::io::stdout().is_terminal());
+    let bar = match show {
+        true => {
+            crate::progress::bar(&a.image.display().to_string(), end - a.offset, crate::progress::BYTES, a.progress)
+        }
+        false => indicatif::ProgressBar::hidden(),
+    };
+    let result = crate::stream::for_each_chunk(&image, a.offset, end, threads, |chunk| {
+        write(out.write_all(chunk)).map(|()| bar.inc(chunk.len() as u64))
+    })
+    .and_then(|()| write(out.flush()));
+    match &result {
+        Ok(()) => crate::progress::complete(&bar),
+        Err(_) => bar.abandon(),
+    }
     match result {
         Err(_) if reader_gone => Ok(0),
         Err(e) => Err(e),

@@ -23,6 +23,7 @@ pub mod io;
 pub mod keys;
 pub mod logging;
 pub mod mount_helper;
+pub mod progress;
 pub mod readiness;
 pub mod sniff;
 pub mod stream;

@@ -32,7 +32,7 @@ use clap::Args;
 use serde_json::{Map, Value, json};
 use sha2::Digest;
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -365,17 +365,13 @@ impl Hasher {
     }
     fn finish(self) -> String {
         match self {
-            Hasher::Sha1(h) => hex(&h.finalize()),
-            Hasher::Sha224(h) => hex(&h.finalize()),
-            Hasher::Sha256(h) => hex(&h.finalize()),
-            Hasher::Sha384(h) => hex(&h.finalize()),
-            Hasher::Sha512(h) => hex(&h.finalize()),
+            Hasher::Sha1(h) => hex::encode(h.finalize()),
+            Hasher::Sha224(h) => hex::encode(h.finalize()),
+            Hasher::Sha256(h) => hex::encode(h.finalize()),
+            Hasher::Sha384(h) => hex::encode(h.finalize()),
+            Hasher::Sha512(h) => hex::encode(h.finalize()),
         }
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn format_name(f: Format) -> &'static str {
@@ -643,7 +639,6 @@ fn stream(
     let (cipher_done, os_done) = (AtomicU64::new(0), AtomicU64::new(0));
     progress.plain_total = size;
     progress.cipher_total = file_size;
-    progress.start = Instant::now();
 
     std::thread::scope(|s| {
         // The ciphertext is hashed by its own threads (one per algorithm: SHA-512 has no CPU
@@ -686,6 +681,8 @@ fn stream(
             progress.draw(size, hashed());
             std::thread::sleep(Duration::from_millis(100));
         }
+        progress.draw(size, hashed());
+        progress.complete();
         let failed = |_| Error::io("a ciphertext hashing thread failed");
         let cipher_sha256 = cipher.join().map_err(failed)??;
         let os_hash = match (os_algo, os) {
@@ -693,7 +690,7 @@ fn stream(
             (Some(_), None) => Some(cipher_sha256.clone()),
             (None, None) => None,
         };
-        Ok(Streamed { plain_sha256: hex(&sha.finalize()), head, tail, all_zero, cipher_sha256, os_hash })
+        Ok(Streamed { plain_sha256: hex::encode(sha.finalize()), head, tail, all_zero, cipher_sha256, os_hash })
     })
 }
 
@@ -719,66 +716,38 @@ fn hash_file(path: &Path, mut h: Hasher, done: &AtomicU64, stop: &AtomicBool) ->
 
 /// A one-line progress display on standard error, only when it is a terminal.
 struct Progress {
-    on: bool,
     label: String,
+    bar: Option<indicatif::ProgressBar>,
     /// Plaintext and ciphertext bytes to go through.
     plain_total: u64,
     cipher_total: u64,
-    start: Instant,
-    last: Option<Instant>,
 }
 
 impl Progress {
     fn new(label: &str) -> Progress {
-        Progress {
-            on: std::io::stderr().is_terminal(),
-            label: label.to_string(),
-            plain_total: 0,
-            cipher_total: 0,
-            start: Instant::now(),
-            last: None,
-        }
+        Progress { label: label.to_string(), bar: None, plain_total: 0, cipher_total: 0 }
     }
 
-    /// Redraw (at most 5 times a second): `plain` plaintext bytes hashed, `cipher` ciphertext bytes.
+    /// `plain` plaintext bytes hashed, `cipher` ciphertext bytes: both passes count as one
+    /// fraction (the ciphertext hash may finish after the plaintext).
     fn draw(&mut self, plain: u64, cipher: u64) {
-        if !self.on || self.last.is_some_and(|t| t.elapsed() < Duration::from_millis(200)) {
-            return;
-        }
-        self.last = Some(Instant::now());
-        let secs = self.start.elapsed().as_secs_f64().max(1e-3);
-        // Both passes count: the ciphertext hash may finish after the plaintext.
-        let frac = (plain + cipher) as f64 / (self.plain_total + self.cipher_total).max(1) as f64;
-        let eta = if frac > 0.0 { secs * (1.0 - frac) / frac } else { 0.0 };
-        let line = format!(
-            "{}: {} of {} ({:.0}%), {}/s, ETA {}",
-            self.label,
-            human(plain),
-            human(self.plain_total),
-            frac * 100.0,
-            human((plain as f64 / secs) as u64),
-            eta_text(eta)
-        );
-        let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\r\x1b[2K{line}");
-        let _ = err.flush();
+        let (label, total) = (&self.label, self.plain_total + self.cipher_total);
+        let bar = self.bar.get_or_insert_with(|| crate::progress::bar(label, total, crate::progress::PERCENT, false));
+        bar.set_position(plain + cipher);
     }
 
-    fn clear(&self) {
-        if self.on && self.last.is_some() {
-            let mut err = std::io::stderr().lock();
-            let _ = write!(err, "\r\x1b[2K");
-            let _ = err.flush();
+    /// Both passes are done: the last frame reads 100%.
+    fn complete(&mut self) {
+        if let Some(b) = self.bar.take() {
+            crate::progress::complete(&b);
         }
     }
-}
 
-fn eta_text(secs: f64) -> String {
-    let s = secs.round() as u64;
-    if s >= 3600 {
-        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-    } else {
-        format!("{}:{:02}", s / 60, s % 60)
+    /// Wipe an unfinished bar (the image failed).
+    fn clear(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
     }
 }
 
@@ -817,9 +786,7 @@ mod tests {
     }
 
     #[test]
-    fn eta_and_sizes() {
-        assert_eq!(eta_text(65.4), "1:05");
-        assert_eq!(eta_text(3725.0), "1:02:05");
+    fn sizes() {
         assert_eq!(human(1536), "1.5 KiB");
         assert_eq!(human(100), "100 bytes");
     }

@@ -443,3 +443,46 @@ fn unit_template_verifies() {
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(out.stderr.trim().is_empty(), "warnings: {}", out.stderr);
 }
+
+// ------------------------------------------------------------------ progress
+
+/// `cat --progress` draws a progress bar on standard error even when it is not a terminal, the
+/// last frame at 100%, and the bytes on standard output are unchanged; without it (standard
+/// error not a terminal) nothing is drawn. `verify` draws nothing when not on a terminal.
+#[test]
+fn cat_progress_bar() {
+    need!("qemu-img");
+    let lab = Lab::new();
+    let img = lab.qemu_luks("vol.luks", crate::util::random("progress", 3 * 1024 * KIB), PASS, "");
+    let out = crate::util::Luksfs::new("cat").arg(&img.path).key(&img.key).arg("--progress").run();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, img.plain);
+    let last = out.stderr.rsplit('\r').find(|f| !f.trim().is_empty()).unwrap_or_default().to_string();
+    assert!(last.contains("vol.luks") && last.contains("3.00 MiB of 3.00 MiB (100%)"), "last frame: {last:?}");
+    let out = crate::util::Luksfs::new("cat").arg(&img.path).key(&img.key).run();
+    assert_eq!(out.code, Some(0));
+    assert_eq!(out.stderr, "", "no bar when standard error is not a terminal");
+    let out = crate::util::Luksfs::new("verify").arg(&img.path).key(&img.key).run();
+    assert!(!out.stderr.contains('%'), "{}", out.stderr);
+}
+
+/// On a terminal (a pseudo-terminal from script(1)), `verify`'s bar ends at 100%.
+#[test]
+fn verify_progress_ends_at_100_percent_on_a_terminal() {
+    need!("qemu-img", "script");
+    let lab = Lab::new();
+    let img = lab.qemu_luks("vol.luks", crate::util::random("vprogress", 8 * 1024 * KIB), PASS, "");
+    let cmd = format!("{} verify '{}' --key-file '{}' > /dev/null", bin(), img.path.display(), img.key.display());
+    let out = run_timed(
+        {
+            let mut c = tool("script");
+            c.args(["-qfec", &cmd, "/dev/null"]);
+            c
+        },
+        Duration::from_secs(120),
+    );
+    let screen = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(matches!(out.code, Some(0 | 6)), "{}: {screen}", out.cmdline);
+    let last = screen.rsplit('\r').find(|f| f.contains('%')).unwrap_or_default().to_string();
+    assert!(last.contains("vol.luks: 100%"), "last frame: {last:?}");
+}
