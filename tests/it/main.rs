@@ -10,11 +10,15 @@
 //! * `qcow2`: qcow2 with native LUKS encryption: clusters, zeros, versions, layouts.
 //! * `luks2`: LUKS2 images (cryptsetup): KDFs, sector sizes, headers, requirements.
 //! * `errors`: exit codes and messages of `cat` / `inspect` on bad input; `cat --offset/--length`.
+//! * `keys`: --keytab for cat/inspect/verify, the trailing-newline note, --tries, systemd-ask-password.
 //! * `mount`: real FUSE mounts: trees, keytabs, read-only behaviour, signals, start-up time.
 //! * `verify`: `verify` reports, verdicts and exit codes; snapshots of `verify --json` and
 //!   `inspect --json`.
 //! * `nested`: volumes inside volumes (partitions, LVM, LUKS at any depth, qcow2 containers, loop
 //!   devices) from `../shared/corpus/nested`.
+//! * `system`: luksfs as a system tool: `--daemon` errors, mount point checks, restarts,
+//!   `mount -t fuse.luksfs` and fstab, systemd.
+//! * `package`: the .deb (slow): built, installed with dpkg, man pages and completions, removed.
 //! * `corpus`: the third-party corpus in `../shared/corpus` (upstream cryptsetup images; the
 //!   generated visible corpus when `LUKSFS_CORPUS_DIR` points at one).
 //!
@@ -30,11 +34,14 @@ mod corpus;
 mod errors;
 mod faults;
 mod hostile;
+mod keys;
 mod luks1;
 mod luks2;
 mod mount;
 mod nested;
+mod package;
 mod qcow2;
 mod stress;
+mod system;
 mod transport;
 mod verify;
