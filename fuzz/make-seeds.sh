@@ -10,17 +10,23 @@
 # also the JSON of cryptsetup's upstream test images when ../shared/corpus is there),
 # qcow2_header (first 4 KiB of encrypted qcow2 images: header + extensions), qcow2_map (small
 # unencrypted qcow2 images written by qemu-io: data, zero and discarded clusters, v2/v3,
-# extended L2). The committed seeds in fuzz/seeds/ (a few KiB) are copied in as well.
-# Needs: cryptsetup, qemu-img, qemu-io, python3. Never needs root (cryptsetup works on files).
+# extended L2), lvm_pv (the first 64 KiB or 1 MiB of lvm2 PVs: label, pv_header, metadata
+# areas) and lvm_metadata (their committed metadata texts, as `pvck --dump metadata` writes
+# them), cinder_metadata / cinder_sha256file (the JSON objects of Cinder backups written by
+# cinder's posix driver, ../scripts/cinder-backup-make.sh; FUZZ_NO_CINDER=1 skips). The committed
+# seeds in fuzz/seeds/ (a few KiB) are copied in as well.
+# Needs: cryptsetup, qemu-img, qemu-io, python3; for the LVM seeds lvm2, losetup and root (lvm2
+# works on block devices only: loop devices, activation=0, no device-mapper), else they are
+# skipped. Nothing else needs root (cryptsetup works on files).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 out=${1:-$here/corpus}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export LC_ALL=C
-for t in luks1_header luks2_header qcow2_header qcow2_map; do mkdir -p "$out/$t"; done
-for t in luks1_header luks2_header qcow2_header qcow2_map; do
-    if [[ -d $here/seeds/$t ]]; then cp "$here/seeds/$t"/* "$out/$t/"; fi
+for t in luks1_header luks2_header qcow2_header qcow2_map lvm_metadata lvm_pv cinder_metadata cinder_sha256file; do mkdir -p "$out/$t"; done
+for t in luks1_header luks2_header qcow2_header qcow2_map lvm_metadata lvm_pv cinder_metadata cinder_sha256file; do
+    if compgen -G "$here/seeds/$t/*" >/dev/null; then cp "$here/seeds/$t"/* "$out/$t/"; fi
 done
 printf fuzz > "$tmp/key"
 cs() { cryptsetup --batch-mode --key-file "$tmp/key" "$@"; }
@@ -141,6 +147,93 @@ fi
 mkdir -p "$out/luks_keyslot"
 cp "$out"/luks1_header/* "$out"/luks2_header/* "$out/luks_keyslot/" 2>/dev/null || true
 
-for t in luks1_header luks2_header luks_keyslot qcow2_header qcow2_map volume_tree; do
+# ---- LVM2 PVs (lvm2 on loop devices, activation=0: no device-mapper needed)
+if command -v lvm >/dev/null && command -v losetup >/dev/null && [[ $(id -u) == 0 ]]; then
+    loops=()
+    lvm_cleanup() { for l in "${loops[@]}"; do losetup -d "$l" 2>/dev/null || true; done; rm -rf "$tmp"; }
+    trap lvm_cleanup EXIT
+    lvmc() { # SUB ARGS...: lvm2 restricted to our loop devices, no activation, no udev, no backups
+        local sub=$1
+        shift
+        LVM_SUPPRESS_FD_WARNINGS=1 lvm "$sub" --config "global { activation = 0 } devices { obtain_device_list_from_udev = 0 \
+use_devicesfile = 0 global_filter = [ $(printf '"a|^%s$|", ' "${loops[@]}")\"r|.*|\" ] } \
+activation { udev_sync = 0 udev_rules = 0 } backup { backup = 0 archive = 0 }" "$@" >/dev/null 2>&1
+    }
+    new_pv() { # NAME SIZE_MIB PVCREATE_ARGS...: sets dev to a loop device over $tmp/NAME.img, a PV
+        local f=$tmp/$1.img
+        truncate -s "$2M" "$f"
+        dev=$(losetup -f --show "$f")
+        loops+=("$dev")
+        lvmc pvcreate -q "${@:3}" "$dev"
+    }
+    vg=fuzzseed$$
+    # small metadata area (60 KiB at 4 KiB, pe_start 64 KiB), linear LVs with several segments
+    new_pv small 8 --metadatasize 16k --dataalignment 64k
+    small=$dev
+    lvmc vgcreate -q -s 64k "$vg" "$small"
+    lvmc lvcreate -q -an -Zn -L 512k -n a "$vg"
+    lvmc lvcreate -q -an -Zn -L 256k -n b-1 "$vg"
+    lvmc lvextend -q -L +256k "$vg/a"
+    # a second PV with two metadata copies, a striped LV over both
+    new_pv s2 8 --pvmetadatacopies 2 --metadatasize 16k --dataalignment 64k
+    lvmc vgextend -q "$vg" "$dev"
+    lvmc lvcreate -q -an -Zn -i 2 -I 64k -L 1M -n striped "$vg"
+    head -c 65536 "$tmp/small.img" > "$out/lvm_pv/lvm2-small"
+    head -c 65536 "$tmp/s2.img" > "$out/lvm_pv/lvm2-2copies"
+    lvmc pvck --dump metadata -f "$out/lvm_metadata/lvm2-striped" "$small"
+    # the metadata wrapped round its circular buffer
+    for i in $(seq 1 40); do lvmc vgchange -q --addtag "t$i" "$vg"; done
+    head -c 65536 "$tmp/small.img" > "$out/lvm_pv/lvm2-wrapped"
+    # a default PV (metadata area of ~1 MiB, pe_start 1 MiB): its first MiB
+    new_pv big 16
+    lvmc vgcreate -q laptop-vg "$dev"
+    lvmc lvcreate -q -an -Zn -L 4M -n root laptop-vg
+    lvmc lvcreate -q -an -Zn -l 100%FREE -n swap_1 laptop-vg
+    head -c 1048576 "$tmp/big.img" > "$out/lvm_pv/lvm2-default-1MiB"
+    lvmc pvck --dump metadata -f "$out/lvm_metadata/lvm2-laptop" "$dev"
+    # an orphan PV (label, no VG)
+    new_pv orphan 4 --metadatasize 16k --dataalignment 64k
+    head -c 16384 "$tmp/orphan.img" > "$out/lvm_pv/lvm2-orphan"
+    # thin pool, thin volume, snapshot and raid1 sections (lvm2 cannot create them without
+    # device-mapper) added to lvm2's own text, for the parser and the VG model
+    python3 - "$out/lvm_metadata/lvm2-laptop" "$out/lvm_metadata/lvm2-thin-snapshot-raid" <<'PY'
+import sys
+s = open(sys.argv[1]).read().split("\0")[0]
+extra = """
+pool {
+id = "Pool00-0000-0000-0000-0000-0000-000000"
+status = ["READ", "WRITE", "VISIBLE"]
+segment_count = 1
+segment1 { start_extent = 0 extent_count = 1 type = "thin-pool" metadata = "root" pool = "swap_1" transaction_id = 1 chunk_size = 128 }
+}
+thin { id = "Thin00-0000-0000-0000-0000-0000-000000" status = ["READ", "WRITE", "VISIBLE"] segment_count = 1
+segment1 { start_extent = 0 extent_count = 4 type = "thin" thin_pool = "pool" device_id = 1 } }
+snapshot0 { id = "Snap00-0000-0000-0000-0000-0000-000000" status = ["READ"] segment_count = 1
+segment1 { start_extent = 0 extent_count = 1 type = "snapshot" chunk_size = 8 origin = "root" cow_store = "swap_1" } }
+r { id = "Raid00-0000-0000-0000-0000-0000-000000" status = ["READ", "WRITE", "VISIBLE"] segment_count = 1
+segment1 { start_extent = 0 extent_count = 1 type = "raid1" device_count = 2 region_size = 1024 raids = ["r_rmeta_0", "r_rimage_0"] } }
+"""
+k = s.rindex("}\n\n}")
+open(sys.argv[2], "w").write(s[:k] + extra + s[k:])
+PY
+else
+    echo "lvm2, losetup or root missing: LVM seeds from the committed fuzz/seeds/ only"
+fi
+
+# ---- Cinder backups written by cinder's own posix driver (../scripts/cinder-backup-make.sh: a
+# pip-installed cinder; about a minute the first time): every _metadata and _sha256file
+if [[ ${FUZZ_NO_CINDER:-} != 1 ]] && "$here/../scripts/cinder-backup-make.sh" "$tmp/cinder" 2>/dev/null; then
+    for f in $(find "$tmp/cinder/backups" -name '*_metadata' | sort); do
+        cp "$f" "$out/cinder_metadata/cinder-$(basename "$f" | sha256sum | cut -c1-12)"
+    done
+    for f in $(find "$tmp/cinder/backups" -name '*_sha256file' | sort | head -4); do
+        cp "$f" "$out/cinder_sha256file/cinder-$(basename "$f" | sha256sum | cut -c1-12)"
+    done
+else
+    echo "cinder backups could not be made: seeding cinder targets from fuzz/seeds/ only" >&2
+fi
+
+for t in luks1_header luks2_header luks_keyslot qcow2_header qcow2_map volume_tree lvm_metadata lvm_pv \
+    cinder_metadata cinder_sha256file; do
     printf '%-13s %3d files %8d bytes\n' "$t" "$(find "$out/$t" -type f | wc -l)" "$(cat "$out/$t"/* | wc -c)"
 done

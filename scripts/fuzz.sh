@@ -3,8 +3,8 @@
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]     # default: 60 s each, every target in fuzz/fuzz_targets/
 #
-# Targets: luks1_header luks2_header qcow2_header qcow2_map (see fuzz/src/lib.rs). Each runs
-# under `nice -n 19` with its dictionary (fuzz/dictionaries/), on fuzz/corpus/TARGET (made by
+# Targets: every file in fuzz/fuzz_targets/ (the harness is fuzz/src/lib.rs). Each runs under
+# `nice -n 19` with its dictionary (fuzz/dictionaries/), on fuzz/corpus/TARGET (made by
 # fuzz/make-seeds.sh from cryptsetup/qemu-img images when the tools are there, else the
 # committed fuzz/seeds/), with -timeout=10 s per input and -rss_limit_mb=2048: a hang or a huge
 # allocation is a finding like a crash. Findings land in fuzz/artifacts/TARGET/; the script
@@ -46,7 +46,9 @@ else
     echo "toolchain: $(rustc --version) with RUSTC_BOOTSTRAP=1, --sanitizer none (no nightly installed)"
 fi
 
-if [[ ! -d corpus ]]; then
+need_seeds=0
+for t in "${targets[@]}"; do [[ -d corpus/$t ]] || need_seeds=1; done
+if ((need_seeds)); then
     if command -v cryptsetup >/dev/null && command -v qemu-img >/dev/null && command -v qemu-io >/dev/null; then
         ./make-seeds.sh corpus
     else
@@ -70,6 +72,8 @@ dict_for() {
     case $1 in
         luks1_header) echo dictionaries/luks1.dict ;;
         luks2_header) echo dictionaries/luks2.dict ;;
+        lvm_*) echo dictionaries/lvm.dict ;;
+        cinder_*) echo dictionaries/cinder.dict ;;
         *) echo dictionaries/qcow2.dict ;;
     esac
 }

@@ -16,8 +16,8 @@ die() { log "ERROR: $*"; exit 1; }
 # command:package (command checked with command -v)
 TOOLS="fusermount3:fuse3 cryptsetup:cryptsetup-bin qemu-img:qemu-utils qemu-io:qemu-utils
 qemu-storage-daemon:qemu-utils mkfs.ext4:e2fsprogs e2fsck:e2fsprogs debugfs:e2fsprogs
-sgdisk:gdisk sfdisk:fdisk mkfs.vfat:dosfstools mcopy:mtools fio:fio vmtouch:vmtouch xxd:xxd python3:python3
-xz:xz-utils script:bsdutils tar:tar fallocate:util-linux truncate:coreutils sha256sum:coreutils cc:gcc
+sgdisk:gdisk sfdisk:fdisk lvm:lvm2 losetup:mount mkfs.vfat:dosfstools mcopy:mtools fio:fio vmtouch:vmtouch xxd:xxd python3:python3
+xz:xz-utils script:bsdutils tar:tar fallocate:util-linux flock:util-linux curl:curl truncate:coreutils sha256sum:coreutils cc:gcc
 mount.fuse3:fuse3 findmnt:util-linux runuser:util-linux mount:mount useradd:passwd
 systemd-analyze:systemd man:man-db file:file dpkg-deb:dpkg"
 
@@ -88,6 +88,13 @@ if [ -n "$pkgs" ] || ((qemu_old)); then
         # shellcheck disable=SC2086  # word splitting intended
         apt_install $pkgs
     fi
+fi
+
+# python3 -m venv (cinder for the Cinder-backup tests, Keystone/Barbican): Debian splits it out
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    need_root "python3 venv" python3-venv
+    log "installing python3-venv"
+    apt_install python3-venv
 fi
 
 # ---- verify

@@ -26,6 +26,7 @@ pub mod mount_helper;
 pub mod progress;
 pub mod readiness;
 pub mod sniff;
+pub mod source;
 pub mod stream;
 pub mod sys;
 pub mod unlock_one;

@@ -3,7 +3,7 @@
 //! replayed from a unit test or a debugger with the same code).
 //!
 //! Every entry point takes untrusted bytes and drives the same public APIs the daemon uses
-//! (`luksfs::luks`, `luksfs::qcow2`, `luksfs::io`). Besides "no panic, no hang, no huge
+//! (`luksfs::luks`, `luksfs::qcow2`, `luksfs::formats::lvm`, `luksfs::io`). Besides "no panic, no hang, no huge
 //! allocation" (libFuzzer's `-timeout` and `-rss_limit_mb` catch the last two), each checks
 //! the invariants the rest of luksfs relies on after a successful parse: offsets inside the file,
 //! sizes within the named limits, mappings that never point into metadata.
@@ -11,9 +11,10 @@
 //! Key derivation cost is chosen by the header, so key slots are only *tried* when the header
 //! asks for a cheap KDF (see [`CHEAP`]); the seeds are made with such parameters.
 //!
-//! Seeds: `fuzz/make-seeds.sh` (images made by `cryptsetup` and `qemu-img`), dictionaries in
+//! Seeds: `fuzz/make-seeds.sh` (images made by `cryptsetup`, `qemu-img` and `lvm2`), dictionaries in
 //! `fuzz/dictionaries/`.
 
+use luksfs::formats::lvm;
 use luksfs::io::{ReadAt, Window};
 use luksfs::keys::Secret;
 use luksfs::luks::keyslot::{self, SlotKdf, SlotPlan, UnlockOptions};
@@ -293,6 +294,104 @@ pub fn qcow2_map(data: &[u8]) {
     }
 }
 
+/// Check what the rest of luksfs relies on in an accepted VG: every mappable LV maps each probed
+/// offset to a PV of the VG, inside that PV's extent area, with a non-empty run that stays
+/// inside the LV; LVs refused say why, and `map` refuses them too.
+fn check_vg(vg: &lvm::Vg) {
+    assert!(vg.extent_size > 0);
+    for lv in &vg.lvs {
+        assert_eq!(lv.size % vg.extent_size, 0, "LV {} size {} not whole extents", lv.name, lv.size);
+        let _ = lvm::dm_name(&vg.name, &lv.name);
+        if lv.unsupported.is_some() {
+            assert!(lv.size == 0 || lv.map(vg, 0).is_err(), "LV {} is unsupported but maps", lv.name);
+            continue;
+        }
+        let probes = (0..32u64).map(|i| lv.size / 32 * i + i * 511).chain([lv.size.saturating_sub(1)]);
+        for off in probes.filter(|&o| o < lv.size) {
+            let (i, at, run) = lv.map(vg, off).unwrap_or_else(|e| panic!("LV {} map({off}): {e}", lv.name));
+            let pv = &vg.pvs[i];
+            let end = pv.pe_start + pv.pe_count * vg.extent_size;
+            assert!(run > 0 && run <= lv.size - off, "LV {} map({off}): run {run}", lv.name);
+            assert!(
+                at >= pv.pe_start && at.checked_add(run).is_some_and(|e| e <= end),
+                "LV {} map({off}) = {at}+{run} outside {}'s extents [{}, {end})",
+                lv.name,
+                pv.name,
+                pv.pe_start
+            );
+        }
+        assert!(lv.map(vg, lv.size).is_err());
+    }
+}
+
+/// `lvm_metadata`: the input is an LVM2 metadata text (as lvm2 stores it in a metadata area).
+///
+/// Checks: [`lvm::metadata::parse`] never panics and stays within its limits; a VG built from
+/// the parsed text by [`lvm::Vg::from_metadata`] maps every linear/striped LV inside its PVs'
+/// extent areas (see `check_vg`).
+pub fn lvm_metadata(data: &[u8]) {
+    let Ok(root) = lvm::metadata::parse(data) else { return };
+    if let Ok(vg) = lvm::Vg::from_metadata(&root) {
+        check_vg(&vg);
+    }
+}
+
+/// A reader of `data` followed by zeros up to `size` bytes (a PV image whose input holds only
+/// its first bytes).
+struct ZeroTail<'a> {
+    data: &'a [u8],
+    size: u64,
+}
+
+impl ReadAt for ZeroTail<'_> {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> luksfs::Result<()> {
+        let end = offset.checked_add(buf.len() as u64).filter(|&e| e <= self.size);
+        if end.is_none() {
+            return Err(luksfs::Error::corrupt(format!("read of {} bytes at {offset} past the end", buf.len())));
+        }
+        buf.fill(0);
+        let len = self.data.len() as u64;
+        if offset < len {
+            let n = (len - offset).min(buf.len() as u64) as usize;
+            buf[..n].copy_from_slice(&self.data[offset as usize..offset as usize + n]);
+        }
+        Ok(())
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+/// `lvm_pv`: the input is the start of an LVM2 PV (label, pv_header, metadata areas).
+///
+/// [`lvm::read_pv`] reads it as a volume of exactly the input's length and as one of 1 GiB
+/// (the input followed by zeros). Checks: never a panic; `probe` agrees with an accepted label;
+/// an accepted VG lists this PV, whose extents fit in the volume, and maps like `lvm_metadata`
+/// requires; mapped bytes of LVs on this PV alone are readable.
+pub fn lvm_pv(data: &[u8]) {
+    let file = data.to_vec();
+    let big = ZeroTail { data, size: 1 << 30 };
+    for (src, size) in [(&file as &dyn ReadAt, data.len() as u64), (&big as &dyn ReadAt, 1 << 30)] {
+        let Ok(pv) = lvm::read_pv(src, size) else { continue };
+        assert!(lvm::probe(&data[..data.len().min(2048)]), "read_pv accepted a label probe rejects");
+        let Some(vg) = &pv.vg else {
+            assert!(pv.index.is_none());
+            continue;
+        };
+        let me = pv.index.expect("a VG lists the PV it was read from");
+        assert_eq!(vg.pvs[me].uuid, pv.uuid);
+        let p = &vg.pvs[me];
+        assert!(p.pe_start + p.pe_count * vg.extent_size <= size, "extents beyond the volume");
+        check_vg(vg);
+        let mut buf = vec![0u8; 4096];
+        for lv in vg.lvs.iter().filter(|l| l.unsupported.is_none() && l.pv_indices() == [me]) {
+            let (_, at, run) = lv.map(vg, 0).expect("checked by check_vg");
+            let n = run.min(buf.len() as u64) as usize;
+            src.read_exact_at(&mut buf[..n], at).expect("mapped bytes are readable");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,6 +404,26 @@ mod tests {
             luks2_header(&d);
             qcow2_header(&d);
             qcow2_map(&d);
+            lvm_metadata(&d);
+            lvm_pv(&d);
+        }
+    }
+
+    #[test]
+    fn lvm_seeds_in_the_repository_pass() {
+        for t in ["lvm_metadata", "lvm_pv"] {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds").join(t);
+            for f in std::fs::read_dir(dir).unwrap() {
+                let d = std::fs::read(f.unwrap().path()).unwrap();
+                if t == "lvm_pv" {
+                    lvm_pv(&d);
+                    let big = ZeroTail { data: &d, size: 1 << 30 };
+                    assert!(lvm::read_pv(&big, 1 << 30).unwrap().vg.is_some());
+                } else {
+                    lvm_metadata(&d);
+                    lvm::Vg::from_metadata(&lvm::metadata::parse(&d).unwrap()).unwrap();
+                }
+            }
         }
     }
 
@@ -348,5 +467,60 @@ pub fn volume_tree(data: &[u8]) {
             let _ = r.read_exact_at(&mut buf[..n], v.size - n as u64);
             assert!(r.read_exact_at(&mut buf[..1], v.size).is_err(), "read past the end succeeded");
         }
+    }
+}
+
+/// `cinder_metadata`: the input is a Cinder backup's `_metadata` object (JSON).
+///
+/// Checks: [`Metadata::parse`](luksfs::formats::cinder_backup::metadata::Metadata::parse)
+/// never panics; accepted metadata has objects sorted by offset, non-empty, within the named
+/// limits and not overlapping; a full backup's extent map covers `[0, size)` with contiguous
+/// extents whose sources lie inside their objects, and every lookup lands in the right extent.
+pub fn cinder_metadata(data: &[u8]) {
+    use luksfs::formats::cinder_backup::assemble::ExtentMap;
+    use luksfs::formats::cinder_backup::metadata::{self as cm, Metadata};
+    let Ok(m) = Metadata::parse(data) else { return };
+    assert!(m.objects.len() <= cm::MAX_OBJECTS);
+    for w in m.objects.windows(2) {
+        assert!(w[0].end() <= w[1].offset, "objects overlap");
+    }
+    for o in &m.objects {
+        assert!(o.length >= 1 && o.length <= cm::MAX_OBJECT_LEN && o.end() <= cm::MAX_VOLUME_BYTES);
+    }
+    if m.parent_id.is_some() {
+        return;
+    }
+    let map = ExtentMap::build(&[&m]).expect("a full backup's objects always assemble");
+    assert_eq!(map.size(), m.extent_end());
+    let mut at = 0;
+    for e in map.extents() {
+        assert!(e.start == at && e.end > e.start, "extents not contiguous at {at}");
+        if let Some(s) = e.source {
+            let o = &m.objects[s.object];
+            assert!(s.backup == 0 && o.offset <= e.start && e.end <= o.end());
+        }
+        assert_eq!(map.lookup(e.start), Some(e));
+        assert_eq!(map.lookup(e.end - 1), Some(e));
+        at = e.end;
+    }
+    assert_eq!(at, map.size());
+    assert!(map.lookup(map.size()).is_none());
+}
+
+/// `cinder_sha256file`: the input is a Cinder backup's `_sha256file` object (JSON).
+///
+/// Checks: [`Sha256File::parse`](luksfs::formats::cinder_backup::sha256file::Sha256File::parse)
+/// never panics; accepted files have a block size within the limit, and `check_covers` accepts
+/// exactly the volume sizes the digests cover.
+pub fn cinder_sha256file(data: &[u8]) {
+    use luksfs::formats::cinder_backup::sha256file::{MAX_CHUNK_SIZE, Sha256File};
+    let Ok(f) = Sha256File::parse(data) else { return };
+    assert!(f.chunk_size >= 1 && f.chunk_size <= MAX_CHUNK_SIZE);
+    let n = f.sha256s.len() as u64;
+    let full = n * f.chunk_size;
+    assert!(f.check_covers(full).is_ok());
+    if n > 0 {
+        assert!(f.check_covers(full - f.chunk_size + 1).is_ok());
+        assert!(f.check_covers(full + 1).is_err());
     }
 }

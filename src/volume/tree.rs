@@ -48,8 +48,12 @@ pub struct ImageCtx {
     limits: Limits,
     /// LVM2 PVs met so far in this image, by PV UUID, and the LVs already shown (by LV UUID):
     /// an LV spanning several PVs of the image is built by the PV that completes its set.
-    lvm: Mutex<(std::collections::HashMap<String, Arc<dyn ReadAt>>, std::collections::HashSet<String>)>,
+    lvm: Mutex<LvmSeen>,
 }
+
+/// The LVM2 PVs of one image (readers by PV UUID) and the LVs shown (by LV UUID).
+#[derive(Default)]
+struct LvmSeen(std::collections::HashMap<String, Arc<dyn ReadAt>>, std::collections::HashSet<String>);
 
 /// What a volume is, for people and for JSON.
 #[derive(Clone, Debug)]

@@ -9,6 +9,7 @@
 //! * `luks1`: LUKS1 images (qemu-img and cryptsetup), cipher/IV/hash matrix, key slots, key files.
 //! * `qcow2`: qcow2 with native LUKS encryption: clusters, zeros, versions, layouts.
 //! * `luks2`: LUKS2 images (cryptsetup): KDFs, sector sizes, headers, requirements.
+//! * `lvm`: LVM2 PVs made by lvm2 on loop devices (no device-mapper): VG metadata, LV mapping.
 //! * `errors`: exit codes and messages of `cat` / `inspect` on bad input; `cat --offset/--length`.
 //! * `keys`: --keytab for cat/inspect/verify, the trailing-newline note, --tries, systemd-ask-password.
 //! * `mount`: real FUSE mounts: trees, keytabs, read-only behaviour, signals, start-up time.
@@ -19,6 +20,8 @@
 //! * `system`: luksfs as a system tool: `--daemon` errors, mount point checks, restarts,
 //!   `mount -t fuse.luksfs` and fstab, systemd.
 //! * `package`: the .deb (slow): built, installed with dpkg, man pages and completions, removed.
+//! * `cinder_backup`: Cinder backups written by cinder's own posix driver
+//!   (`scripts/cinder-backup-make.sh`), reassembled, decrypted, verified, damaged.
 //! * `corpus`: the third-party corpus in `../shared/corpus` (upstream cryptsetup images; the
 //!   generated visible corpus when `LUKSFS_CORPUS_DIR` points at one).
 //!
@@ -30,6 +33,7 @@
 mod util;
 
 mod barbican;
+mod cinder_backup;
 mod corpus;
 mod errors;
 mod faults;
@@ -37,6 +41,7 @@ mod hostile;
 mod keys;
 mod luks1;
 mod luks2;
+mod lvm;
 mod mount;
 mod nested;
 mod package;

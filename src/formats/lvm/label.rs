@@ -134,8 +134,12 @@ impl Label {
             return Err(Error::corrupt(format!("LVM label: pv_header offset {off} outside the label sector")));
         }
         let uuid_raw = &s[off..off + UUID_LEN];
-        if !uuid_raw.iter().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(Error::corrupt(format!("LVM pv_header: PV UUID {:?} is not alphanumeric", cstr(uuid_raw))));
+        // lvm2's UUID alphabet: letters, digits, and '!' '#' (valid, though never generated).
+        if !uuid_raw.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'!' | b'#')) {
+            return Err(Error::corrupt(format!(
+                "LVM pv_header: PV UUID {:?} has characters lvm2 never uses",
+                cstr(uuid_raw)
+            )));
         }
         let dev_size = le64(s, off + UUID_LEN);
         let mut pos = off + UUID_LEN + 8;

@@ -175,6 +175,8 @@ impl Parser<'_> {
     /// Items up to a closing `}` (depth > 0) or the end of the text (depth 0).
     fn items(&mut self, depth: usize) -> Result<Section, ParseError> {
         let mut sec = Section::default();
+        // Names seen in this section: a set, so a hostile section of many keys stays linear.
+        let mut seen = std::collections::HashSet::new();
         loop {
             self.skip_ws();
             match self.peek() {
@@ -189,8 +191,7 @@ impl Parser<'_> {
             let name = self.name()?;
             self.skip_ws();
             self.count_node()?;
-            let dup = sec.values.iter().any(|(k, _)| *k == name) || sec.sections.iter().any(|(k, _)| *k == name);
-            if dup {
+            if !seen.insert(name.clone()) {
                 return Err(self.err(format!("{name:?} appears twice in one section")));
             }
             match self.peek() {
@@ -335,6 +336,19 @@ mod tests {
         assert_eq!(vg.section("physical_volumes").unwrap().section("pv0").unwrap().int("dev_size"), Some(131072));
         assert_eq!(root.str("contents"), Some("T \"q\" \\"));
         assert_eq!(root.get("x"), Some(&Value::Float(-1.5)));
+    }
+
+    #[test]
+    fn many_keys_parse_in_linear_time() {
+        let mut t = String::from("s {\n");
+        for i in 0..100_000 {
+            t.push_str(&format!("k{i} = {i}\n"));
+        }
+        t.push('}');
+        let t0 = std::time::Instant::now();
+        let root = parse(t.as_bytes()).unwrap();
+        assert_eq!(root.section("s").unwrap().values.len(), 100_000);
+        assert!(t0.elapsed().as_secs() < 20, "{:?}", t0.elapsed());
     }
 
     #[test]

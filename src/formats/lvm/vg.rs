@@ -211,6 +211,7 @@ impl Vg {
             return Err(corrupt(format!("{ctx}: {} LVs (limit {MAX_LVS})", lv_secs.len())));
         }
         let lv_names: HashMap<&str, &Section> = lv_secs.iter().map(|(n, s)| (n.as_str(), s)).collect();
+        let lv_index: HashMap<&str, usize> = lv_secs.iter().enumerate().map(|(i, (n, _))| (n.as_str(), i)).collect();
         let mut lvs = Vec::with_capacity(lv_secs.len());
         for (lname, ls) in lv_secs {
             lvs.push(Lv::from_metadata(lname, ls, &ctx, &pvs, &pv_index, &lv_names, extent_size)?);
@@ -221,7 +222,7 @@ impl Vg {
             for (_, seg) in &ls.sections {
                 if seg.str("type") == Some("snapshot")
                     && let Some(cow) = seg.str("cow_store")
-                    && let Some(i) = lv_secs.iter().position(|(n, _)| n == cow)
+                    && let Some(&i) = lv_index.get(cow)
                 {
                     let origin = seg.str("origin").unwrap_or("?");
                     cow_of
@@ -338,7 +339,7 @@ impl Lv {
                 return Err(corrupt(format!("{sctx}: stripe_size 0 with {n} stripes")));
             }
             let area = mul(per_stripe, extent_size, sctx)?;
-            if area % s != 0 {
+            if !area.is_multiple_of(s) {
                 return Err(corrupt(format!(
                     "{sctx}: stripe area of {area} bytes is not a multiple of the stripe size {s}"
                 )));
@@ -402,7 +403,7 @@ impl Lv {
             let chunk = seg_off / stripe_size;
             let in_chunk = seg_off % stripe_size;
             let st = &stripes[(chunk % n) as usize];
-            ((st), (chunk / n) * stripe_size + in_chunk, stripe_size - in_chunk)
+            (st, (chunk / n) * stripe_size + in_chunk, stripe_size - in_chunk)
         };
         let pv = vg.pvs.get(stripe.pv_index).ok_or_else(bad)?;
         let pv_off = stripe

@@ -1,0 +1,295 @@
+//! Backups found in an [`ObjectStore`] ([`Catalog`]) and the reassembled volume of one of them
+//! read in place ([`BackupReader`]): each object is fetched when a read first touches it, its
+//! md5 checked, decompressed once into a bounded cache of chunks, and copied out from there.
+//! A missing object, a bad md5, corrupt compressed data or a missing parent fails the read with
+//! an error naming the backup, the object and the reason: never wrong bytes.
+
+use super::assemble::{ExtentMap, Source};
+use super::metadata::{MAX_METADATA_BYTES, Metadata};
+use super::names::{self, METADATA_SUFFIX, PrefixInfo};
+use super::{CinderError, chunks};
+use crate::source::ObjectStore;
+use crate::{Error, Result};
+use quick_cache::Weighter;
+use std::sync::Arc;
+
+/// Default budget of the decompressed-chunk cache of one reader.
+pub const DEFAULT_CACHE_BYTES: u64 = 256 << 20;
+
+/// One backup found in a store: its object-name prefix and what the prefix says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackupEntry {
+    /// The full prefix of its object names (with the directories of a posix store).
+    pub prefix: String,
+    pub info: PrefixInfo,
+}
+
+impl BackupEntry {
+    /// The name of its `_metadata` object.
+    pub fn metadata_name(&self) -> String {
+        format!("{}{METADATA_SUFFIX}", self.prefix)
+    }
+    /// The name of its `_sha256file` object.
+    pub fn sha256_name(&self) -> String {
+        format!("{}{}", self.prefix, names::SHA256_SUFFIX)
+    }
+}
+
+/// The backups of one store, found by their `_metadata` objects.
+pub struct Catalog {
+    store: Arc<dyn ObjectStore>,
+    backups: Vec<BackupEntry>,
+}
+
+fn in_backup(id: &str, e: impl Into<Error>) -> Error {
+    e.into().context(format!("cinder backup {id}"))
+}
+
+impl Catalog {
+    /// List `store` (under `prefix`, "" for all of it) and collect every backup whose
+    /// `_metadata` object has a cinder-shaped name.
+    pub fn discover(store: Arc<dyn ObjectStore>, prefix: &str) -> Result<Catalog> {
+        let mut backups: Vec<BackupEntry> = Vec::new();
+        for name in store.list(prefix)? {
+            let Some(p) = name.strip_suffix(METADATA_SUFFIX) else { continue };
+            let Some(info) = names::parse_prefix(p) else { continue };
+            if let Some(dup) = backups.iter().find(|b| b.info.backup_id == info.backup_id) {
+                log::warn!(
+                    "{}: backup {} appears twice ({} and {}); using the first",
+                    store.describe(),
+                    info.backup_id,
+                    dup.prefix,
+                    p
+                );
+                continue;
+            }
+            backups.push(BackupEntry { prefix: p.to_string(), info });
+        }
+        Ok(Catalog { store, backups })
+    }
+
+    /// The store the backups are in.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// Every backup found, in name order.
+    pub fn backups(&self) -> &[BackupEntry] {
+        &self.backups
+    }
+
+    /// The backup with this id.
+    pub fn find(&self, backup_id: &str) -> Option<&BackupEntry> {
+        self.backups.iter().find(|b| b.info.backup_id == backup_id)
+    }
+
+    /// Fetch and parse a backup's `_metadata`, checking that it is about that backup.
+    pub fn metadata(&self, entry: &BackupEntry) -> Result<Metadata> {
+        let id = &entry.info.backup_id;
+        let name = entry.metadata_name();
+        let bytes = self
+            .store
+            .get(&name, MAX_METADATA_BYTES as u64)
+            .map_err(|e| in_backup(id, e))?
+            .ok_or_else(|| in_backup(id, Error::corrupt(format!("object {name} is missing"))))?;
+        let meta = Metadata::parse(&bytes).map_err(|e| in_backup(id, e))?;
+        if meta.backup_id != *id || meta.volume_id != entry.info.volume_id {
+            return Err(in_backup(
+                id,
+                CinderError::Chain(format!(
+                    "{name} describes backup {} of volume {}, not what its name says",
+                    meta.backup_id, meta.volume_id
+                )),
+            ));
+        }
+        Ok(meta)
+    }
+
+    /// The backup and its parents, full backup first. A parent is looked for among the backups
+    /// of the same volume in this store.
+    pub fn chain(&self, backup_id: &str) -> Result<Vec<(BackupEntry, Metadata)>> {
+        let entry = self
+            .find(backup_id)
+            .ok_or_else(|| Error::usage(format!("no cinder backup {backup_id} in {}", self.store.describe())))?;
+        let mut chain = vec![(entry.clone(), self.metadata(entry)?)];
+        while let Some(parent) = chain.last().and_then(|(_, m)| m.parent_id.clone()) {
+            if chain.len() >= super::assemble::MAX_CHAIN {
+                return Err(in_backup(
+                    backup_id,
+                    CinderError::Limit {
+                        what: "backup chain length",
+                        value: chain.len() as u64 + 1,
+                        limit: super::assemble::MAX_CHAIN as u64,
+                    },
+                ));
+            }
+            if chain.iter().any(|(e, _)| e.info.backup_id == parent) {
+                return Err(in_backup(
+                    backup_id,
+                    CinderError::Chain(format!("parent {parent} appears twice (a loop)")),
+                ));
+            }
+            let child = &chain.last().expect("non-empty").0;
+            let found =
+                self.backups.iter().find(|b| b.info.backup_id == parent && b.info.volume_id == child.info.volume_id);
+            let Some(p) = found else {
+                return Err(in_backup(
+                    backup_id,
+                    CinderError::Chain(format!(
+                        "parent backup {parent} of {} is missing from {}",
+                        child.info.backup_id,
+                        self.store.describe()
+                    )),
+                ));
+            };
+            chain.push((p.clone(), self.metadata(p)?));
+        }
+        chain.reverse();
+        Ok(chain)
+    }
+
+    /// A reader of the reassembled volume of `backup_id` with a chunk cache of `cache_bytes`.
+    pub fn open(&self, backup_id: &str, cache_bytes: u64) -> Result<BackupReader> {
+        let chain = self.chain(backup_id)?;
+        let metas: Vec<&Metadata> = chain.iter().map(|(_, m)| m).collect();
+        let map = ExtentMap::build(&metas).map_err(|e| in_backup(backup_id, e))?;
+        let items = (cache_bytes / (1 << 20)).clamp(4, 1 << 16) as usize;
+        Ok(BackupReader {
+            store: self.store.clone(),
+            backup_id: backup_id.to_string(),
+            chain,
+            map,
+            cache: quick_cache::sync::Cache::with_weighter(items, cache_bytes.max(1), Bytes),
+        })
+    }
+}
+
+#[derive(Clone)]
+struct Bytes;
+
+impl Weighter<(usize, usize), Arc<[u8]>> for Bytes {
+    fn weight(&self, _key: &(usize, usize), val: &Arc<[u8]>) -> u64 {
+        val.len() as u64
+    }
+}
+
+/// The reassembled volume of one backup (full backup plus its incrementals), read in place.
+pub struct BackupReader {
+    store: Arc<dyn ObjectStore>,
+    backup_id: String,
+    chain: Vec<(BackupEntry, Metadata)>,
+    map: ExtentMap,
+    cache: quick_cache::sync::Cache<(usize, usize), Arc<[u8]>, Bytes>,
+}
+
+impl BackupReader {
+    /// The volume size in bytes.
+    pub fn size(&self) -> u64 {
+        self.map.size()
+    }
+
+    /// The backup this reader shows.
+    pub fn backup_id(&self) -> &str {
+        &self.backup_id
+    }
+
+    /// The chain read, full backup first (the last entry is this backup).
+    pub fn chain(&self) -> &[(BackupEntry, Metadata)] {
+        &self.chain
+    }
+
+    /// The extent map of the volume.
+    pub fn map(&self) -> &ExtentMap {
+        &self.map
+    }
+
+    /// Fill `buf` with the volume bytes at `offset`; a range outside [`Self::size`] is a
+    /// [`crate::ErrorKind::Corrupt`] error, as for every [`crate::io::ReadAt`] layer.
+    pub fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        let len = buf.len() as u64;
+        if offset.checked_add(len).is_none_or(|end| end > self.size()) {
+            // the layer contract: a read outside the volume is Corrupt (data promised, not there)
+            return Err(crate::io::past_end(
+                &format!("cinder backup {}", self.backup_id),
+                offset,
+                buf.len(),
+                self.size(),
+            ));
+        }
+        let mut done = 0usize;
+        while done < buf.len() {
+            let pos = offset + done as u64;
+            let ext = self.map.lookup(pos).expect("pos < size has an extent");
+            let n = (ext.end - pos).min((buf.len() - done) as u64) as usize;
+            let out = &mut buf[done..done + n];
+            match ext.source {
+                None => out.fill(0),
+                Some(src) => {
+                    let data = self.object(src)?;
+                    let obj = &self.chain[src.backup].1.objects[src.object];
+                    let at = (pos - obj.offset) as usize;
+                    out.copy_from_slice(&data[at..at + n]);
+                }
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// The uncompressed, md5-checked bytes of one object (from the cache, or fetched now).
+    pub fn object(&self, src: Source) -> Result<Arc<[u8]>> {
+        self.cache.get_or_insert_with(&(src.backup, src.object), || self.fetch(src))
+    }
+
+    fn fetch(&self, src: Source) -> Result<Arc<[u8]>> {
+        let (entry, meta) = &self.chain[src.backup];
+        let obj = &meta.objects[src.object];
+        let ctx = |e: Error| e.context(format!("cinder backup {}", entry.info.backup_id));
+        if !names::is_chunk_of(&obj.name, &entry.prefix) && !names::is_chunk_of(&obj.name, base_name(&entry.prefix)) {
+            return Err(ctx(Error::corrupt(format!(
+                "object {} is not named like a chunk of {}",
+                obj.name, entry.prefix
+            ))));
+        }
+        let name = object_path(&entry.prefix, &obj.name);
+        // cinder stores an object uncompressed when compressing did not shrink it, so no
+        // stored object is longer than its data
+        let stored = self
+            .store
+            .get(&name, obj.length)
+            .map_err(ctx)?
+            .ok_or_else(|| ctx(Error::corrupt(format!("object {} is missing", obj.name))))?;
+        let data = chunks::unpack(obj, stored).map_err(|e| ctx(e.into()))?;
+        Ok(data.into())
+    }
+}
+
+/// The last path component of a prefix (posix objects are named without their directories in
+/// the metadata).
+fn base_name(prefix: &str) -> &str {
+    prefix.rsplit('/').next().unwrap_or(prefix)
+}
+
+/// The store name of a chunk object listed in the metadata as `name`, for a backup whose
+/// prefix is `prefix`: posix metadata names objects by file name alone (they live in the
+/// backup's directory); Swift/S3 metadata names them by their full name.
+pub fn object_path(prefix: &str, name: &str) -> String {
+    if name.starts_with(prefix) {
+        return name.to_string();
+    }
+    match prefix.rfind('/') {
+        Some(i) => format!("{}{name}", &prefix[..=i]),
+        None => name.to_string(),
+    }
+}
+
+/// The reassembled volume is a layer like any other: what it holds (usually LUKS) is probed and
+/// read through this.
+impl crate::io::ReadAt for BackupReader {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        BackupReader::read_exact_at(self, buf, offset)
+    }
+    fn size(&self) -> u64 {
+        BackupReader::size(self)
+    }
+}

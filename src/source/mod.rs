@@ -1,0 +1,59 @@
+//! Where bytes come from when they are not one image file: object stores holding named
+//! objects (a posix/NFS directory tree now; Swift and S3 containers later), read whole or by
+//! range. Formats built from many objects (Cinder backups) read through [`ObjectStore`] only,
+//! so the same code serves every store and tests can use an in-memory one.
+
+pub mod posix;
+pub mod s3;
+pub mod swift;
+
+use crate::Result;
+
+/// A flat namespace of named, immutable objects (`/` is an ordinary character in a name, as in
+/// Swift and S3; a posix store maps it to directories).
+pub trait ObjectStore: Send + Sync {
+    /// What this store is, for messages (a path or a URL, never credentials).
+    fn describe(&self) -> String;
+    /// The names of all objects starting with `prefix`, sorted. Bounded: a store refuses to list
+    /// more than its own limit rather than growing without end.
+    fn list(&self, prefix: &str) -> Result<Vec<String>>;
+    /// The whole object, or `None` when there is no such object. An object larger than `max`
+    /// bytes is an error ([`crate::ErrorKind::Corrupt`]): callers know how large it can be.
+    fn get(&self, name: &str, max: u64) -> Result<Option<Vec<u8>>>;
+    /// `len` bytes of the object from `offset`, or `None` when there is no such object; a range
+    /// past the object's end is a [`crate::ErrorKind::Corrupt`] error.
+    fn get_range(&self, name: &str, offset: u64, len: usize) -> Result<Option<Vec<u8>>>;
+}
+
+/// An in-memory store (tests, fuzzing): `name → bytes`.
+#[derive(Clone, Debug, Default)]
+pub struct MemStore {
+    pub objects: std::collections::BTreeMap<String, Vec<u8>>,
+}
+
+impl ObjectStore for MemStore {
+    fn describe(&self) -> String {
+        "memory".into()
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        Ok(self.objects.keys().filter(|k| k.starts_with(prefix)).cloned().collect())
+    }
+    fn get(&self, name: &str, max: u64) -> Result<Option<Vec<u8>>> {
+        match self.objects.get(name) {
+            Some(v) if v.len() as u64 > max => Err(crate::Error::corrupt(format!(
+                "object {name} has {} bytes, more than the {max} it can have",
+                v.len()
+            ))),
+            v => Ok(v.cloned()),
+        }
+    }
+    fn get_range(&self, name: &str, offset: u64, len: usize) -> Result<Option<Vec<u8>>> {
+        let Some(v) = self.objects.get(name) else { return Ok(None) };
+        let range =
+            usize::try_from(offset).ok().and_then(|s| Some(s..s.checked_add(len)?)).filter(|r| r.end <= v.len());
+        match range {
+            Some(r) => Ok(Some(v[r].to_vec())),
+            None => Err(crate::Error::corrupt(format!("object {name}: range {offset}+{len} is past its end"))),
+        }
+    }
+}
