@@ -345,6 +345,9 @@ fn cat(a: CatArgs) -> Result<i32> {
     let vol = match select_volume(&tree, a.volume.as_deref(), &|v| keys.key_for(v), settings) {
         Ok(v) => v,
         Err(e) => {
+            if let Some(missing) = keys.missing() {
+                return Err(missing.with_path(&a.image));
+            }
             let Some(n) = keys.note(&e) else { return Err(e) };
             eprintln!("luksfs: {e}");
             eprintln!("luksfs: note: {n}");

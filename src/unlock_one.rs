@@ -12,6 +12,7 @@ use crate::volume::Volume;
 use crate::volume::tree::UnlockKey;
 use crate::{Error, ErrorKind, Result};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 /// What a keytab says about one image: its options (a `--header`/`--key-slot` on the command
@@ -60,6 +61,8 @@ pub struct ImageKey<'a> {
     given: OnceLock<Result<Option<Secret>>>,
     /// The last passphrase typed, and the volume it was last handed to.
     typed: Mutex<Option<(usize, Secret)>>,
+    /// A key was needed and there was no key given and nobody to ask.
+    nobody: AtomicBool,
 }
 
 impl<'a> ImageKey<'a> {
@@ -79,6 +82,7 @@ impl<'a> ImageKey<'a> {
             key_slot: opts.key_slot,
             given: OnceLock::new(),
             typed: Mutex::new(None),
+            nobody: AtomicBool::new(false),
         }
     }
 
@@ -104,18 +108,28 @@ impl<'a> ImageKey<'a> {
             *who = me;
             return Ok(UnlockKey { passphrase: p.clone(), key_slot: self.key_slot, asked: true });
         }
-        let p = prompt::ask(&vol.display().display().to_string())?.ok_or_else(|| {
-            Error::usage(
-                "no key given: use --key-file FILE, --keytab FILE, --barbican-secret ID, or run on a terminal to be \
-                 prompted",
-            )
-        })?;
+        let Some(p) = prompt::ask(&vol.display().display().to_string())? else {
+            self.nobody.store(true, Ordering::Relaxed);
+            return Err(no_key());
+        };
         *typed = Some((me, p.clone()));
         Ok(UnlockKey { passphrase: p, key_slot: self.key_slot, asked: true })
+    }
+
+    /// The usage error to give when a key was needed and none was given (a volume's unlock
+    /// reports it as a key problem of that volume).
+    pub fn missing(&self) -> Option<Error> {
+        self.nobody.load(Ordering::Relaxed).then(no_key)
     }
 
     /// The note to print after `e` (a wrong key from a file ending in a newline).
     pub fn note(&self, e: &Error) -> Option<String> {
         newline_note(e, key_file_of(self.key, self.from_tab.as_ref()).as_ref())
     }
+}
+
+fn no_key() -> Error {
+    Error::usage(
+        "no key given: use --key-file FILE, --keytab FILE, --barbican-secret ID, or run on a terminal to be prompted",
+    )
 }
