@@ -1,11 +1,11 @@
 //! Asking a person for a passphrase: on the terminal (no echo), or, with no terminal under
 //! systemd (`$INVOCATION_ID` or `$NOTIFY_SOCKET` set, as for a service or a mount at boot),
 //! through `systemd-ask-password`, which reaches whatever password agent runs (the boot
-//! splash, the console, `systemd-tty-ask-password-agent`). [`with_tries`] asks again after a
-//! wrong passphrase, `--tries` times in all (cryptsetup's default: 3).
+//! splash, the console, `systemd-tty-ask-password-agent`). A wrong passphrase typed here is asked
+//! again, `--tries` times in all (cryptsetup's default: 3): see `volume::Volume::unlock`.
 
 use super::Secret;
-use crate::{Error, ErrorKind, Result};
+use crate::{Error, Result};
 use std::io::IsTerminal;
 
 /// Default number of attempts at the prompt (cryptsetup's `--tries` default).
@@ -53,21 +53,4 @@ fn ask_systemd(what: &str) -> Result<Secret> {
         bytes.pop();
     }
     Ok(Secret::new(std::mem::take(&mut *bytes)))
-}
-
-/// Ask for the passphrase of `what` and `check` it, up to `tries` times while the answer is a
-/// wrong key (`ErrorKind::BadKey`). `Ok(None)` when there is nobody to ask.
-pub fn with_tries<T>(what: &str, tries: u32, mut check: impl FnMut(&Secret) -> Result<T>) -> Result<Option<T>> {
-    let tries = tries.max(1);
-    let mut attempt = 1;
-    loop {
-        let Some(pass) = ask(what)? else { return Ok(None) };
-        match check(&pass) {
-            Err(e) if e.kind() == ErrorKind::BadKey && attempt < tries => {
-                eprintln!("luksfs: {e} (attempt {attempt} of {tries})");
-                attempt += 1;
-            }
-            r => return r.map(Some),
-        }
-    }
 }
