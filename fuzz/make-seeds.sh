@@ -7,7 +7,8 @@
 #
 # Writes OUT/<target>/*: luks1_header (LUKS1 files cut after slot 0's key material),
 # luks2_header (mode byte 0 + the metadata and slot 0 of LUKS2 files; mode byte 1 + their JSON,
-# also the JSON of cryptsetup's upstream test images when ../shared/corpus is there),
+# also the JSON of cryptsetup's upstream test images when ../shared/corpus is there, and the 166
+# headers of cryptsetup 2.6.1's LUKS2 validation suite, see below),
 # qcow2_header (first 4 KiB of encrypted qcow2 images: header + extensions), qcow2_map (small
 # unencrypted qcow2 images written by qemu-io: data, zero and discarded clusters, v2/v3,
 # extended L2), lvm_pv (the first 64 KiB or 1 MiB of lvm2 PVs: label, pv_header, metadata
@@ -15,17 +16,22 @@
 # them), cinder_metadata / cinder_sha256file (the JSON objects of Cinder backups written by
 # cinder's posix driver, ../scripts/cinder-backup-make.sh; FUZZ_NO_CINDER=1 skips). The committed
 # seeds in fuzz/seeds/ (a few KiB) are copied in as well.
-# Needs: cryptsetup, qemu-img, qemu-io, python3; for the LVM seeds lvm2, losetup and root (lvm2
+# Needs: cryptsetup, qemu-img, qemu-io, python3; jq, xxd and the cryptsetup source package for the
+# LUKS2 validation-suite seeds; for the LVM seeds lvm2, losetup and root (lvm2
 # works on block devices only: loop devices, activation=0, no device-mapper), else they are
-# skipped. Nothing else needs root (cryptsetup works on files).
+# skipped; mbr (small disks with DOS labels by sfdisk: primaries,
+# extended partitions and EBR chains), gpt (small disks by sgdisk and sfdisk: names,
+# attributes, short entry arrays, a hybrid MBR; 4096-byte sectors on a loop device when root).
+# qcow2_read (the qcow2 images, plus images compressed by qemu-img convert -c with zlib and
+# zstd and partly rewritten by qemu-io). Nothing else needs root (cryptsetup works on files).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 out=${1:-$here/corpus}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export LC_ALL=C
-for t in luks1_header luks2_header qcow2_header qcow2_map lvm_metadata lvm_pv cinder_metadata cinder_sha256file; do mkdir -p "$out/$t"; done
-for t in luks1_header luks2_header qcow2_header qcow2_map lvm_metadata lvm_pv cinder_metadata cinder_sha256file; do
+for t in luks1_header luks2_header qcow2_header qcow2_map lvm_metadata lvm_pv cinder_metadata cinder_sha256file mbr gpt qcow2_read; do mkdir -p "$out/$t"; done
+for t in luks1_header luks2_header qcow2_header qcow2_map lvm_metadata lvm_pv cinder_metadata cinder_sha256file mbr gpt qcow2_read; do
     if compgen -G "$here/seeds/$t/*" >/dev/null; then cp "$here/seeds/$t"/* "$out/$t/"; fi
 done
 printf fuzz > "$tmp/key"
@@ -104,6 +110,56 @@ if [[ -f $shared/luks2_header_requirements.tar.xz ]]; then
     done
 fi
 
+# ---- cryptsetup 2.6.1's LUKS2 header-validation suite (tests/generators/*.sh over its base
+# header, and over the same header with the KDF renamed argon2 -> argon2i), as the integration
+# test tests/it/luks2_validation.rs runs it: its cached source package, else `apt-get source`.
+suite=${CRYPTSETUP_SRC:-$here/../target/tmp/cryptsetup-source/cryptsetup-2.6.1}
+if [[ ! -f $suite/tests/luks2-validation-test ]] && command -v apt-get > /dev/null; then
+    (cd "$tmp" && apt-get source -qq cryptsetup > /dev/null 2>&1) || true
+    suite=$tmp/cryptsetup-2.6.1
+fi
+if [[ -f $suite/tests/luks2-validation-test ]] && command -v jq > /dev/null && command -v xxd > /dev/null; then
+    mkdir -p "$tmp/suite/argon2" "$tmp/suite/argon2i"
+    xz -dkc "$suite/tests/luks2_valid_hdr.img.xz" > "$tmp/suite/base-argon2.img"
+    cp "$tmp/suite/base-argon2.img" "$tmp/suite/base-argon2i.img"
+    python3 - "$tmp/suite/base-argon2i.img" <<'PY'
+import hashlib, sys
+p = sys.argv[1]
+b = bytearray(open(p, 'rb').read())
+hs = int.from_bytes(b[8:16], 'big')
+for base in (0, hs):
+    area = b[base:base + hs]
+    j = bytes(area[4096:]).split(b'\0', 1)[0].replace(b'"type":"argon2",', b'"type":"argon2i",')
+    area[4096:] = j + bytes(hs - 4096 - len(j))
+    area[448:512] = bytes(64)
+    area[448:480] = hashlib.sha256(area).digest()
+    b[base:base + hs] = area
+open(p, 'wb').write(b)
+PY
+    gens=$tmp/suite/generators
+    cp -r "$suite/tests/generators" "$gens"
+    for kdf in argon2 argon2i; do
+        for g in "$gens"/generate-*.sh; do
+            (cd "$gens" && bash "$g" "$tmp/suite/$kdf" "$tmp/suite/base-$kdf.img" > /dev/null)
+        done
+        for f in "$tmp/suite/$kdf"/*.img; do
+            python3 - "$f" "$out/luks2_header/cryptsetup-suite-$kdf-$(basename "$f" .img)" <<'PY'
+import sys
+f, dest = sys.argv[1], sys.argv[2]
+b = open(f, 'rb').read()
+hs = min(int.from_bytes(b[8:16], 'big'), 4 << 20)
+# mode 0: both metadata copies (no key material), for metadata up to 256 KiB
+if hs <= 256 << 10:
+    open(dest + '-file', 'wb').write(b'\0' + b[:2 * hs])
+# mode 1: the primary's JSON area text
+open(dest + '-json', 'wb').write(b'\1' + b[4096:max(4096, hs)].split(b'\0', 1)[0])
+PY
+        done
+    done
+else
+    echo "note: cryptsetup's LUKS2 validation suite not available (apt-get source cryptsetup, jq, xxd): its headers are not seeded" >&2
+fi
+
 # ---- qcow2 + LUKS (qemu-img): header + extensions
 n=0
 for o in "cluster_size=512" "cluster_size=4096,compat=0.10" "cluster_size=65536,lazy_refcounts=on,refcount_bits=64" \
@@ -123,6 +179,26 @@ for o in "cluster_size=512" "cluster_size=512,compat=0.10" "cluster_size=16384,e
     qemu-io -f qcow2 -c "write -P 0x11 0 8K" -c "write -P 0x22 64K 3K" -c "write -z 100K 4K" \
         -c "discard 4K 2K" -c "write -P 0x33 200K 1K" "$f" > /dev/null
     cp "$f" "$out/qcow2_map/qemu-$n"
+    cp "$f" "$out/qcow2_read/qemu-$n"
+    n=$((n + 1))
+done
+
+# ---- compressed unencrypted qcow2 images for the guest-disk reader: text (compresses) and
+# random (stays uncompressed) sectors, then qemu-io writes over compressed clusters
+python3 -c '
+import os, sys
+out = bytearray()
+for i in range(96):
+    out += (b"seed sector %06d " % i + bytes(range(65, 91)) * 19)[:512] if i % 3 else os.urandom(512)
+sys.stdout.buffer.write(out)' > "$tmp/plain.raw"
+n=0
+for o in "cluster_size=512" "cluster_size=512,compression_type=zstd" "cluster_size=512,compat=0.10" \
+    "cluster_size=4096,compression_type=zstd" "cluster_size=16384,extended_l2=on" \
+    "cluster_size=16384,extended_l2=on,compression_type=zstd"; do
+    f=$tmp/c-$n.qcow2
+    qemu-img convert -c -f raw -O qcow2 -o "$o" "$tmp/plain.raw" "$f"
+    qemu-io -f qcow2 -c "write -P 0x5a 1000 700" -c "write -z 8192 1024" "$f" > /dev/null
+    cp "$f" "$out/qcow2_read/compressed-$n"
     n=$((n + 1))
 done
 
@@ -233,7 +309,51 @@ else
     echo "cinder backups could not be made: seeding cinder targets from fuzz/seeds/ only" >&2
 fi
 
+# ---- partition tables (sfdisk, sgdisk) on small sparse disks, so the fuzzed input is the disk
+if command -v sfdisk >/dev/null; then
+    n=0
+    for script in \
+        "label: dos|start=1, size=8, type=83, bootable|start=10, size=50, type=5|start=12, size=4, type=82|start=18, size=4, type=83|start=24, size=8, type=e8" \
+        "label: dos|label-id: 0x1234abcd|start=4, size=20, type=7|start=24, size=8, type=8e|start=32, size=28, type=f|start=40, size=4|start=48, size=4, type=c" \
+        "label: dos|start=2, size=60, type=85|start=4, size=2|start=8, size=2|start=12, size=2|start=16, size=2|start=20, size=2|start=24, size=2" \
+        "label: dos|start=1, size=63, type=ee" \
+        "label: dos"; do
+        f=$tmp/mbr-$n.img
+        truncate -s 32K "$f"
+        tr '|' '\n' <<< "$script" | sfdisk -q --no-reread --no-tell-kernel "$f" > /dev/null
+        cp "$f" "$out/mbr/sfdisk-$n"
+        n=$((n + 1))
+    done
+    f=$tmp/gpt-sf.img
+    truncate -s 64K "$f"
+    printf 'label: gpt\nfirst-lba: 34\ntable-length: 8\n\nstart=40, size=8, name=one\nstart=48, size=16, type=CA7D7CCB-63ED-4C53-861C-1742536059CC, name="crypt root", attrs=LegacyBIOSBootable\nstart=64, size=8, type=E6D6D379-F507-44C2-A23C-238F2A3DF928\n' |
+        sfdisk -q --no-reread --no-tell-kernel "$f" > /dev/null
+    cp "$f" "$out/gpt/sfdisk-0"
+fi
+if command -v sgdisk >/dev/null; then
+    n=0
+    for args in "-n 1:0:+4 -t 1:ef00 -c 1:esp -n 2:0:+16 -t 2:8309 -c 2:cryptroot -n 3:0:0 -t 3:8e00 -A 3:set:2" \
+        "-n 2:0:+8 -t 2:8300 -c 2:two -n 1:0:+8 -c 1:one -n 4:0:0 -t 4:8200" \
+        "-n 1:0:+8 -n 2:0:+8 -n 3:0:+8 -n 4:0:0 -h 1:2"; do
+        f=$tmp/gpt-$n.img
+        truncate -s 40K "$f"
+        # shellcheck disable=SC2086  # args is a word list
+        sgdisk -a 1 --resize-table=4 $args "$f" > /dev/null
+        cp "$f" "$out/gpt/sgdisk-$n"
+        n=$((n + 1))
+    done
+    if [[ $(id -u) == 0 ]] && command -v losetup >/dev/null; then
+        f=$tmp/gpt-4k.img
+        truncate -s 256K "$f"
+        if dev=$(losetup --show -f --sector-size 4096 "$f" 2> /dev/null); then
+            sgdisk -a 1 --resize-table=4 -n 1:0:+4 -c 1:four -n 2:0:0 -t 2:8309 "$dev" > /dev/null || true
+            losetup -d "$dev"
+            cp "$f" "$out/gpt/sgdisk-4k"
+        fi
+    fi
+fi
+
 for t in luks1_header luks2_header luks_keyslot qcow2_header qcow2_map volume_tree lvm_metadata lvm_pv \
-    cinder_metadata cinder_sha256file; do
+    cinder_metadata cinder_sha256file mbr gpt qcow2_read; do
     printf '%-13s %3d files %8d bytes\n' "$t" "$(find "$out/$t" -type f | wc -l)" "$(cat "$out/$t"/* | wc -c)"
 done

@@ -74,6 +74,8 @@ dict_for() {
         luks2_header) echo dictionaries/luks2.dict ;;
         lvm_*) echo dictionaries/lvm.dict ;;
         cinder_*) echo dictionaries/cinder.dict ;;
+        mbr) echo dictionaries/mbr.dict ;;
+        gpt) echo dictionaries/gpt.dict ;;
         *) echo dictionaries/qcow2.dict ;;
     esac
 }

@@ -13,10 +13,12 @@ export PATH="$PATH:/usr/sbin:/sbin"
 log() { printf '[install-deps] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-# command:package (command checked with command -v)
+# command:package (command checked with command -v). jq, xxd and dpkg-source (dpkg-dev) run
+# cryptsetup's LUKS2 validation suite, which tests/it/luks2_validation.rs fetches with
+# `apt-get source cryptsetup` (adding a deb-src entry that mirrors the configured Debian mirror).
 TOOLS="fusermount3:fuse3 cryptsetup:cryptsetup-bin qemu-img:qemu-utils qemu-io:qemu-utils
 qemu-storage-daemon:qemu-utils mkfs.ext4:e2fsprogs e2fsck:e2fsprogs debugfs:e2fsprogs
-sgdisk:gdisk sfdisk:fdisk lvm:lvm2 losetup:mount mkfs.vfat:dosfstools mcopy:mtools fio:fio vmtouch:vmtouch xxd:xxd python3:python3
+sgdisk:gdisk sfdisk:fdisk lvm:lvm2 losetup:mount mkfs.vfat:dosfstools mcopy:mtools fio:fio vmtouch:vmtouch xxd:xxd jq:jq dpkg-source:dpkg-dev python3:python3
 xz:xz-utils script:bsdutils tar:tar fallocate:util-linux flock:util-linux curl:curl truncate:coreutils sha256sum:coreutils cc:gcc
 mount.fuse3:fuse3 findmnt:util-linux runuser:util-linux mount:mount useradd:passwd
 systemd-analyze:systemd man:man-db file:file dpkg-deb:dpkg"
@@ -68,6 +70,21 @@ ensure_backports() {
     apt_update
 }
 
+# tests/it/partition.rs fetches util-linux's test samples with `apt-get source`: needs a deb-src
+# entry for the configured distribution and mirror
+ensure_deb_src() {
+    grep -rqsE '^[^#]*(deb-src|Types:.*deb-src)' /etc/apt/sources.list /etc/apt/sources.list.d/ && return 0
+    local mirror codename
+    mirror=$(grep -rhs -o -E '(https?://[^ ]+)' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | head -n1)
+    [ -n "$mirror" ] || mirror=$(grep -rhs -o -E '^URIs: *[^ ]+' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1 | sed 's/^URIs: *//')
+    [ -n "$mirror" ] || mirror=http://deb.debian.org/debian
+    codename=$(sed -n 's/^VERSION_CODENAME=//p' /etc/os-release)
+    [ -n "$codename" ] || return 0
+    log "adding deb-src $mirror $codename main (util-linux test samples)"
+    echo "deb-src $mirror $codename main" >/etc/apt/sources.list.d/luksfs-deb-src.list
+    apt_update
+}
+
 need_root() { [ "$(id -u)" = 0 ] || die "$1: run as root (or install: $2)"; }
 
 pkgs=$(missing_pkgs)
@@ -96,6 +113,7 @@ if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
     log "installing python3-venv"
     apt_install python3-venv
 fi
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then ensure_deb_src; fi
 
 # ---- verify
 fail=0

@@ -86,7 +86,12 @@ pub use crate::io::file::open_readonly;
 pub fn probe_file(path: &Path) -> Result<Option<Format>> {
     let f = FileSource::open(path)?;
     let head = crate::io::read_upto(&f, 0, 8)?;
-    Ok(if head.len() < 8 { None } else { Format::probe(&head) })
+    // A LUKS2 image whose primary header is destroyed still opens from its secondary.
+    Ok(if head.len() < 8 {
+        None
+    } else {
+        Format::probe(&head).or_else(|| luks::probe_secondary(&f).then_some(Format::Luks2))
+    })
 }
 
 /// Where the ciphertext of the plaintext view lives.
@@ -143,6 +148,8 @@ impl Prepared {
             (_, Some(Format::Qcow2)) => Format::Qcow2,
             (Some(_), _) => Format::Luks1, // refined below from the detached header
             (None, Some(f)) => f,
+            // A LUKS2 image whose primary header is destroyed still opens from its secondary.
+            (None, None) if luks::probe_secondary(&*file) => Format::Luks2,
             (None, None) => return Err(Error::corrupt("not a LUKS or qcow2 image (no known magic)")),
         };
         if format == Format::Qcow2 {
@@ -294,7 +301,16 @@ impl Prepared {
             max_kdf_memory_kib: settings.max_kdf_memory_kib,
             parallel: settings.parallel,
         };
-        let unlocked = keyslot::unlock(&plans, passphrase, &*self.header_src, opts)?;
+        let unlocked = keyslot::unlock(&plans, passphrase, &*self.header_src, opts).map_err(|e| {
+            // No usable slot was wrong for the key: say why the unusable ones cannot be used.
+            let unusable = self.luks.unusable_slots();
+            let named = opts.key_slot.and_then(|n| unusable.iter().find(|u| u.0 == n));
+            let only = (opts.key_slot.is_none() && plans.is_empty()).then(|| unusable.first()).flatten();
+            match (e.kind(), named.or(only)) {
+                (crate::ErrorKind::BadKey, Some((_, why))) => why.clone(),
+                _ => e,
+            }
+        })?;
         if unlocked.volume_key.len() != self.layout.key_len {
             return Err(Error::corrupt(format!(
                 "key slot {} holds a {}-byte key but the data segment needs {}",

@@ -47,8 +47,10 @@ fn luks_report(h: &luks::Header) -> Value {
             m.insert("header_size".into(), json!(v.bin.hdr_size));
             m.insert(
                 "header_copy".into(),
-                json!({"used": format!("{:?}", v.bin.copy).to_lowercase(), "other_copy_problem": v.other_copy_problem}),
+                json!({"used": format!("{:?}", v.bin.copy).to_lowercase(), "offset": v.offset, "why": v.why,
+                       "other_copy_problem": v.other_copy_problem}),
             );
+            let unusable = h.unusable_slots();
             let slots: Vec<Value> =
                 v.md.keyslots
                     .iter()
@@ -68,6 +70,11 @@ fn luks_report(h: &luks::Header) -> Value {
                             s["af"] = json!({"stripes": u.af_stripes, "hash": u.af_hash});
                             s["area"] = json!({"offset": u.area_offset, "size": u.area_size,
                                            "encryption": u.area_encryption, "key_bits": u.area_key_size * 8});
+                        } else if let Some(kind) = &k.kdf_kind {
+                            s["kdf"] = json!({"type": kind});
+                        }
+                        if let Some((_, e)) = unusable.iter().find(|u| u.0 == k.id) {
+                            s["unusable"] = json!(e.message());
                         }
                         s
                     })
@@ -254,7 +261,8 @@ fn header_report(path: &Path, options: &ImageOptions) -> Result<(Value, Option<E
     let format = if options.header.is_some() && Format::probe(&head) != Some(Format::Qcow2) {
         Some(Format::Luks1)
     } else {
-        Format::probe(&head)
+        // A LUKS2 image whose primary header is destroyed still opens from its secondary.
+        Format::probe(&head).or_else(|| luks::probe_secondary(&*file).then_some(Format::Luks2))
     };
     match format {
         None => return Err(Error::corrupt("not a LUKS or qcow2 image (no known magic)").with_path(path)),

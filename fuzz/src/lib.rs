@@ -6,6 +6,10 @@
 //! (`luksfs::luks`, `luksfs::qcow2`, `luksfs::formats::lvm`, `luksfs::io`). Besides "no panic, no hang, no huge
 //! allocation" (libFuzzer's `-timeout` and `-rss_limit_mb` catch the last two), each checks
 //! the invariants the rest of luksfs relies on after a successful parse: offsets inside the file,
+//! (`luksfs::luks`, `luksfs::qcow2`, `luksfs::formats::partition`, `luksfs::io`). Besides "no
+//! panic, no hang, no huge allocation" (libFuzzer's `-timeout` and `-rss_limit_mb` catch the
+//! last two), each checks the invariants the rest of luksfs relies on after a successful parse:
+//! offsets inside the file,
 //! sizes within the named limits, mappings that never point into metadata.
 //!
 //! Key derivation cost is chosen by the header, so key slots are only *tried* when the header
@@ -15,12 +19,14 @@
 //! `fuzz/dictionaries/`.
 
 use luksfs::formats::lvm;
+use luksfs::formats::partition::{self, Role, TableKind};
 use luksfs::io::{ReadAt, Window};
 use luksfs::keys::Secret;
 use luksfs::luks::keyslot::{self, SlotKdf, SlotPlan, UnlockOptions};
 use luksfs::luks::{self, v1, v2};
 use luksfs::qcow2::Qcow2;
 use luksfs::qcow2::header::{self as qh, Header as QHeader};
+use luksfs::qcow2::reader::Qcow2Reader;
 use luksfs::qcow2::table::Storage;
 use sha2::Digest as _;
 use std::sync::Arc;
@@ -193,8 +199,11 @@ pub fn luks2_header(data: &[u8]) {
     let md = v2::Metadata::parse(rest);
     if let Ok(m) = &md {
         for k in &m.keyslots {
-            assert!(k.key_size >= 1 && k.key_size <= v2::MAX_KEY_SIZE);
+            // A valid header may hold unusable key slots; those that are usable are within bounds.
+            assert_eq!(k.usable.is_some(), k.unusable.is_none(), "slot {} is both or neither", k.id);
             if let Some(u) = &k.usable {
+                assert!(k.key_size >= 1 && k.key_size <= v2::MAX_KEY_SIZE);
+                assert!(k.id < v2::MAX_KEYSLOTS);
                 assert!(u.af_stripes >= 1 && u.af_stripes <= v2::MAX_STRIPES);
                 assert!(u64::from(k.key_size) * u64::from(u.af_stripes) <= u.area_size);
             }
@@ -280,7 +289,16 @@ pub fn qcow2_map(data: &[u8]) {
             let Ok((st, n)) = q.map(g, want - done) else { break };
             assert!(n > 0 && n <= want - done, "map({g}, {}) gave length {n}", want - done);
             assert!(n <= cs - g % cs, "mapping of {n} bytes crosses the cluster boundary");
-            if let Storage::Data(host) = st {
+            // Host bytes the mapping points at: data, or a compressed cluster's sectors.
+            let host = match st {
+                Storage::Data(host) => Some((host, n)),
+                Storage::Compressed(c) => {
+                    assert!(c.len > 0 && c.len <= 2 * cs, "compressed cluster of {} bytes", c.len);
+                    Some((c.host, c.len))
+                }
+                Storage::Zero | Storage::Unallocated => None,
+            };
+            if let Some((host, n)) = host {
                 let end = host.checked_add(n).expect("host range overflows");
                 assert!(end <= file_len, "data at {host}+{n} past the end of the {file_len}-byte file");
                 for &(a, b) in &meta {
@@ -392,6 +410,43 @@ pub fn lvm_pv(data: &[u8]) {
     }
 }
 
+/// `qcow2_read`: the input is a whole (small) qcow2 image, read as an unencrypted guest disk.
+///
+/// Opens it with [`Qcow2Reader::open`] (only plain images luksfs does not refuse get further) and
+/// reads ranges across the guest disk: whole clusters, pieces of them, runs across cluster
+/// boundaries. Compressed clusters are decompressed (deflate or zstd, by the header). Checks: a
+/// read inside the guest disk either fails (with a corrupt/unsupported/I/O class, never a panic)
+/// or gives bytes that do not depend on how the range is cut: one read, two halves and the
+/// kept-cluster path must agree; a read past the end is refused.
+pub fn qcow2_read(data: &[u8]) {
+    let file: Arc<dyn ReadAt> = Arc::new(data.to_vec());
+    let Ok(r) = Qcow2Reader::open(file) else { return };
+    let size = r.size();
+    let cs = r.qcow2().header().cluster_size();
+    let mut whole = Vec::new();
+    let mut part = Vec::new();
+    for guest in guest_offsets(size, cs).take(48) {
+        // a run of up to three clusters from an odd offset inside the first
+        let start = guest + (guest / cs * 977) % cs;
+        if start >= size {
+            continue;
+        }
+        let len = (size - start).min(2 * cs + 1 + guest % 7).min(1 << 21);
+        whole.resize(len as usize, 0xa5);
+        let Ok(()) = r.read_at(start, &mut whole) else { continue };
+        // the same bytes in two reads, split inside a cluster (the first part small, so a
+        // compressed cluster goes through the kept-cluster path)
+        let cut = (len / 3).max(1);
+        part.resize(len as usize, 0x5a);
+        let (a, b) = part.split_at_mut(cut as usize);
+        r.read_at(start, a).expect("the first part of a readable range reads");
+        r.read_at(start + cut, b).expect("the second part of a readable range reads");
+        assert!(whole == part, "guest bytes at {start}+{len} depend on how the read is cut");
+    }
+    let mut one = [0u8; 1];
+    assert!(r.read_at(size, &mut one).is_err(), "read past the end of the guest disk");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,6 +479,25 @@ mod tests {
                     lvm::Vg::from_metadata(&lvm::metadata::parse(&d).unwrap()).unwrap();
                 }
             }
+        }
+    }
+
+    /// The committed seeds run through their targets (the compressed qcow2 seeds read back).
+    #[test]
+    fn committed_qcow2_seeds() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds");
+        for (target, run) in [("qcow2_map", qcow2_map as fn(&[u8])), ("qcow2_read", qcow2_read)] {
+            for e in std::fs::read_dir(dir.join(target)).unwrap() {
+                run(&std::fs::read(e.unwrap().path()).unwrap());
+            }
+        }
+        for name in ["qemu-c512-zlib", "qemu-c512-zstd"] {
+            let data = std::fs::read(dir.join("qcow2_read").join(name)).unwrap();
+            let r = Qcow2Reader::open(Arc::new(data)).unwrap();
+            let mut all = vec![0u8; r.size() as usize];
+            r.read_at(0, &mut all).unwrap();
+            assert!(r.decompressed_clusters() > 0, "{name}: no compressed cluster read");
+            assert_eq!(&all[1000..1700], &[0x5a; 700][..], "{name}: the qemu-io pattern");
         }
     }
 
@@ -522,5 +596,59 @@ pub fn cinder_sha256file(data: &[u8]) {
     if n > 0 {
         assert!(f.check_covers(full - f.chunk_size + 1).is_ok());
         assert!(f.check_covers(full + 1).is_err());
+    }
+}
+
+/// `mbr` and `gpt`: the input is a whole (small) disk; [`partition::read_table`] reads it as
+/// the daemon reads a disk, and [`partition::probe`] looks at its first MiB. The two targets
+/// differ by their seeds (sfdisk DOS labels with EBR chains; sgdisk/sfdisk GPTs, 512- and
+/// 4096-byte sectors) and dictionaries.
+///
+/// Checks: no panic; `probe` agrees with `read_table` (no table ⇔ `None`; a table ⇒ its kind; an
+/// error only for a GPT that cannot be read, and always `Corrupt`); numbers strictly increase;
+/// every partition without a `problem` is non-empty, sector-aligned, after sector 0 and inside
+/// the input, and no two of them overlap (an extended partition holds its logicals, so it is
+/// left out of that check); every `problem` is `Corrupt`.
+pub fn partition_table(data: &[u8]) {
+    let size = data.len() as u64;
+    let disk = data.to_vec();
+    let kind = partition::probe(&data[..data.len().min(1 << 20)]);
+    let t = match partition::read_table(&disk, size) {
+        Ok(None) => {
+            assert_eq!(kind, None, "probe found a table read_table did not");
+            return;
+        }
+        Ok(Some(t)) => t,
+        Err(e) => {
+            assert_eq!(e.kind(), luksfs::ErrorKind::Corrupt, "{e}");
+            assert_eq!(kind, Some(TableKind::Gpt), "error {e} on a table probed as {kind:?}");
+            return;
+        }
+    };
+    assert_eq!(kind, Some(t.kind), "probe and read_table disagree");
+    let ss = u64::from(t.sector_size);
+    assert!(matches!((t.kind, ss), (TableKind::Mbr, 512) | (TableKind::Gpt, 512 | 4096)), "{:?} {ss}", t.kind);
+    assert!(t.partitions.windows(2).all(|w| w[0].number < w[1].number), "numbers out of order");
+    let mut usable = Vec::new();
+    for p in &t.partitions {
+        if let Some(e) = &p.problem {
+            assert_eq!(e.kind(), luksfs::ErrorKind::Corrupt, "{e}");
+            continue;
+        }
+        let end = p.start.checked_add(p.size).expect("partition end overflows");
+        assert!(
+            p.size > 0 && p.start > 0 && end <= size,
+            "partition {} [{}, {end}) outside the disk",
+            p.number,
+            p.start
+        );
+        assert!(p.start % ss == 0 && p.size % ss == 0, "partition {} not sector-aligned", p.number);
+        if p.role != Role::Extended {
+            usable.push((p.start, end, p.number));
+        }
+    }
+    usable.sort_unstable();
+    for w in usable.windows(2) {
+        assert!(w[0].1 <= w[1].0, "usable partitions {} and {} overlap", w[0].2, w[1].2);
     }
 }

@@ -59,7 +59,8 @@ fn probe_inner(src: &Arc<dyn ReadAt>, name: &Path, options: Option<&ImageOptions
             }
             return Prepared::open_on(src.clone(), name, opts).map(|p| Content::Encrypted(Box::new(p)));
         }
-        None if detached => {
+        // A LUKS2 volume whose primary header is destroyed still opens from its secondary copy.
+        None if detached || crate::luks::probe_secondary(&**src) => {
             return Prepared::open_on(src.clone(), name, opts).map(|p| Content::Encrypted(Box::new(p)));
         }
         None => {}

@@ -336,8 +336,10 @@ fn luks2_stripes_and_key_size_huge_are_exit_4() {
     }
 }
 
-/// Every key slot costs a KDF run: more than cryptsetup's 32 (ids 0..=31) is corrupt, so a header
-/// cannot make luksfs derive keys hundreds of times. 32 copies of a cheap slot still open.
+/// Every key slot costs a KDF run: cryptsetup never opens ids beyond 31, so neither does luksfs,
+/// and a header cannot make luksfs derive keys hundreds of times. 200 copies of one slot (sharing
+/// its area, which cryptsetup's rules refuse) are corrupt; 32 copies of a cheap slot, each with
+/// its own area and bound to the digest, still open (slot 0 holds the key material).
 #[test]
 fn luks2_more_than_32_keyslots_is_exit_4() {
     need!("cryptsetup");
@@ -346,8 +348,20 @@ fn luks2_more_than_32_keyslots_is_exit_4() {
     let copies = |n: u32| {
         move |j: &mut serde_json::Value| {
             let ks = j["keyslots"]["0"].clone();
+            let size: u64 = ks["area"]["size"].as_str().unwrap().parse().unwrap();
+            let first: u64 = ks["area"]["offset"].as_str().unwrap().parse().unwrap();
+            // Up to 32 copies get their own small area after slot 0's (one AF stripe: their key
+            // material is garbage anyway); beyond that the copies share slot 0's area.
+            let fits = n <= 32;
             for i in 1..n {
-                j["keyslots"][i.to_string()] = ks.clone();
+                let mut k = ks.clone();
+                if fits {
+                    k["area"]["offset"] = (first + size + u64::from(i - 1) * 4096).to_string().into();
+                    k["area"]["size"] = "4096".into();
+                    k["af"]["stripes"] = 1.into();
+                    j["digests"]["0"]["keyslots"].as_array_mut().unwrap().push(i.to_string().into());
+                }
+                j["keyslots"][i.to_string()] = k;
             }
         }
     };

@@ -8,8 +8,11 @@
 //! Where new tests go:
 //! * `luks1`: LUKS1 images (qemu-img and cryptsetup), cipher/IV/hash matrix, key slots, key files.
 //! * `qcow2`: qcow2 with native LUKS encryption: clusters, zeros, versions, layouts.
+//! * `qcow2_plain`: unencrypted qcow2 read as a container (`Qcow2Reader`): compressed clusters
+//!   (zlib, zstd), versions, cluster sizes, extended L2, hostile compressed descriptors.
 //! * `luks2`: LUKS2 images (cryptsetup): KDFs, sector sizes, headers, requirements.
 //! * `lvm`: LVM2 PVs made by lvm2 on loop devices (no device-mapper): VG metadata, LV mapping.
+//! * `luks2_validation`: cryptsetup's own LUKS2 header-validation suite (fetched with `apt-get source`).
 //! * `errors`: exit codes and messages of `cat` / `inspect` on bad input; `cat --offset/--length`.
 //! * `keys`: --keytab for cat/inspect/verify, the trailing-newline note, --tries, systemd-ask-password.
 //! * `mount`: real FUSE mounts: trees, keytabs, read-only behaviour, signals, start-up time.
@@ -22,6 +25,8 @@
 //! * `package`: the .deb (slow): built, installed with dpkg, man pages and completions, removed.
 //! * `cinder_backup`: Cinder backups written by cinder's own posix driver
 //!   (`scripts/cinder-backup-make.sh`), reassembled, decrypted, verified, damaged.
+//! * `partition`: MBR/GPT tables made by sgdisk/sfdisk against `formats::partition`, and
+//!   util-linux's own partition-table samples as a second judge.
 //! * `corpus`: the third-party corpus in `../shared/corpus` (upstream cryptsetup images; the
 //!   generated visible corpus when `LUKSFS_CORPUS_DIR` points at one).
 //!
@@ -41,11 +46,14 @@ mod hostile;
 mod keys;
 mod luks1;
 mod luks2;
+mod luks2_validation;
 mod lvm;
 mod mount;
 mod nested;
 mod package;
+mod partition;
 mod qcow2;
+mod qcow2_plain;
 mod stress;
 mod system;
 mod transport;

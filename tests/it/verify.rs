@@ -746,7 +746,11 @@ fn inspect_json_snapshot_luks2_and_refused() {
         &json!([{"segment": 0, "type": "crypt", "offset": 2 * MIB, "size": "dynamic", "iv_tweak": 0,
                  "encryption": "aes-xts-plain64", "sector_size": 512, "integrity": false, "flags": []}]),
     );
-    assert_eq!(luks["header_copy"], json!({"used": "primary", "other_copy_problem": null}));
+    assert_eq!(
+        luks["header_copy"],
+        json!({"used": "primary", "offset": 0, "other_copy_problem": null,
+               "why": "both copies are valid and agree; the secondary is at byte 16384"})
+    );
     assert_eq!(luks["tokens"], json!([]));
     assert_eq!(
         (v["format"].as_str(), v["safe_to_open"].as_bool(), v["decrypted_size"].as_u64()),

@@ -137,7 +137,7 @@ pub fn parse_header(sector: &[u8], lba: u64, sector_size: u32, disk_sectors: u64
     let entry_count = r.le_u32("number of partition entries")?;
     let entry_size = r.le_u32("partition entry size")?;
     let entries_crc = r.le_u32("partition entry array CRC")?;
-    if !(MIN_ENTRY_SIZE..=MAX_ENTRY_SIZE).contains(&entry_size) || entry_size % 8 != 0 {
+    if !(MIN_ENTRY_SIZE..=MAX_ENTRY_SIZE).contains(&entry_size) || !entry_size.is_multiple_of(8) {
         return Err(GptError::EntrySize(entry_size));
     }
     let bytes = u64::from(entry_count) * u64::from(entry_size);

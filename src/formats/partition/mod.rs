@@ -75,6 +75,18 @@ pub struct Partition {
     pub problem: Option<Error>,
 }
 
+impl Partition {
+    /// A volume a reader can open: no problem, and not an extended partition (whose bytes are
+    /// its logical partitions and their EBRs).
+    pub fn is_volume(&self) -> bool {
+        self.problem.is_none() && self.role != Role::Extended
+    }
+    /// The byte past the end (`start + size`; cannot overflow for entries without a problem).
+    pub fn end(&self) -> u64 {
+        self.start.saturating_add(self.size)
+    }
+}
+
 /// A partition table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Table {

@@ -10,8 +10,8 @@ use super::header::{Compression, Qcow2Error};
 /// header asks for. QEMU compresses at most a 2 MiB cluster per frame, so its windows are smaller.
 pub const ZSTD_WINDOW_LOG_MAX: u32 = 23;
 
-fn damaged(method: &str, what: String) -> Qcow2Error {
-    Qcow2Error::Invalid(format!("compressed cluster ({method}): {what}"))
+fn damaged(method: &'static str, what: String) -> Qcow2Error {
+    Qcow2Error::Compressed { method, what }
 }
 
 /// Decompress `input` into `out`, which must be filled exactly (`out.len()` is the cluster size).

@@ -82,6 +82,9 @@ pub enum Qcow2Error {
     Invalid(String),
     #[error("{0}")]
     Refused(String),
+    /// A compressed cluster that does not decompress to exactly one cluster.
+    #[error("qcow2 compressed cluster ({method}): {what}")]
+    Compressed { method: &'static str, what: String },
 }
 
 impl From<Truncated> for Qcow2Error {

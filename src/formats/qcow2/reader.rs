@@ -120,7 +120,8 @@ impl Qcow2Reader {
         self.decompressed.load(Ordering::Relaxed)
     }
 
-    /// Fill `buf` with guest bytes from `off`; the range must lie within [`Qcow2Reader::size`].
+    /// Fill `buf` with guest bytes from `off`; a range not within [`Qcow2Reader::size`] is an
+    /// error ([`crate::ErrorKind::Corrupt`], as for every [`ReadAt`]).
     pub fn read_at(&self, off: u64, buf: &mut [u8]) -> Result<()> {
         self.read_exact_at(buf, off)
     }
@@ -130,10 +131,7 @@ impl Qcow2Reader {
     pub fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         let len = buf.len() as u64;
         if offset.checked_add(len).is_none_or(|end| end > self.size()) {
-            return Err(Error::usage(format!(
-                "read of {len} bytes at {offset} is beyond the qcow2 guest disk of {} bytes",
-                self.size()
-            )));
+            return Err(crate::io::past_end("the qcow2 guest disk", offset, buf.len(), self.size()));
         }
         let mut done = 0usize;
         // A mapping looked up while extending a data run and not used by it.
