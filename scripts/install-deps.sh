@@ -19,7 +19,9 @@ die() { log "ERROR: $*"; exit 1; }
 TOOLS="fusermount3:fuse3 cryptsetup:cryptsetup-bin qemu-img:qemu-utils qemu-io:qemu-utils
 qemu-storage-daemon:qemu-utils mkfs.ext4:e2fsprogs e2fsck:e2fsprogs debugfs:e2fsprogs
 sgdisk:gdisk sfdisk:fdisk lvm:lvm2 losetup:mount mkfs.vfat:dosfstools mcopy:mtools fio:fio vmtouch:vmtouch xxd:xxd jq:jq dpkg-source:dpkg-dev python3:python3
-xz:xz-utils tar:tar fallocate:util-linux flock:util-linux curl:curl truncate:coreutils sha256sum:coreutils cc:gcc"
+xz:xz-utils script:bsdutils tar:tar fallocate:util-linux flock:util-linux curl:curl truncate:coreutils sha256sum:coreutils cc:gcc
+mount.fuse3:fuse3 findmnt:util-linux runuser:util-linux mount:mount useradd:passwd
+systemd-analyze:systemd man:man-db file:file dpkg-deb:dpkg"
 
 missing_pkgs() {
     local tp t p out=()

@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 success, 1 other error (I/O, ...), 2 usage, 3 no key slot opened with the key,
@@ -27,11 +27,13 @@ Examples:
   luksfs verify vol-1.luks --key-file vol-1.key --expect-sha256 HEX
   luksfs mount /srv/images /mnt/plain --key-file key.txt
   luksfs mount /srv/images /mnt/plain --keytab images.keytab --daemon
-  fusermount3 -u /mnt/plain";
+  fusermount3 -u /mnt/plain
+  mount -t fuse.luksfs /srv/images /mnt/plain -o keytab=/etc/luksfs.keytab,allow_other
+    (also as an /etc/fstab line; luksfs options go in -o: keytab=, key-file=, cache-size=, ...)";
 
 /// Mount encrypted disk images (LUKS1, LUKS2, qcow2 with LUKS) as decrypted, read-only raw files.
 #[derive(Parser, Debug)]
-#[command(name = "luksfs", version, about, after_help = AFTER_HELP, propagate_version = true)]
+#[command(name = "luksfs", version = env!("LUKSFS_VERSION"), about, after_help = AFTER_HELP, propagate_version = true)]
 pub struct Cli {
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -67,6 +69,9 @@ pub enum Command {
     /// Decrypt a whole image (or every image under a directory) and report hashes, what the
     /// plaintext is, and a verdict: OK, WARN or FAIL.
     Verify(crate::verify::VerifyArgs),
+    /// Write man pages and shell completions into DIR (for packaging).
+    #[command(hide = true)]
+    GenerateAssets(crate::assets::GenerateArgs),
 }
 
 /// How to obtain the passphrase.
@@ -90,6 +95,31 @@ pub struct KeyArgs {
     /// `os_encrypt_key_id` / `cinder_encryption_key_id` of a Glance sidecar `<image>.json`.
     #[arg(long, value_name = "NAME")]
     pub os_cloud: Option<String>,
+}
+
+/// A keytab for commands on images (`cat`, `inspect`, `verify`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct KeytabArgs {
+    /// Keys and options per image from a keytab (as for `mount`): for one image, its line (IMAGE
+    /// relative to the keytab's folder, or the only line with its file name); for a directory,
+    /// each image's line. Images without a line use --key-file (or the prompt).
+    #[arg(long, value_name = "FILE")]
+    pub keytab: Option<PathBuf>,
+}
+
+/// How often to ask for a passphrase.
+#[derive(Args, Debug, Clone)]
+pub struct PromptArgs {
+    /// Ask for the passphrase up to N times while it is wrong (terminal or systemd-ask-password).
+    #[arg(long, value_name = "N", default_value_t = crate::keys::prompt::DEFAULT_TRIES,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub tries: u32,
+}
+
+impl Default for PromptArgs {
+    fn default() -> Self {
+        PromptArgs { tries: crate::keys::prompt::DEFAULT_TRIES }
+    }
 }
 
 /// Per-image options.
@@ -123,7 +153,8 @@ pub struct MountArgs {
     #[arg(long, short = 'd')]
     pub daemon: bool,
     /// Mount options, comma-separated: allow_other, allow_root, default_permissions,
-    /// fsname=NAME, subtype=NAME, nodev, nosuid, noexec, noatime, auto_unmount.
+    /// fsname=NAME, subtype=NAME, nodev, nosuid, noexec, noatime, auto_unmount, nonempty (mount
+    /// over a non-empty directory; refused otherwise).
     #[arg(short = 'o', value_name = "OPTIONS", action = clap::ArgAction::Append)]
     pub options: Vec<String>,
     /// Worker threads: through /dev/fuse, N in all (default: one per core); through io_uring, N
@@ -141,6 +172,11 @@ pub struct MountArgs {
     /// their volumes appear in `<name>.d/` like those of encrypted ones.
     #[arg(long)]
     pub all_volumes: bool,
+    /// With --daemon or under systemd (Type=notify): wait up to this many seconds for every
+    /// image's key to be tried before reporting ready with a summary; if no image at all could
+    /// be unlocked, unmount and fail. 0: report ready at once.
+    #[arg(long, value_name = "SECONDS", default_value = "30")]
+    pub wait_keys: u64,
     /// Largest kernel readahead per request (default 1M).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "1M")]
     pub max_readahead: u64,
@@ -171,6 +207,14 @@ pub struct CatArgs {
     /// volume on the way.
     #[arg(long, value_name = "NAME")]
     pub volume: Option<String>,
+    #[command(flatten)]
+    pub keytab: KeytabArgs,
+    #[command(flatten)]
+    pub prompt: PromptArgs,
+    /// Show a progress bar on standard error even when it is not a terminal (by default one is
+    /// shown when standard error is a terminal and standard output is not).
+    #[arg(long)]
+    pub progress: bool,
 }
 
 #[derive(Args, Debug)]
@@ -180,6 +224,9 @@ pub struct InspectArgs {
     /// Detached LUKS header file.
     #[arg(long, value_name = "FILE")]
     pub header: Option<PathBuf>,
+    /// A keytab: its line for the image may name a detached header (no key is needed).
+    #[command(flatten)]
+    pub keytab: KeytabArgs,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -222,7 +269,8 @@ impl KeyArgs {
         Ok(s)
     }
 
-    /// The default key: the key file, or a prompt on a terminal (`None` if neither).
+    /// The default key: the key file, or a prompt on a terminal or through systemd (`None` if
+    /// none of these).
     pub(crate) fn default_key(&self, prompt_for: &str) -> Result<Option<Secret>> {
         if let Some(p) = &self.key_file {
             let range = KeyfileRange { offset: self.keyfile_offset.unwrap_or(0), size: self.keyfile_size };
@@ -234,12 +282,8 @@ impl KeyArgs {
                 return keyfile::read(Path::new("-"), KeyfileRange::default()).map(Some);
             }
         }
-        if std::io::stdin().is_terminal() {
-            let p = rpassword::prompt_password(format!("Enter passphrase for {prompt_for}: "))
-                .map_err(|e| Error::usage(format!("cannot read the passphrase: {e}")))?;
-            return Ok(Some(Secret::new(p.into_bytes())));
-        }
-        Ok(None)
+        // A terminal, or systemd-ask-password when run by systemd without one.
+        crate::keys::prompt::ask(prompt_for)
     }
 }
 
@@ -253,6 +297,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Cat(a) => cat(a),
         Command::Inspect(a) => inspect(a),
         Command::Verify(a) => crate::verify::run(a),
+        Command::GenerateAssets(a) => crate::assets::run(a),
     };
     match result {
         Ok(code) => code,
@@ -264,7 +309,8 @@ pub fn run(cli: Cli) -> i32 {
 }
 
 fn inspect(a: InspectArgs) -> Result<i32> {
-    let opts = ImageOptions { header: a.header, key_slot: None };
+    let (opts, _) =
+        crate::unlock_one::keytab_line(&a.keytab, &a.image, ImageOptions { header: a.header, key_slot: None })?;
     let (report, problem) = crate::inspect::report(&a.image, &opts)?;
     let text = if a.json {
         serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
@@ -291,16 +337,23 @@ pub(crate) fn print_stdout(b: &[u8]) -> Result<()> {
 }
 
 fn cat(a: CatArgs) -> Result<i32> {
-    let opts = a.opts.options();
-    let settings = a.key.settings()?;
+    let (opts, from_tab) = crate::unlock_one::keytab_line(&a.keytab, &a.image, a.opts.options())?;
+    let settings = UnlockSettings { tries: a.prompt.tries, ..a.key.settings()? };
     let tree = ImageTree::open(&a.image, Path::new(""), &opts, Limits::default())?;
     // One key for every encrypted volume on the way, asked for once (and only if needed).
-    let pass: std::sync::OnceLock<Result<Secret>> = std::sync::OnceLock::new();
-    let key = |_: &Volume| -> Result<UnlockKey> {
-        let p = pass.get_or_init(|| image_passphrase(&a.key, a.barbican_secret.as_deref(), &a.image));
-        Ok(UnlockKey { passphrase: p.clone()?, key_slot: opts.key_slot })
+    let keys = crate::unlock_one::ImageKey::new(&a.image, &a.key, from_tab, a.barbican_secret.as_deref(), &opts);
+    let vol = match select_volume(&tree, a.volume.as_deref(), &|v| keys.key_for(v), settings) {
+        Ok(v) => v,
+        Err(e) => {
+            if let Some(missing) = keys.missing() {
+                return Err(missing.with_path(&a.image));
+            }
+            let Some(n) = keys.note(&e) else { return Err(e) };
+            eprintln!("luksfs: {e}");
+            eprintln!("luksfs: note: {n}");
+            return Ok(e.kind().exit_code());
+        }
     };
-    let vol = select_volume(&tree, a.volume.as_deref(), &key, settings)?;
     let image = vol.reader().ok_or_else(|| Error::io("the volume is not readable"))?;
     let size = image.size();
     if a.offset > size {
@@ -319,8 +372,21 @@ fn cat(a: CatArgs) -> Result<i32> {
         }
         Err(e) => Err(Error::from_io("writing to standard output", &e)),
     };
-    let result = crate::stream::for_each_chunk(&*image, a.offset, end, threads, |chunk| write(out.write_all(chunk)))
-        .and_then(|()| write(out.flush()));
+    let show = a.progress || (std::io::stderr().is_terminal() && !std::io::stdout().is_terminal());
+    let bar = match show {
+        true => {
+            crate::progress::bar(&a.image.display().to_string(), end - a.offset, crate::progress::BYTES, a.progress)
+        }
+        false => indicatif::ProgressBar::hidden(),
+    };
+    let result = crate::stream::for_each_chunk(&*image, a.offset, end, threads, |chunk| {
+        write(out.write_all(chunk)).map(|()| bar.inc(chunk.len() as u64))
+    })
+    .and_then(|()| write(out.flush()));
+    match &result {
+        Ok(()) => crate::progress::complete(&bar),
+        Err(_) => bar.abandon(),
+    }
     match result {
         Err(_) if reader_gone => Ok(0),
         Err(e) => Err(e),
@@ -378,38 +444,36 @@ pub(crate) fn select_volume(
     }
 }
 
-/// The passphrase for one image (`cat`, `verify IMAGE`): `--key-file`, else `--barbican-secret`,
-/// else the key id of a Glance sidecar (when OpenStack credentials are configured), else a prompt
-/// on a terminal.
-pub(crate) fn image_passphrase(key: &KeyArgs, barbican_secret: Option<&str>, image: &Path) -> Result<Secret> {
+/// The passphrase for one image without asking anyone: `--key-file`, else `--barbican-secret`,
+/// else the key id of a Glance sidecar (when OpenStack credentials are configured); `None` when
+/// only a prompt could give it.
+pub(crate) fn image_passphrase_if_given(
+    key: &KeyArgs,
+    barbican_secret: Option<&str>,
+    image: &Path,
+) -> Result<Option<Secret>> {
     if key.key_file.is_some() {
-        return key.default_key("")?.ok_or_else(|| Error::usage("no key given"));
+        return key.default_key("")?.ok_or_else(|| Error::usage("no key given")).map(Some);
     }
     let ring = Keyring::new(None, key.os_cloud.clone());
     if let Some(id) = barbican_secret {
-        return ring.passphrase(&KeySource::Barbican(id.to_string())).map_err(|e| e.with_path(image));
+        return ring.passphrase(&KeySource::Barbican(id.to_string())).map_err(|e| e.with_path(image)).map(Some);
     }
     if ring.barbican_configured() {
         let meta = crate::keys::sidecar::load_for_image(image)?;
         if let Some(id) = meta.and_then(|m| m.key_id) {
             log::info!("{}: key from Barbican secret {id} (Glance sidecar)", image.display());
-            return ring.passphrase(&KeySource::Barbican(id)).map_err(|e| e.with_path(image));
+            return ring.passphrase(&KeySource::Barbican(id)).map_err(|e| e.with_path(image)).map(Some);
         }
     }
-    key.default_key(&image.display().to_string())?.ok_or_else(|| {
-        Error::usage("no key given: use --key-file FILE, --barbican-secret ID, or run on a terminal to be prompted")
-    })
+    Ok(None)
 }
 
 fn mount(a: MountArgs) -> Result<i32> {
     if a.daemon && std::env::var_os(DAEMON_ENV).is_none() {
         return daemonize(&a);
     }
-    let md = std::fs::metadata(&a.mountpoint)
-        .map_err(|e| Error::usage(format!("mount point {}: {e}", a.mountpoint.display())))?;
-    if !md.is_dir() {
-        return Err(Error::usage(format!("mount point {} is not a directory", a.mountpoint.display())));
-    }
+    crate::fuse::mount::preflight(&a.mount_config())?;
     let source = a.source.canonicalize().map_err(|e| Error::from_io(format!("source {}", a.source.display()), &e))?;
     if a.image.header.is_some() && source.is_dir() {
         return Err(Error::usage(
@@ -456,21 +520,51 @@ fn mount(a: MountArgs) -> Result<i32> {
         t0.elapsed(),
         mounted.transport
     );
-    if std::env::var_os(DAEMON_ENV).is_some() {
-        // Tell the waiting parent we are ready; it exits 0.
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "READY").and_then(|()| out.flush());
-        crate::logging::detach();
+    let daemon_child = std::env::var_os(DAEMON_ENV).is_some();
+    if (daemon_child || crate::readiness::systemd_waits()) && a.wait_keys > 0 {
+        let summary = crate::readiness::wait_for_keys(&tree, Duration::from_secs(a.wait_keys));
+        eprintln!("luksfs: {}: {}", a.mountpoint.display(), summary.line());
+        if let Some(code) = summary.nothing_unlocked() {
+            eprintln!("luksfs: no image could be unlocked: unmounting {}", a.mountpoint.display());
+            crate::readiness::notify(&format!("STATUS=no image could be unlocked\nERRNO={}", libc::EACCES));
+            mounted.stop()?;
+            return Ok(code);
+        }
+        crate::readiness::notify(&format!("READY=1\nSTATUS={}", summary.line()));
+    } else {
+        crate::readiness::notify("READY=1");
+    }
+    if daemon_child {
+        tell_parent_ready();
     }
     mounted.serve_until_unmounted()?;
     Ok(0)
 }
 
+/// What a `--daemon` child writes on its standard error once mounted: the parent stops relaying
+/// there and exits 0. Errors and this line travel through the same pipe, so every error printed
+/// before it reaches the parent before the parent returns.
+const READY_LINE: &str = "\u{1}luksfs-daemon-ready";
+
+/// `--daemon` child: tell the waiting parent we are ready, then let go of the inherited
+/// standard error (the parent is gone; later messages go to `--log-file` or nowhere).
+fn tell_parent_ready() {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{READY_LINE}").and_then(|()| err.flush());
+    drop(err);
+    crate::logging::detach();
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        let _ = nix::unistd::dup2_stderr(&null);
+        let _ = nix::unistd::dup2_stdout(&null);
+    }
+}
+
 /// `--daemon`: run the mount in a detached child and return once it reports ready.
 ///
 /// The child runs in its own process group with stdin/stdout/stderr not tied to the caller: its
-/// log goes to `--log-file` (or nowhere). Until it is ready, its stderr is relayed here so
-/// start-up errors still reach the user, and its exit code becomes ours.
+/// log goes to `--log-file` (or nowhere). Until it is ready, its stderr is relayed here, read to
+/// the ready line or to its end (the child exited: every start-up error has been printed), and
+/// its exit code becomes ours.
 fn daemonize(a: &MountArgs) -> Result<i32> {
     use std::io::BufRead;
     use std::os::unix::process::CommandExt;
@@ -486,7 +580,7 @@ fn daemonize(a: &MountArgs) -> Result<i32> {
     cmd.args(std::env::args_os().skip(1))
         .env(DAEMON_ENV, "1")
         .stdin(if prompted.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
+        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .process_group(0);
     if prompted.is_some() {
@@ -496,19 +590,16 @@ fn daemonize(a: &MountArgs) -> Result<i32> {
     if let (Some(key), Some(mut stdin)) = (prompted, child.stdin.take()) {
         stdin.write_all(key.as_bytes()).map_err(|e| Error::from_io("passing the key to the daemon", &e))?;
     }
-    if let Some(err) = child.stderr.take() {
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(err).lines().map_while(std::result::Result::ok) {
-                eprintln!("{line}");
-            }
-        });
+    let err = child.stderr.take().ok_or_else(|| Error::io("daemon has no stderr"))?;
+    let mut lines = std::io::BufReader::new(err).split(b'\n');
+    let mut stderr = std::io::stderr().lock();
+    while let Some(Ok(line)) = lines.next() {
+        if line == READY_LINE.as_bytes() {
+            return Ok(0);
+        }
+        let _ = stderr.write_all(&line).and_then(|()| stderr.write_all(b"\n"));
     }
-    let stdout = child.stdout.take().ok_or_else(|| Error::io("daemon has no stdout"))?;
-    let mut line = String::new();
-    let _ = std::io::BufReader::new(stdout).read_line(&mut line);
-    if line.trim() == "READY" {
-        return Ok(0);
-    }
+    let _ = stderr.flush();
     let status = child.wait().map_err(|e| Error::from_io("waiting for the daemon", &e))?;
     Ok(status.code().unwrap_or(1).max(1))
 }

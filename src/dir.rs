@@ -132,7 +132,7 @@ impl Unlocker {
             Some(e) => (&e.key, e.options.key_slot),
             None => (&image.key, image.key_slot),
         };
-        Ok(UnlockKey { passphrase: self.keys.passphrase(source)?, key_slot: slot })
+        Ok(UnlockKey { passphrase: self.keys.passphrase(source)?, key_slot: slot, asked: false })
     }
 
     /// Unlock `vol` (waiting for a worker already doing it), then show what it revealed.

@@ -63,6 +63,8 @@ pub struct UnlockSettings {
     pub max_kdf_memory_kib: u32,
     /// Key slots tried at once.
     pub parallel: usize,
+    /// Attempts at a passphrase typed at a prompt (`--tries`; 1 for keys from files or stores).
+    pub tries: u32,
 }
 
 impl Default for UnlockSettings {
@@ -70,6 +72,7 @@ impl Default for UnlockSettings {
         UnlockSettings {
             max_kdf_memory_kib: DEFAULT_MAX_KDF_MEMORY_KIB,
             parallel: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            tries: 1,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! FUSE layer: transports and mounting) and [`cli`] (the command line).
 #![deny(unsafe_code)]
 
+pub mod assets;
 pub mod cache;
 pub mod cli;
 pub mod codec;
@@ -21,10 +22,14 @@ pub mod inspect;
 pub mod io;
 pub mod keys;
 pub mod logging;
+pub mod mount_helper;
+pub mod progress;
+pub mod readiness;
 pub mod sniff;
 pub mod source;
 pub mod stream;
 pub mod sys;
+pub mod unlock_one;
 pub mod verify;
 pub mod volume;
 

@@ -5,7 +5,9 @@ use clap::Parser;
 fn main() {
     // Before any secret is read: no core dumps, no ptrace/`/proc/PID/mem` by other processes.
     luksfs::sys::harden_process();
-    let cli = match luksfs::cli::Cli::try_parse() {
+    // `mount -t fuse.luksfs` / fstab call `luksfs SOURCE MOUNTPOINT -o OPTIONS` (mount.fuse3).
+    let args = luksfs::mount_helper::rewrite(std::env::args_os().collect());
+    let cli = match luksfs::cli::Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };

@@ -247,17 +247,13 @@ fn text(b: &[u8], off: usize, len: usize) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 /// A 16-byte UUID stored in big-endian order (ext, XFS, Btrfs, swap).
 fn uuid_be(b: &[u8], off: usize) -> Option<String> {
     let u: [u8; 16] = at(b, off)?;
     if u == [0; 16] {
         return None;
     }
-    let h = hex(&u);
+    let h = hex::encode(u);
     Some(format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..]))
 }
 
@@ -269,21 +265,14 @@ fn guid(b: &[u8], off: usize) -> Option<String> {
         u32::from_le_bytes([g[0], g[1], g[2], g[3]]),
         u16::from_le_bytes([g[4], g[5]]),
         u16::from_le_bytes([g[6], g[7]]),
-        hex(&g[8..10]),
-        hex(&g[10..16])
+        hex::encode(&g[8..10]),
+        hex::encode(&g[10..16])
     ))
 }
 
 /// CRC-32 (IEEE 802.3, reflected), as GPT uses.
 fn crc32(data: &[u8]) -> u32 {
-    let mut c = !0u32;
-    for &b in data {
-        c ^= u32::from(b);
-        for _ in 0..8 {
-            c = if c & 1 != 0 { (c >> 1) ^ 0xEDB8_8320 } else { c >> 1 };
-        }
-    }
-    !c
+    crc32fast::hash(data)
 }
 
 // ------------------------------------------------------------------ classification
@@ -312,7 +301,7 @@ pub fn classify(head: &[u8], tail: &[u8], size: u64, all_zero: bool) -> Payload 
     }
     let leading_zeros = head.iter().position(|&b| b != 0).unwrap_or(head.len());
     let rest = &head[leading_zeros..];
-    Payload::Unrecognised { leading_zeros, first_bytes: hex(&rest[..rest.len().min(16)]) }
+    Payload::Unrecognised { leading_zeros, first_bytes: hex::encode(&rest[..rest.len().min(16)]) }
 }
 
 /// A disk-image container at the start of `head` (or, for VHD and DMG, a footer in `tail`).

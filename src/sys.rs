@@ -35,6 +35,16 @@ pub fn pin_current_thread(cpu: usize) -> std::io::Result<()> {
     if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }
 
+/// Take ownership of a descriptor another process sent us over a Unix socket (`SCM_RIGHTS`, e.g.
+/// `/dev/fuse` from fusermount3). `fd` must come straight from the received control message:
+/// the kernel installed it in our table for us, and nothing else owns it.
+pub fn adopt_received_fd(fd: std::os::fd::RawFd) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: the kernel created this descriptor for us when the message was received; no other
+    // owner exists, so the OwnedFd is its only owner and closes it exactly once.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+}
+
 /// Make the process non-dumpable: no core dump, no `ptrace` attach or `/proc/PID/mem` read by
 /// other processes of the same user. Returns whether the kernel accepted it.
 pub fn harden_process() -> bool {

@@ -20,7 +20,7 @@
 //! The report is built once as JSON (schema in `docs/inspect-json.md`) and rendered as text with
 //! [`crate::inspect::render_text`], so both outputs say the same thing.
 
-use crate::cli::{ImageArgs, KeyArgs, image_passphrase, print_stdout};
+use crate::cli::{ImageArgs, KeyArgs, KeytabArgs, PromptArgs, print_stdout};
 use crate::dir::{KeyPlan, Tree, Unlocker};
 use crate::image::{Format, Image, ImageOptions, Prepared, UnlockSettings, open_readonly};
 use crate::keys::{KeySource, Keyring, sidecar};
@@ -33,7 +33,7 @@ use clap::Args;
 use serde_json::{Map, Value, json};
 use sha2::Digest;
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -64,6 +64,10 @@ pub struct VerifyArgs {
     /// Take the passphrase from this Barbican secret (id or href), for every image checked.
     #[arg(long, value_name = "ID", conflicts_with = "key_file")]
     pub barbican_secret: Option<String>,
+    #[command(flatten)]
+    pub keytab: KeytabArgs,
+    #[command(flatten)]
+    pub prompt: PromptArgs,
     /// Decryption threads (default: the number of cores, at least 2, at most 4).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=16))]
     pub threads: Option<u32>,
@@ -130,17 +134,15 @@ fn threads(a: &VerifyArgs) -> usize {
 
 fn run_one(a: &VerifyArgs) -> Result<i32> {
     let settings = a.key.settings()?;
-    let opts = a.opts.options();
+    let (opts, from_tab) = crate::unlock_one::keytab_line(&a.keytab, &a.source, a.opts.options())?;
     let progress = Progress::new(&a.source.display().to_string());
     let checks = Checks { expect_sha256: a.expect_sha256.clone(), threads: threads(a) };
     let tree = ImageTree::open(&a.source, Path::new(""), &opts, Limits::default())?;
     // One key for every encrypted volume of the image, asked for once.
-    let pass: std::sync::OnceLock<Result<crate::keys::Secret>> = std::sync::OnceLock::new();
-    let key = |_: &Volume| -> Result<UnlockKey> {
-        let p = pass.get_or_init(|| image_passphrase(&a.key, a.barbican_secret.as_deref(), &a.source));
-        Ok(UnlockKey { passphrase: p.clone()?, key_slot: opts.key_slot })
-    };
-    let report = verify_image(&tree, &opts, &checks, progress, &key, settings);
+    let keys = crate::unlock_one::ImageKey::new(&a.source, &a.key, from_tab, a.barbican_secret.as_deref(), &opts);
+    let settings = UnlockSettings { tries: a.prompt.tries, ..settings };
+    let report = verify_image(&tree, &opts, &checks, progress, &|v| keys.key_for(v), settings);
+    let note = report.error.as_ref().and_then(|e| keys.note(e));
     let text = if a.json {
         serde_json::to_string_pretty(&report.json).unwrap_or_default() + "\n"
     } else {
@@ -149,6 +151,9 @@ fn run_one(a: &VerifyArgs) -> Result<i32> {
     print_stdout(text.as_bytes())?;
     if let Some(line) = report.failure_line() {
         eprintln!("luksfs: {line}");
+    }
+    if let Some(n) = note {
+        eprintln!("luksfs: note: {n}");
     }
     Ok(report.exit_code)
 }
@@ -164,25 +169,24 @@ fn run_dir(a: &VerifyArgs) -> Result<i32> {
     let ring = Keyring::new(None, a.key.os_cloud.clone());
     let barbican = ring.barbican_configured();
     // The key for images without a sidecar key: --barbican-secret, --key-file, or one prompt.
+    let keytab = match &a.keytab.keytab {
+        Some(p) => crate::keys::keytab::load(p)?,
+        None => BTreeMap::new(),
+    };
     let default_key = match &a.barbican_secret {
         Some(id) => Some(ring.passphrase(&KeySource::Barbican(id.clone()))?),
-        None if a.key.key_file.is_some() || !barbican => {
+        None if a.key.key_file.is_some() || (keytab.is_empty() && !barbican) => {
             a.key.default_key(&format!("the images in {}", a.source.display()))?
         }
         None => None,
     };
-    if default_key.is_none() && !barbican {
+    if default_key.is_none() && keytab.is_empty() && !barbican {
         return Err(Error::usage(
-            "no key given: use --key-file FILE, --barbican-secret ID, --os-cloud NAME (Glance sidecars), \
-             or run on a terminal to be prompted",
+            "no key given: use --key-file FILE, --keytab FILE, --barbican-secret ID, --os-cloud NAME (Glance \
+             sidecars), or run on a terminal to be prompted",
         ));
     }
-    let plan = KeyPlan {
-        keytab: BTreeMap::new(),
-        default_options: a.opts.options(),
-        use_sidecars: barbican,
-        all_volumes: true,
-    };
+    let plan = KeyPlan { keytab, default_options: a.opts.options(), use_sidecars: barbican, all_volumes: true };
     let tree = Tree::scan(&a.source, &plan)?;
     let unlocker = Unlocker {
         keys: Arc::new(Keyring::new(default_key, a.key.os_cloud.clone())),
@@ -204,13 +208,25 @@ fn run_dir(a: &VerifyArgs) -> Result<i32> {
     let n = with.len();
     let mut reports = Vec::with_capacity(n);
     let mut code = 0;
+    let mut notes = Vec::new();
     let (mut ok, mut warn, mut fail) = (0, 0, 0);
     for (i, entry) in with.iter().enumerate() {
         let rel = entry.rel().display().to_string();
         let progress = Progress::new(&format!("[{}/{n}] {rel}", i + 1));
         let key = |v: &Volume| unlocker.key_for(entry, v);
-        let mut r = verify_image(&entry.tree, &plan.default_options, &checks, progress, &key, settings);
+        // A keytab line's options (a detached header, a key slot) apply to its image.
+        let opts = plan.keytab.get(entry.rel()).map_or(&plan.default_options, |t| &t.options);
+        let mut r = verify_image(&entry.tree, opts, &checks, progress, &key, settings);
         code = worst(code, r.exit_code);
+        if let Some(e) = &r.error {
+            let from_tab = plan.keytab.get(entry.rel()).map(|t| &t.key).filter(|k| **k != KeySource::Default);
+            let file = crate::unlock_one::key_file_of(&a.key, from_tab);
+            if let Some(n) = crate::unlock_one::newline_note(e, file.as_ref())
+                && !notes.contains(&n)
+            {
+                notes.push(n);
+            }
+        }
         match r.verdict {
             Verdict::Ok => ok += 1,
             Verdict::Warn => warn += 1,
@@ -251,6 +267,9 @@ fn run_dir(a: &VerifyArgs) -> Result<i32> {
         print_stdout((serde_json::to_string_pretty(&j).unwrap_or_default() + "\n").as_bytes())?;
     } else {
         print_stdout(summary.as_bytes())?;
+    }
+    for n in notes {
+        eprintln!("luksfs: note: {n}");
     }
     Ok(code)
 }
@@ -369,17 +388,13 @@ impl Hasher {
     }
     fn finish(self) -> String {
         match self {
-            Hasher::Sha1(h) => hex(&h.finalize()),
-            Hasher::Sha224(h) => hex(&h.finalize()),
-            Hasher::Sha256(h) => hex(&h.finalize()),
-            Hasher::Sha384(h) => hex(&h.finalize()),
-            Hasher::Sha512(h) => hex(&h.finalize()),
+            Hasher::Sha1(h) => hex::encode(h.finalize()),
+            Hasher::Sha224(h) => hex::encode(h.finalize()),
+            Hasher::Sha256(h) => hex::encode(h.finalize()),
+            Hasher::Sha384(h) => hex::encode(h.finalize()),
+            Hasher::Sha512(h) => hex::encode(h.finalize()),
         }
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn format_name(f: Format) -> &'static str {
@@ -725,7 +740,7 @@ fn volumes_report(tree: &ImageTree, top: Option<&Volume>, threads: usize) -> (Ve
                 Ok(())
             }) {
                 Ok(()) => {
-                    e.insert("sha256".into(), json!(hex(&h.finalize())));
+                    e.insert("sha256".into(), json!(hex::encode(h.finalize())));
                 }
                 Err(err) => problem = Some(err.context(&name)),
             }
@@ -755,7 +770,6 @@ fn stream(
     let (cipher_done, os_done) = (AtomicU64::new(0), AtomicU64::new(0));
     progress.plain_total = size;
     progress.cipher_total = file_size;
-    progress.start = Instant::now();
 
     std::thread::scope(|s| {
         // The ciphertext is hashed by its own threads (one per algorithm: SHA-512 has no CPU
@@ -798,6 +812,8 @@ fn stream(
             progress.draw(size, hashed());
             std::thread::sleep(Duration::from_millis(100));
         }
+        progress.draw(size, hashed());
+        progress.complete();
         let failed = |_| Error::io("a ciphertext hashing thread failed");
         let cipher_sha256 = cipher.join().map_err(failed)??;
         let os_hash = match (os_algo, os) {
@@ -805,7 +821,7 @@ fn stream(
             (Some(_), None) => Some(cipher_sha256.clone()),
             (None, None) => None,
         };
-        Ok(Streamed { plain_sha256: hex(&sha.finalize()), head, tail, all_zero, cipher_sha256, os_hash })
+        Ok(Streamed { plain_sha256: hex::encode(sha.finalize()), head, tail, all_zero, cipher_sha256, os_hash })
     })
 }
 
@@ -831,66 +847,38 @@ fn hash_file(path: &Path, mut h: Hasher, done: &AtomicU64, stop: &AtomicBool) ->
 
 /// A one-line progress display on standard error, only when it is a terminal.
 struct Progress {
-    on: bool,
     label: String,
+    bar: Option<indicatif::ProgressBar>,
     /// Plaintext and ciphertext bytes to go through.
     plain_total: u64,
     cipher_total: u64,
-    start: Instant,
-    last: Option<Instant>,
 }
 
 impl Progress {
     fn new(label: &str) -> Progress {
-        Progress {
-            on: std::io::stderr().is_terminal(),
-            label: label.to_string(),
-            plain_total: 0,
-            cipher_total: 0,
-            start: Instant::now(),
-            last: None,
-        }
+        Progress { label: label.to_string(), bar: None, plain_total: 0, cipher_total: 0 }
     }
 
-    /// Redraw (at most 5 times a second): `plain` plaintext bytes hashed, `cipher` ciphertext bytes.
+    /// `plain` plaintext bytes hashed, `cipher` ciphertext bytes: both passes count as one
+    /// fraction (the ciphertext hash may finish after the plaintext).
     fn draw(&mut self, plain: u64, cipher: u64) {
-        if !self.on || self.last.is_some_and(|t| t.elapsed() < Duration::from_millis(200)) {
-            return;
-        }
-        self.last = Some(Instant::now());
-        let secs = self.start.elapsed().as_secs_f64().max(1e-3);
-        // Both passes count: the ciphertext hash may finish after the plaintext.
-        let frac = (plain + cipher) as f64 / (self.plain_total + self.cipher_total).max(1) as f64;
-        let eta = if frac > 0.0 { secs * (1.0 - frac) / frac } else { 0.0 };
-        let line = format!(
-            "{}: {} of {} ({:.0}%), {}/s, ETA {}",
-            self.label,
-            human(plain),
-            human(self.plain_total),
-            frac * 100.0,
-            human((plain as f64 / secs) as u64),
-            eta_text(eta)
-        );
-        let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\r\x1b[2K{line}");
-        let _ = err.flush();
+        let (label, total) = (&self.label, self.plain_total + self.cipher_total);
+        let bar = self.bar.get_or_insert_with(|| crate::progress::bar(label, total, crate::progress::PERCENT, false));
+        bar.set_position(plain + cipher);
     }
 
-    fn clear(&self) {
-        if self.on && self.last.is_some() {
-            let mut err = std::io::stderr().lock();
-            let _ = write!(err, "\r\x1b[2K");
-            let _ = err.flush();
+    /// Both passes are done: the last frame reads 100%.
+    fn complete(&mut self) {
+        if let Some(b) = self.bar.take() {
+            crate::progress::complete(&b);
         }
     }
-}
 
-fn eta_text(secs: f64) -> String {
-    let s = secs.round() as u64;
-    if s >= 3600 {
-        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-    } else {
-        format!("{}:{:02}", s / 60, s % 60)
+    /// Wipe an unfinished bar (the image failed).
+    fn clear(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
     }
 }
 
@@ -929,9 +917,7 @@ mod tests {
     }
 
     #[test]
-    fn eta_and_sizes() {
-        assert_eq!(eta_text(65.4), "1:05");
-        assert_eq!(eta_text(3725.0), "1:02:05");
+    fn sizes() {
         assert_eq!(human(1536), "1.5 KiB");
         assert_eq!(human(100), "100 bytes");
     }

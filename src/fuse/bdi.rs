@@ -9,47 +9,26 @@
 
 use std::path::{Path, PathBuf};
 
-/// Undo mountinfo's octal escapes (`\040` for a space, ...).
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let octal = b.get(i + 1..i + 4).filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match octal.and_then(|d| u8::from_str_radix(std::str::from_utf8(d).ok()?, 8).ok()) {
-            Some(c) => {
-                out.push(c);
-                i += 4;
-            }
-            None => {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// The `major:minor` of the FUSE file system mounted last at `mountpoint` (an absolute,
 /// canonical path), from the text of `/proc/self/mountinfo`.
 pub fn fuse_dev(mountinfo: &str, mountpoint: &Path) -> Option<String> {
-    let want = mountpoint.to_string_lossy();
-    mountinfo.lines().rev().find_map(|line| {
-        let f: Vec<&str> = line.split(' ').collect();
-        let sep = f.iter().position(|&x| x == "-")?;
-        let fstype = f.get(sep + 1)?;
-        (f.len() > 4 && unescape(f[4]) == want && fstype.starts_with("fuse")).then(|| f[2].to_string())
-    })
+    super::mountinfo::top_at(mountinfo, mountpoint).filter(|e| e.fstype.starts_with("fuse")).map(|e| e.dev)
 }
 
 /// The sysfs file holding the readahead of the FUSE file system mounted at `mountpoint`
 /// (absolute and canonical, e.g. resolved before mounting).
 pub fn read_ahead_path(mountpoint: &Path) -> std::io::Result<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let info = std::fs::read_to_string(super::mountinfo::PATH)?;
     let dev = fuse_dev(&info, mountpoint).ok_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::NotFound, format!("no FUSE mount at {}", mountpoint.display()))
     })?;
     Ok(PathBuf::from(format!("/sys/class/bdi/{dev}/read_ahead_kb")))
+}
+
+/// Set the readahead of the FUSE mount with device number `dev` (`major:minor`) to `bytes`
+/// (rounded down to KiB).
+pub fn set_read_ahead_dev(dev: &str, bytes: u64) -> std::io::Result<()> {
+    std::fs::write(format!("/sys/class/bdi/{dev}/read_ahead_kb"), format!("{}\n", bytes / 1024))
 }
 
 /// Set the readahead of the mount at `mountpoint` to `bytes` (rounded down to KiB).

@@ -1,10 +1,12 @@
-//! Mounting a [`Vfs`]: the fuser `Config` from `-o` options, the `Session` (mount, readahead,
-//! transport), and the serve loop that ends when the mount is unmounted or a signal arrives.
+//! Mounting a [`Vfs`]: checks, the mount itself ([`super::attach`]), the fuser `Session` over
+//! its descriptor (readahead, transport), and the serve loop that ends when the mount is
+//! unmounted or a signal arrives.
 //! The command line (`cli::mount`) only parses arguments and builds the [`Vfs`].
 
+use super::attach::{Attached, Options, attach, check_mountpoint};
 use super::vfs::Vfs;
 use crate::{Error, Result};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -38,39 +40,14 @@ pub fn check_uring(c: &MountConfig) -> Result<()> {
     Ok(())
 }
 
-/// FUSE configuration from `-o` options.
-pub fn fuse_config(c: &MountConfig) -> Result<fuser::Config> {
-    use fuser::{MountOption as M, SessionACL};
+/// fuser's session configuration (threads, access rule); mounting itself is done by [`attach`].
+pub fn fuse_config(c: &MountConfig, o: &Options) -> fuser::Config {
     let mut cfg = fuser::Config::default();
-    let source = c.source.canonicalize().unwrap_or_else(|_| c.source.clone());
-    let mut fsname = format!("luksfs:{}", source.display());
-    let mut subtype = "luksfs".to_string();
-    let mut opts = vec![M::RO, M::NoDev, M::NoSuid];
-    for o in c.options.iter().flat_map(|s| s.split(',')).filter(|s| !s.is_empty()) {
-        match o {
-            "allow_other" => cfg.acl = SessionACL::All,
-            "allow_root" => cfg.acl = SessionACL::RootAndOwner,
-            "default_permissions" => opts.push(M::DefaultPermissions),
-            "auto_unmount" => opts.push(M::AutoUnmount),
-            "ro" | "nodev" | "nosuid" => {}
-            "noexec" => opts.push(M::NoExec),
-            "exec" => opts.push(M::Exec),
-            "noatime" => opts.push(M::NoAtime),
-            "atime" => opts.push(M::Atime),
-            "rw" => return Err(Error::usage("-o rw: luksfs mounts are always read-only")),
-            "dev" | "suid" => return Err(Error::usage(format!("-o {o} is not allowed on a luksfs mount"))),
-            o if o.starts_with("fsname=") => fsname = o["fsname=".len()..].to_string(),
-            o if o.starts_with("subtype=") => subtype = o["subtype=".len()..].to_string(),
-            o => opts.push(M::CUSTOM(o.to_string())),
-        }
-    }
-    opts.push(M::FSName(fsname));
-    opts.push(M::Subtype(subtype));
-    cfg.mount_options = opts;
+    cfg.acl = o.acl();
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     cfg.n_threads = Some(c.threads.unwrap_or(cores).max(1));
     cfg.clone_fd = true;
-    Ok(cfg)
+    cfg
 }
 
 /// Largest write the kernel may send (writes are refused). fuser derives the largest request,
@@ -83,18 +60,30 @@ pub fn max_write(c: &MountConfig) -> u32 {
 /// A mount being served in background threads.
 pub struct Mounted {
     session: fuser::BackgroundSession,
-    mountpoint: PathBuf,
+    attached: Attached,
     stop: Arc<AtomicBool>,
     /// How requests travel: `/dev/fuse` or io_uring.
     pub transport: String,
 }
 
-/// Mount `vfs` as `c` says and start serving it. SIGINT, SIGTERM and SIGHUP are caught from
-/// here on: [`Mounted::serve_until_unmounted`] unmounts on them.
-pub fn start(vfs: Arc<Vfs>, c: &MountConfig) -> Result<Mounted> {
-    let cfg = fuse_config(c)?;
-    let readahead = u32::try_from(c.max_readahead).unwrap_or(u32::MAX);
+/// Every check [`start`] makes before mounting (options, io_uring, mount point), so that a
+/// command line can fail before it asks for keys or scans the source.
+pub fn preflight(c: &MountConfig) -> Result<()> {
+    let o = Options::parse(&c.options, &c.source)?;
     check_uring(c)?;
+    check_mountpoint(&c.mountpoint, o.nonempty)?;
+    Ok(())
+}
+
+/// Check the mount point and options, then mount `vfs` as `c` says and start serving it.
+/// SIGINT, SIGTERM and SIGHUP are caught from here on: [`Mounted::serve_until_unmounted`]
+/// unmounts on them.
+pub fn start(vfs: Arc<Vfs>, c: &MountConfig) -> Result<Mounted> {
+    let o = Options::parse(&c.options, &c.source)?;
+    check_uring(c)?;
+    let mnt_abs = check_mountpoint(&c.mountpoint, o.nonempty)?;
+    let cfg = fuse_config(c, &o);
+    let readahead = u32::try_from(c.max_readahead).unwrap_or(u32::MAX);
     let fs = super::fs::LuksFs::new(vfs.clone(), readahead, max_write(c), c.io_uring);
     let granted = fs.uring_granted();
 
@@ -102,37 +91,88 @@ pub fn start(vfs: Arc<Vfs>, c: &MountConfig) -> Result<Mounted> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| Error::from_io("installing signal handlers", &e))?;
     }
-    // Resolved before mounting: afterwards resolving it would be a request to ourselves.
-    let mnt_abs = c.mountpoint.canonicalize().unwrap_or_else(|_| c.mountpoint.clone());
-    let session = fuser::Session::new(fs, &c.mountpoint, &cfg)
-        .map_err(|e| Error::io(format!("cannot mount on {}: {e}", c.mountpoint.display())))?;
-    if let Err(e) = super::bdi::set_read_ahead(&mnt_abs, c.max_readahead) {
+    let attached = attach(&mnt_abs, &o)?;
+    let fd = attached.fd.try_clone().map_err(|e| Error::from_io("duplicating /dev/fuse", &e))?;
+    let session = match fuser::Session::from_fd(fs, fd, o.acl(), cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = attached.detach();
+            return Err(Error::io(format!("cannot start FUSE on {}: {e}", c.mountpoint.display())));
+        }
+    };
+    if let Err(e) = super::bdi::set_read_ahead_dev(&attached.dev, c.max_readahead) {
         // Needs root; the mount works without it, with 128 KiB requests. Done before serving:
         // a file keeps the readahead it was opened with.
         log::info!("could not raise the mount's readahead to {} KiB: {e}", c.max_readahead / 1024);
     }
-    let transport = if c.io_uring { start_uring(&session, &granted, vfs, c)? } else { "/dev/fuse".to_string() };
-    let session =
-        session.spawn().map_err(|e| Error::io(format!("cannot start serving {}: {e}", c.mountpoint.display())))?;
-    Ok(Mounted { session, mountpoint: c.mountpoint.clone(), stop, transport })
+    let transport = if c.io_uring {
+        match start_uring(&session, &granted, vfs, c) {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = attached.detach();
+                return Err(e);
+            }
+        }
+    } else {
+        "/dev/fuse".to_string()
+    };
+    let session = match session.spawn() {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = attached.detach();
+            return Err(Error::io(format!("cannot start serving {}: {e}", c.mountpoint.display())));
+        }
+    };
+    Ok(Mounted { session, attached, stop, transport })
 }
 
 impl Mounted {
+    /// Unmount (if the mount is still ours) and stop serving.
+    pub fn stop(self) -> Result<()> {
+        let Mounted { session, attached, .. } = self;
+        attached.detach()?;
+        for _ in 0..50 {
+            if session.guard.is_finished() {
+                let _ = session.join();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// The mount's device number (`major:minor`).
+    pub fn dev(&self) -> &str {
+        &self.attached.dev
+    }
+
     /// Serve until the mount is unmounted (`fusermount3 -u`) or a signal asks to stop; on a
-    /// signal, unmount.
+    /// signal, unmount — only if the mount at the mount point is still ours.
     pub fn serve_until_unmounted(self) -> Result<()> {
-        let Mounted { session, mountpoint, stop, .. } = self;
+        let Mounted { session, attached, stop, .. } = self;
+        let shown = attached.mountpoint.display().to_string();
         while !stop.load(Ordering::Relaxed) && !session.guard.is_finished() {
             std::thread::sleep(Duration::from_millis(100));
         }
+        crate::readiness::notify("STOPPING=1");
         if session.guard.is_finished() {
-            log::info!("{} was unmounted", mountpoint.display());
+            log::info!("{shown} was unmounted");
             let _ = session.join();
-            Ok(())
-        } else {
-            log::info!("signal received: unmounting {}", mountpoint.display());
-            unmount_on_signal(session, &mountpoint)
+            return Ok(());
         }
+        log::info!("signal received: unmounting {shown}");
+        // Lazily: a plain unmount fails with EBUSY while a file is open, which would leave a
+        // dead mount behind. The mount disappears from the namespace at once; readers still
+        // holding a file get errors once we exit. Give the session a moment to end, and exit.
+        attached.detach()?;
+        for _ in 0..20 {
+            if session.guard.is_finished() {
+                let _ = session.join();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
     }
 }
 
@@ -155,31 +195,4 @@ fn start_uring<FS: fuser::Filesystem>(
     super::uring::start(dev, vfs, per_cpu, payload)
         .map_err(|e| Error::unsupported(format!("--io-uring: FUSE over io_uring could not start: {e}")))?;
     Ok(format!("io_uring, {per_cpu} worker(s) per CPU queue"))
-}
-
-/// Unmount after SIGINT/SIGTERM. A plain unmount fails with EBUSY while a file is open, which
-/// would leave a dead mount behind: detach lazily instead (the mount disappears from the
-/// namespace at once; readers still holding a file get errors once we exit), give the session
-/// a moment to end, and exit.
-fn unmount_on_signal(session: fuser::BackgroundSession, mountpoint: &Path) -> Result<()> {
-    let lazy = std::process::Command::new("fusermount3")
-        .arg("-u")
-        .arg("-z")
-        .arg("--")
-        .arg(mountpoint)
-        .stdin(std::process::Stdio::null())
-        .status();
-    match lazy {
-        Ok(st) if st.success() => {
-            for _ in 0..20 {
-                if session.guard.is_finished() {
-                    let _ = session.join();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Ok(())
-        }
-        _ => session.umount_and_join().map_err(|e| Error::io(format!("unmounting {}: {e}", mountpoint.display()))),
-    }
 }

@@ -447,12 +447,10 @@ pub fn passphrase_from_payload(secret_type: &str, payload: &[u8]) -> Secret {
     if secret_type == "passphrase" {
         return Secret::from_slice(payload);
     }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = Vec::with_capacity(payload.len() * 2);
-    for b in payload {
-        out.push(HEX[(b >> 4) as usize]);
-        out.push(HEX[(b & 15) as usize]);
-    }
+    // Straight into the secret's buffer: no intermediate String holding the key.
+    let mut out = vec![0u8; payload.len() * 2];
+    // Cannot fail: the buffer is exactly twice the payload.
+    let _ = hex::encode_to_slice(payload, &mut out);
     Secret::new(out)
 }
 

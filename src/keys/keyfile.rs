@@ -58,6 +58,26 @@ pub fn read(path: &Path, range: KeyfileRange) -> Result<Secret> {
     Ok(Secret::new(std::mem::take(&mut *buf)))
 }
 
+/// A note for a wrong-key failure when the passphrase read from `path` ends in a newline, as a
+/// file written with `echo` does: cryptsetup takes the newline as part of the passphrase, so
+/// does luksfs, and a passphrase set by typing it does not contain one. `None` for standard
+/// input, an unreadable file, or no trailing newline.
+pub fn newline_note(path: &Path, range: KeyfileRange) -> Option<String> {
+    if path == Path::new("-") {
+        return None;
+    }
+    let key = read(path, range).ok()?;
+    if !key.as_bytes().ends_with(b"\n") {
+        return None;
+    }
+    Some(format!(
+        "key file {} ends with a newline, which is part of the passphrase (as with cryptsetup); if the \
+         passphrase was typed, write the file without it: printf %s 'PASSPHRASE' > {}",
+        path.display(),
+        path.display()
+    ))
+}
+
 /// Parse a byte count with an optional binary suffix: `4096`, `64K`, `16M`, `1G`, `2T` (also
 /// `KiB`/`MiB`/...).
 pub fn parse_size(s: &str) -> std::result::Result<u64, String> {

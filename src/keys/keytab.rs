@@ -107,6 +107,31 @@ pub fn load(path: &Path) -> Result<BTreeMap<PathBuf, Entry>> {
     parse(&text, &base).map_err(|e| e.with_path(path))
 }
 
+/// The line of a keytab (loaded from `keytab`) for the single image `image`, for commands that
+/// take one image (`cat`, `verify IMAGE`, `inspect`): the line whose IMAGE, taken relative to
+/// the keytab's folder or to the current directory, is that file; else the only line whose IMAGE
+/// has the same file name. An error when no line (or more than one by name) fits.
+pub fn lookup<'a>(entries: &'a BTreeMap<PathBuf, Entry>, keytab: &Path, image: &Path) -> Result<&'a Entry> {
+    let target = image.canonicalize().ok();
+    let base = keytab.parent().map(Path::to_path_buf).unwrap_or_default();
+    let same = |p: PathBuf| target.is_some() && p.canonicalize().ok() == target;
+    if let Some(e) = entries.values().find(|e| same(base.join(&e.image)) || same(e.image.clone())) {
+        return Ok(e);
+    }
+    let name = image.file_name();
+    let by_name: Vec<&Entry> = entries.values().filter(|e| e.image.file_name() == name).collect();
+    match by_name.as_slice() {
+        [one] => Ok(one),
+        [] => Err(Error::usage(format!("keytab {} has no line for {}", keytab.display(), image.display()))),
+        many => Err(Error::usage(format!(
+            "keytab {}: lines {} all name a file called {}; give the path relative to the keytab's folder",
+            keytab.display(),
+            many.iter().map(|e| e.line.to_string()).collect::<Vec<_>>().join(", "),
+            image.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,5 +159,26 @@ mod tests {
             let e = parse(bad, Path::new("/")).unwrap_err();
             assert!(e.to_string().contains("keytab line"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn lookup_by_path_then_by_name() {
+        let d = tempfile::tempdir().unwrap();
+        let (kt, sub) = (d.path().join("kt"), d.path().join("sub"));
+        std::fs::create_dir_all(&sub).unwrap();
+        for f in ["sub/a.img", "sub/b.img", "b.img"] {
+            std::fs::write(d.path().join(f), b"x").unwrap();
+        }
+        let m = parse("sub/a.img ka\nsub/b.img kb\nb.img kc\nother/c.img kd\n", d.path()).unwrap();
+        assert_eq!(lookup(&m, &kt, &sub.join("a.img")).unwrap().line, 1);
+        assert_eq!(lookup(&m, &kt, &sub.join("b.img")).unwrap().line, 2, "by path beats by name");
+        assert_eq!(lookup(&m, &kt, &d.path().join("b.img")).unwrap().line, 3);
+        std::fs::write(d.path().join("c.img"), b"x").unwrap();
+        assert_eq!(lookup(&m, &kt, &d.path().join("c.img")).unwrap().line, 4, "by name");
+        std::fs::write(d.path().join("z.img"), b"x").unwrap();
+        assert!(lookup(&m, &kt, &d.path().join("z.img")).unwrap_err().to_string().contains("no line"));
+        let two = parse("x/b.img k\ny/b.img k\n", d.path()).unwrap();
+        let e = lookup(&two, &kt, &sub.join("b.img")).unwrap_err();
+        assert!(e.to_string().contains("lines 1, 2"), "{e}");
     }
 }

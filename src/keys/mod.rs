@@ -6,6 +6,7 @@ pub mod barbican;
 pub mod clouds;
 pub mod keyfile;
 pub mod keytab;
+pub mod prompt;
 pub mod sidecar;
 
 use std::fmt;

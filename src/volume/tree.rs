@@ -130,6 +130,9 @@ pub struct Volume {
 pub struct UnlockKey {
     pub passphrase: Secret,
     pub key_slot: Option<u32>,
+    /// Typed by a person at a prompt: after a wrong one the key is asked for again (up to
+    /// `UnlockSettings::tries` times in all).
+    pub asked: bool,
 }
 
 /// The whole tree of one source image.
@@ -565,7 +568,22 @@ impl Volume {
             unreachable!("checked above")
         };
         drop(st);
-        let result = key(self).and_then(|k| (*prepared).unlock_slot(&k.passphrase, settings, k.key_slot));
+        // A passphrase typed by a person is asked again after a wrong one, `settings.tries` times
+        // in all (the prompt's `--tries`); a key from a file or a secret store is tried once.
+        let mut attempt = 1;
+        let result = loop {
+            let k = match key(self) {
+                Ok(k) => k,
+                Err(e) => break Err(e),
+            };
+            match (*prepared).clone().unlock_slot(&k.passphrase, settings, k.key_slot) {
+                Err(e) if k.asked && e.kind() == ErrorKind::BadKey && attempt < settings.tries => {
+                    eprintln!("luksfs: {e} (attempt {attempt} of {})", settings.tries);
+                    attempt += 1;
+                }
+                r => break r,
+            }
+        };
         let new = match result {
             Ok(image) => {
                 let image = Arc::new(image);

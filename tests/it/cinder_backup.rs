@@ -489,7 +489,7 @@ fn backup_is_a_layer_of_the_volume_tree() {
     let name = Path::new(&row.backup);
     let tree = ImageTree::on(src, name, name, &luksfs::image::ImageOptions::default(), Limits::default());
     let key = |_: &luksfs::volume::Volume| {
-        Ok(UnlockKey { passphrase: luksfs::keys::Secret::from_slice(PASS), key_slot: None })
+        Ok(UnlockKey { passphrase: luksfs::keys::Secret::from_slice(PASS), key_slot: None, asked: false })
     };
     let errors = tree.unlock_all(&key, luksfs::image::UnlockSettings::default());
     assert!(errors.is_empty(), "{errors:?}");

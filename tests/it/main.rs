@@ -14,11 +14,15 @@
 //! * `lvm`: LVM2 PVs made by lvm2 on loop devices (no device-mapper): VG metadata, LV mapping.
 //! * `luks2_validation`: cryptsetup's own LUKS2 header-validation suite (fetched with `apt-get source`).
 //! * `errors`: exit codes and messages of `cat` / `inspect` on bad input; `cat --offset/--length`.
+//! * `keys`: --keytab for cat/inspect/verify, the trailing-newline note, --tries, systemd-ask-password.
 //! * `mount`: real FUSE mounts: trees, keytabs, read-only behaviour, signals, start-up time.
 //! * `verify`: `verify` reports, verdicts and exit codes; snapshots of `verify --json` and
 //!   `inspect --json`.
 //! * `nested`: volumes inside volumes (partitions, LVM, LUKS at any depth, qcow2 containers, loop
 //!   devices) from `../shared/corpus/nested`.
+//! * `system`: luksfs as a system tool: `--daemon` errors, mount point checks, restarts,
+//!   `mount -t fuse.luksfs` and fstab, systemd.
+//! * `package`: the .deb (slow): built, installed with dpkg, man pages and completions, removed.
 //! * `cinder_backup`: Cinder backups written by cinder's own posix driver
 //!   (`scripts/cinder-backup-make.sh`), reassembled, decrypted, verified, damaged.
 //! * `partition`: MBR/GPT tables made by sgdisk/sfdisk against `formats::partition`, and
@@ -39,15 +43,18 @@ mod corpus;
 mod errors;
 mod faults;
 mod hostile;
+mod keys;
 mod luks1;
 mod luks2;
 mod luks2_validation;
 mod lvm;
 mod mount;
 mod nested;
+mod package;
 mod partition;
 mod qcow2;
 mod qcow2_plain;
 mod stress;
+mod system;
 mod transport;
 mod verify;

@@ -289,6 +289,14 @@ impl Mount {
         self.wait_exit(Duration::from_secs(20))
     }
 
+    /// Stop guarding this mount without touching it (its process is known to be gone, or another
+    /// guard now owns the mount point).
+    pub fn release(mut self) {
+        self.watchdog.take();
+        self.child.take();
+        std::mem::forget(self);
+    }
+
     /// Everything the process wrote to stdout/stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
