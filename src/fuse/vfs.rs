@@ -137,7 +137,7 @@ impl Vfs {
         }
         let node = self.tree.node(ino).ok_or(libc::ENOENT)?;
         let NodeKind::File(f) = &node.kind else { return Err(libc::EISDIR) };
-        if let Some(e) = f.volume.failure() {
+        if let Some(e) = f.volume.serve_error() {
             log::warn!("open: {e}");
             return Err(e.kind().errno());
         }
@@ -155,6 +155,9 @@ impl Vfs {
     pub fn read(&self, ino: u64, offset: u64, out: &mut [u8]) -> Result<usize, Errno> {
         let node = self.tree.node(ino).ok_or(libc::ENOENT)?;
         let NodeKind::File(f) = &node.kind else { return Err(libc::EISDIR) };
+        if f.volume.serve_error().is_some() {
+            return Err(libc::EIO);
+        }
         let img = f.volume.reader().ok_or(libc::EIO)?;
         let end = offset.saturating_add(out.len() as u64).min(img.size());
         if offset >= end {

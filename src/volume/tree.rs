@@ -290,6 +290,22 @@ impl Volume {
         }
     }
 
+    /// Why reading this volume as a mount's file must fail: [`Volume::failure`], or, for the
+    /// image itself (shown only when it is damaged), the problem of what it holds. The image's
+    /// own bytes are never served as if they were its plaintext.
+    pub fn serve_error(&self) -> Option<Error> {
+        if let Some(e) = self.failure() {
+            return Some(e);
+        }
+        if matches!(self.origin, Origin::Image) {
+            let why = self.layer().and_then(|l| l.problem.clone());
+            return Some(
+                why.unwrap_or_else(|| Error::corrupt("not a volume luksfs can show")).with_path(self.display()),
+            );
+        }
+        None
+    }
+
     /// How it is called in messages: `IMAGE`, or `IMAGE: NAME`.
     pub fn display(&self) -> PathBuf {
         if self.name.is_empty() {

@@ -155,6 +155,7 @@ fn verify_ext4_luks1_json_snapshot() {
             "key_slot": 0,
             "sha256": {"ciphertext": R, "plaintext": sha256_hex(&img.plain)},
             "plaintext": ext4_contents("rootfs", uuid, 8 * MIB as u64),
+            "volumes": [],
             "warnings": [], "mismatches": [], "elapsed_seconds": R, "verdict": "OK", "exit_code": 0
         }),
     );
@@ -184,6 +185,7 @@ fn verify_ext4_luks2_4k_sectors() {
             "sector_size": 4096, "payload_offset": 2 * MIB, "decrypted_size": 6 * MIB, "key_slot": 2,
             "sha256": {"ciphertext": R, "plaintext": sha256_hex(&img.plain)},
             "plaintext": ext4_contents("luks2root", uuid, 6 * MIB as u64),
+            "volumes": [],
             "warnings": [], "mismatches": [], "elapsed_seconds": R, "verdict": "OK", "exit_code": 0
         }),
     );
@@ -258,6 +260,17 @@ fn verify_gpt_sgdisk_json_snapshot() {
                 ],
                 "notes": [], "problems": []
             },
+            // every volume of the tree, each leaf hashed: the partitions' bytes as spliced in
+            "volumes": [
+                {"name": "p1-root", "what": "GPT partition 1 \"root\" (Linux filesystem)", "size": 4 * MIB,
+                 "offset": MIB, "state": "readable", "holds": "ext4",
+                 "description": "ext4 filesystem \"root\" (4.0 MiB)",
+                 "sha256": sha256_hex(&img.plain[MIB as usize..5 * MIB as usize])},
+                {"name": "p2-swap", "what": "GPT partition 2 \"swap\" (Linux swap)", "size": 2 * MIB,
+                 "offset": 5 * MIB, "state": "readable", "holds": "swap",
+                 "description": "swap swap area \"swp\" (2.0 MiB)",
+                 "sha256": sha256_hex(&img.plain[5 * MIB as usize..7 * MIB as usize])}
+            ],
             "warnings": [], "mismatches": [], "elapsed_seconds": R, "verdict": "OK", "exit_code": 0
         }),
     );
@@ -674,7 +687,8 @@ fn verify_dir_keys_from_glance_sidecars() {
 // ------------------------------------------------------------------ inspect --json
 
 /// What changes from one image to the next in `inspect --json`.
-const INSPECT_VOLATILE: &[&str] = &["file", "uuid", "iterations", "mk_digest_iterations", "sidecar"];
+const INSPECT_VOLATILE: &[&str] =
+    &["file", "uuid", "iterations", "mk_digest_iterations", "sidecar", "luks_uuid", "what"];
 
 /// `inspect --json` of a qemu-img LUKS1 image and of a qcow2+LUKS image, field by field.
 #[test]
@@ -698,7 +712,10 @@ fn inspect_json_snapshot_luks1_and_qcow2() {
                      "payload_offset": off, "mk_digest_iterations": R, "keyslots": slots},
             "decrypted_size": MIB,
             "data": {"cipher": "aes-xts-plain64", "key_bits": 512, "sector_size": 512, "offset": off, "iv_tweak": 0},
-            "safe_to_open": true
+            "safe_to_open": true,
+            // the volume tree: the decrypted view, waiting for a key
+            "volumes": [{"name": "(top view: IMAGE.raw)", "what": R, "depth": 1, "offset": null, "size": MIB,
+                         "needs_key": true, "luks_uuid": R}]
         }),
     );
 
