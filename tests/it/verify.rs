@@ -265,11 +265,11 @@ fn verify_gpt_sgdisk_json_snapshot() {
                 {"name": "p1-root", "what": "GPT partition 1 \"root\" (Linux filesystem)", "size": 4 * MIB,
                  "offset": MIB, "state": "readable", "holds": "ext4",
                  "description": "ext4 filesystem \"root\" (4.0 MiB)",
-                 "sha256": sha256_hex(&img.plain[MIB as usize..5 * MIB as usize])},
+                 "sha256": sha256_hex(&img.plain[MIB..5 * MIB])},
                 {"name": "p2-swap", "what": "GPT partition 2 \"swap\" (Linux swap)", "size": 2 * MIB,
                  "offset": 5 * MIB, "state": "readable", "holds": "swap",
                  "description": "swap swap area \"swp\" (2.0 MiB)",
-                 "sha256": sha256_hex(&img.plain[5 * MIB as usize..7 * MIB as usize])}
+                 "sha256": sha256_hex(&img.plain[5 * MIB..7 * MIB])}
             ],
             "warnings": [], "mismatches": [], "elapsed_seconds": R, "verdict": "OK", "exit_code": 0
         }),
