@@ -132,7 +132,12 @@ impl Unlocker {
             Some(e) => (&e.key, e.options.key_slot),
             None => (&image.key, image.key_slot),
         };
-        Ok(UnlockKey { passphrase: self.keys.passphrase(source)?, key_slot: slot, asked: false })
+        // In a mount, any failure to obtain the key is a key problem of this volume (EACCES).
+        let passphrase = self.keys.passphrase(source).map_err(|e| match e.kind() {
+            ErrorKind::Usage => Error::bad_key(e.message().to_string()),
+            _ => e,
+        })?;
+        Ok(UnlockKey { passphrase, key_slot: slot, asked: false })
     }
 
     /// Unlock `vol` (waiting for a worker already doing it), then show what it revealed.

@@ -607,14 +607,9 @@ impl Volume {
                 let _ = self.reader.set(image);
                 LockState::Ready
             }
-            Err(e) => {
-                let e = match e.kind() {
-                    // Any failure to obtain the key is a key problem for this volume.
-                    ErrorKind::Usage => Error::bad_key(e.message().to_string()),
-                    _ => e,
-                };
-                LockState::Failed(e.with_path(self.display()))
-            }
+            // A failure to obtain the key keeps its class here (`cat` says "usage"); the mount
+            // calls it a key problem of this volume (`dir::Unlocker::key_for`).
+            Err(e) => LockState::Failed(e.with_path(self.display())),
         };
         let out = match &new {
             LockState::Failed(e) => Err(e.clone()),

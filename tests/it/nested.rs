@@ -37,12 +37,25 @@ fn volume_name(what: &str) -> Option<&'static str> {
 fn corpus() -> Option<&'static PathBuf> {
     static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
     DIR.get_or_init(|| {
-        if !have(&["root", "shared-corpus", "sgdisk", "sfdisk", "losetup", "qemu-img"]) {
+        if !have(&["root", "shared-corpus", "sgdisk", "sfdisk", "losetup", "qemu-img", "flock"]) {
             return None;
         }
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nested-corpus");
         let script = shared_corpus().join("nested/visible-nested.sh");
-        let st = Command::new("bash").arg(&script).arg(&dir).output().expect("run visible-nested.sh");
+        // Built once for all test processes (nextest runs each test in its own): under a lock,
+        // and only when no complete corpus is there: it is built beside and renamed when complete, so
+        // an interrupted build never leaves images that disagree with their expect.tsv.
+        let lock = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nested-corpus.lock");
+        let st = Command::new("flock")
+            .arg(&lock)
+            .arg("sh")
+            .arg("-c")
+            .arg(r#"test -s "$2/expect.tsv" || { rm -rf "$2.new" "$2" && bash "$1" "$2.new" && mv "$2.new" "$2"; }"#)
+            .arg("sh")
+            .arg(&script)
+            .arg(&dir)
+            .output()
+            .expect("run visible-nested.sh");
         assert!(st.status.success(), "visible-nested.sh failed:\n{}", String::from_utf8_lossy(&st.stderr));
         Some(dir)
     })

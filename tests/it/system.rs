@@ -289,7 +289,16 @@ fn unprivileged_user_mounts_through_fusermount3() {
     need!("fuse", "qemu-img", "findmnt", "useradd", "runuser");
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata("/dev/fuse").map(|m| m.permissions().mode()).unwrap_or(0);
-    if mode & 0o006 != 0o006 {
+    // Distributions make /dev/fuse 0666 (udev); some containers leave it 0600. Give it the usual
+    // mode for this test (we are root) and put the old one back afterwards, whatever happens.
+    struct RestoreMode(u32);
+    impl Drop for RestoreMode {
+        fn drop(&mut self) {
+            let _ = std::fs::set_permissions("/dev/fuse", std::fs::Permissions::from_mode(self.0));
+        }
+    }
+    let _restore = RestoreMode(mode & 0o7777);
+    if mode & 0o006 != 0o006 && std::fs::set_permissions("/dev/fuse", std::fs::Permissions::from_mode(0o666)).is_err() {
         crate::util::skip(&format!(
             "/dev/fuse is mode {:o}: unprivileged FUSE needs 0666 (fusermount3 opens it as the caller)",
             mode & 0o777
