@@ -7,7 +7,7 @@ pub mod posix;
 pub mod s3;
 pub mod swift;
 
-use crate::Result;
+use crate::{Error, Result};
 
 /// A flat namespace of named, immutable objects (`/` is an ordinary character in a name, as in
 /// Swift and S3; a posix store maps it to directories).
@@ -56,4 +56,18 @@ impl ObjectStore for MemStore {
             None => Err(crate::Error::corrupt(format!("object {name}: range {offset}+{len} is past its end"))),
         }
     }
+}
+
+/// Attempts of one HTTP request to an object store: the first and three retries.
+pub(crate) const HTTP_ATTEMPTS: u32 = 4;
+
+/// Before retrying a failed request (`attempt` counts from 1): wait 100 ms × 4^(attempt−1),
+/// or, once [`HTTP_ATTEMPTS`] are spent, give up with an I/O error saying what failed.
+pub(crate) fn backoff(service: &str, what: String, attempt: u32) -> Result<()> {
+    if attempt >= HTTP_ATTEMPTS {
+        return Err(Error::io(format!("{what} (after {attempt} attempts)")));
+    }
+    log::debug!("{service}: {what}; retrying");
+    std::thread::sleep(std::time::Duration::from_millis(100 << (2 * (attempt - 1))));
+    Ok(())
 }

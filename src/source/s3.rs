@@ -12,8 +12,6 @@ use sha2::{Digest, Sha256};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ureq::Agent;
 
-/// Attempts per request (transport errors and 5xx answers).
-const ATTEMPTS: u32 = 4;
 /// SHA-256 of the empty payload (every request here is a GET).
 const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
@@ -214,14 +212,7 @@ impl S3Store {
                     req = req.header(*k, *v);
                 }
             }
-            let retry = |what: String| -> Result<()> {
-                if attempt >= ATTEMPTS {
-                    return Err(Error::io(format!("{what} (after {attempt} attempts)")));
-                }
-                log::debug!("s3: {what}; retrying");
-                std::thread::sleep(Duration::from_millis(100 << (2 * (attempt - 1))));
-                Ok(())
-            };
+            let retry = |what: String| super::backoff("s3", what, attempt);
             let mut resp = match req.call() {
                 Ok(r) => r,
                 Err(e) => {

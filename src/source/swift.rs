@@ -15,8 +15,6 @@ use ureq::Agent;
 
 /// Objects listed per listing request (Swift's default and maximum).
 const PAGE: usize = 10_000;
-/// Attempts per request (transport errors and 5xx answers).
-const ATTEMPTS: u32 = 4;
 
 /// How to reach the account.
 #[derive(Clone, Debug)]
@@ -119,14 +117,7 @@ impl SwiftStore {
             if let Some((a, b)) = range {
                 req = req.header("Range", &format!("bytes={a}-{b}"));
             }
-            let retry = |what: String| -> Result<()> {
-                if attempt >= ATTEMPTS {
-                    return Err(Error::io(format!("{what} (after {attempt} attempts)")));
-                }
-                log::debug!("swift: {what}; retrying");
-                std::thread::sleep(Duration::from_millis(100 << (2 * (attempt - 1))));
-                Ok(())
-            };
+            let retry = |what: String| super::backoff("swift", what, attempt);
             let mut resp = match req.call() {
                 Ok(r) => r,
                 Err(e) => {
