@@ -392,6 +392,26 @@ fn striped_lv_across_two_pvs() {
     check_contents(&p, 0, &written);
     check_contents(&p, 1, &written);
 
+    // Both PVs as the two partitions of one GPT disk (sgdisk): the volume tree assembles the VG
+    // from them and `cat --volume` reads every LV, the striped ones across both partitions.
+    use std::os::unix::fs::FileExt;
+    let disk = lab.work.join("two-pvs.gpt");
+    let sizes: Vec<u64> = p.files.iter().map(|f| std::fs::metadata(f).unwrap().len()).collect();
+    std::fs::File::create(&disk).unwrap().set_len((2 << 20) + sizes[0] + sizes[1]).unwrap();
+    let (s1, s2) = (2048, 2048 + sizes[0] / 512);
+    let mut c = tool("sgdisk");
+    c.arg(format!("-n1:{s1}:+{}", sizes[0] / 512)).arg(format!("-n2:{s2}:+{}", sizes[1] / 512)).arg(&disk);
+    sh(c);
+    let f = std::fs::OpenOptions::new().write(true).open(&disk).unwrap();
+    for (i, start) in [s1, s2].into_iter().enumerate() {
+        f.write_all_at(&std::fs::read(&p.files[i]).unwrap(), start * 512).unwrap();
+    }
+    assert_eq!(written.len(), 3, "s64k, only1 and s4k were written");
+    for (name, data) in &written {
+        let out = crate::util::Luksfs::new("cat").arg(&disk).arg("--volume").arg(format!("stripes/{name}")).run();
+        assert!(out.ok() == data.as_slice(), "LV stripes/{name} read through the GPT disk differs");
+    }
+
     // With only the second PV at hand: LVs on it work, the striped ones name the missing PV.
     let have_b = b.index.unwrap();
     va.lv("only1").unwrap().check_pvs(va, &|i| i == have_b).unwrap();
