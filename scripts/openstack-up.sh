@@ -163,9 +163,12 @@ if [ ! -f "$STATE/secrets.env" ]; then
     umask 077
     "$VPY" - > "$STATE/secrets.env" <<'EOF'
 import base64, os, secrets
-print("ADMIN_PASSWORD=" + secrets.token_urlsafe(18))
-print("BARBICAN_PASSWORD=" + secrets.token_urlsafe(18))
-print("DEMO_PASSWORD=" + secrets.token_urlsafe(18))
+def password():
+    # Never "-..." (an option to argparse and to most command lines).
+    return "p" + secrets.token_urlsafe(18)
+print("ADMIN_PASSWORD=" + password())
+print("BARBICAN_PASSWORD=" + password())
+print("DEMO_PASSWORD=" + password())
 print("KEK=" + base64.urlsafe_b64encode(os.urandom(32)).decode())
 EOF
     umask 022
@@ -379,7 +382,7 @@ if [ "$WANT_KS" = 1 ]; then
     fi
     if [ "$(cat "$KSD/.bootstrapped" 2>/dev/null)" != "$KS_URL" ]; then
         log "keystone-manage bootstrap ($KS_URL)"
-        "${KM[@]}" bootstrap --bootstrap-password "$ADMIN_PASSWORD" \
+        "${KM[@]}" bootstrap --bootstrap-password="$ADMIN_PASSWORD" \
             --bootstrap-username admin --bootstrap-project-name admin \
             --bootstrap-role-name admin --bootstrap-service-name keystone \
             --bootstrap-region-id RegionOne \
@@ -591,10 +594,12 @@ PYEOF
 DEMO_PROJECT_ID=${OSK_NOAUTH_PROJECT_ID:-osk-noauth-project}
 if [ "$WANT_KS" = 1 ]; then
     log "bootstrapping Keystone users/projects/catalog/app-credential"
-    (umask 077; "$VPY" "$STATE/osk_bootstrap.py" --auth-url "$KS_URL" \
-        --admin-password "$ADMIN_PASSWORD" --barbican-url "$B_URL" \
-        --barbican-password "$BARBICAN_PASSWORD" --demo-password "$DEMO_PASSWORD" \
-        --appcred-file "$STATE/appcred.json" > "$STATE/ids.env.tmp")
+    # --opt=VALUE: a generated secret may begin with "-", which argparse
+    # would take for an option if it were a separate argument.
+    (umask 077; "$VPY" "$STATE/osk_bootstrap.py" --auth-url="$KS_URL" \
+        --admin-password="$ADMIN_PASSWORD" --barbican-url="$B_URL" \
+        --barbican-password="$BARBICAN_PASSWORD" --demo-password="$DEMO_PASSWORD" \
+        --appcred-file="$STATE/appcred.json" > "$STATE/ids.env.tmp")
     mv "$STATE/ids.env.tmp" "$STATE/ids.env"
     . "$STATE/ids.env"
 fi
