@@ -3,6 +3,7 @@
 //! 4 corrupt, 5 refused/unsupported; `verify`: 6 warnings, 7 mismatch).
 
 use crate::cache::DEFAULT_CACHE_BYTES;
+use crate::catalog::Location;
 use crate::dir::{KeyPlan, Tree, Unlocker};
 use crate::image::{ImageOptions, UnlockSettings};
 use crate::keys::keyfile::{self, KeyfileRange, parse_size};
@@ -339,9 +340,13 @@ pub(crate) fn print_stdout(b: &[u8]) -> Result<()> {
 fn cat(a: CatArgs) -> Result<i32> {
     let (opts, from_tab) = crate::unlock_one::keytab_line(&a.keytab, &a.image, a.opts.options())?;
     let settings = UnlockSettings { tries: a.prompt.tries, ..a.key.settings()? };
-    let tree = ImageTree::open(&a.image, Path::new(""), &opts, Limits::default())?;
+    let item = crate::catalog::resolve_one(&a.image)?;
+    let src = item.open(crate::formats::cinder_backup::reader::DEFAULT_CACHE_BYTES)?;
+    let tree = ImageTree::on(src, &item.path, Path::new(""), &opts, Limits::default());
     // One key for every encrypted volume on the way, asked for once (and only if needed).
-    let keys = crate::unlock_one::ImageKey::new(&a.image, &a.key, from_tab, a.barbican_secret.as_deref(), &opts);
+    let backup_key = crate::unlock_one::backup_key_id(&item, &a.key);
+    let secret = a.barbican_secret.as_deref().or(backup_key.as_deref());
+    let keys = crate::unlock_one::ImageKey::new(&a.image, &a.key, from_tab, secret, &opts);
     let vol = match select_volume(&tree, a.volume.as_deref(), &|v| keys.key_for(v), settings) {
         Ok(v) => v,
         Err(e) => {
@@ -474,8 +479,14 @@ fn mount(a: MountArgs) -> Result<i32> {
         return daemonize(&a);
     }
     crate::fuse::mount::preflight(&a.mount_config())?;
-    let source = a.source.canonicalize().map_err(|e| Error::from_io(format!("source {}", a.source.display()), &e))?;
-    if a.image.header.is_some() && source.is_dir() {
+    let location = match Location::parse(a.source.as_os_str())? {
+        Location::Local(p) => {
+            Location::Local(p.canonicalize().map_err(|e| Error::from_io(format!("source {}", a.source.display()), &e))?)
+        }
+        remote => remote,
+    };
+    let source = PathBuf::from(location.describe());
+    if a.image.header.is_some() && location.local().is_none_or(Path::is_dir) {
         return Err(Error::usage(
             "--header needs a single image as SOURCE; use keytab header= options for a directory",
         ));
@@ -500,7 +511,7 @@ fn mount(a: MountArgs) -> Result<i32> {
     let t0 = Instant::now();
     let plan =
         KeyPlan { keytab, default_options: a.image.options(), use_sidecars: barbican, all_volumes: a.all_volumes };
-    let tree = Arc::new(Tree::scan(&source, &plan)?);
+    let tree = Arc::new(Tree::scan(&location, &plan)?);
     log::info!("found {} images under {} in {:?}", tree.images.len(), source.display(), t0.elapsed());
     let keys = Arc::new(Keyring::new(default_key, a.key.os_cloud.clone()));
     let unlocker = Arc::new(Unlocker { keys, settings, volume_keys: plan.volume_keys() });

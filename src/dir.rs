@@ -9,6 +9,7 @@
 //! ([`Unlocker::spawn_background`]), or at once when a locked volume is opened; each volume that
 //! opens adds its own children to the tree ([`Tree::sync`]).
 
+use crate::catalog::{self, Entry, Item, Location, Reach};
 use crate::image::{ImageOptions, UnlockSettings};
 use crate::keys::{KeySource, Keyring, keytab, sidecar};
 use crate::volume::tree::UnlockKey;
@@ -23,35 +24,10 @@ use std::time::SystemTime;
 
 /// Inode number of the mount root.
 pub const ROOT_INO: u64 = 1;
-/// Directory depth limit (guards against pathological trees).
-const MAX_DEPTH: usize = 64;
+/// Folders made so far while building the tree, by path relative to the source.
+type Dirs = std::collections::HashMap<PathBuf, u64>;
 
-/// Ownership and times copied from the source file or directory.
-#[derive(Clone, Copy, Debug)]
-pub struct SourceMeta {
-    pub uid: u32,
-    pub gid: u32,
-    pub mtime: SystemTime,
-    pub ctime: SystemTime,
-    pub atime: SystemTime,
-}
-
-impl SourceMeta {
-    fn of(md: &std::fs::Metadata) -> Self {
-        use std::os::unix::fs::MetadataExt;
-        let t = |s: i64, ns: i64| {
-            let d = std::time::Duration::new(s.unsigned_abs(), ns.clamp(0, 999_999_999) as u32);
-            if s >= 0 { SystemTime::UNIX_EPOCH + d } else { SystemTime::UNIX_EPOCH - d }
-        };
-        SourceMeta {
-            uid: md.uid(),
-            gid: md.gid(),
-            mtime: t(md.mtime(), md.mtime_nsec()),
-            ctime: t(md.ctime(), md.ctime_nsec()),
-            atime: t(md.atime(), md.atime_nsec()),
-        }
-    }
-}
+pub use crate::catalog::SourceMeta;
 
 /// A node of the mounted tree.
 pub struct Node {
@@ -89,6 +65,10 @@ pub struct ImageEntry {
     shown: Mutex<(Option<u64>, HashSet<usize>)>,
     parent: u64,
     file_name: OsString,
+    /// Other names keytab lines may use for it (a backup's id).
+    pub aliases: Vec<PathBuf>,
+    /// The Cinder backup it is, if it is one.
+    pub backup: Option<crate::catalog::backup::BackupItem>,
 }
 
 impl ImageEntry {
@@ -235,37 +215,54 @@ impl Tree {
             .collect()
     }
 
-    /// Walk `source` (a directory, one image file, or a block device) and build the tree.
-    pub fn scan(source: &Path, plan: &KeyPlan) -> Result<Tree> {
-        let md = std::fs::metadata(source)
-            .map_err(|e| Error::usage(format!("cannot read source {}: {e}", source.display())))?;
+    /// List `location` (a directory, one image file, a block device, or a container or bucket)
+    /// and build the tree.
+    pub fn scan(location: &Location, plan: &KeyPlan) -> Result<Tree> {
+        let (root_meta, single) = match location.local() {
+            Some(source) => {
+                let md = std::fs::metadata(source)
+                    .map_err(|e| Error::usage(format!("cannot read source {}: {e}", source.display())))?;
+                (SourceMeta::of(&md), !md.is_dir())
+            }
+            None => (SourceMeta::owned_by_me(SystemTime::now()), false),
+        };
         let mut tree = Tree { nodes: RwLock::new(Vec::new()), images: Vec::new() };
-        tree.push(ROOT_INO, OsString::new(), SourceMeta::of(&md), NodeKind::Dir(RwLock::default()));
-        if md.is_dir() {
-            tree.scan_dir(source, Path::new(""), ROOT_INO, plan, 0)?;
-        } else {
-            let name = source.file_name().map(PathBuf::from).unwrap_or_default();
-            let parent = source.parent().unwrap_or(Path::new("."));
-            tree.add_file(&parent.join(&name), &name, ROOT_INO, plan, &md, true)?;
-            if tree.images.is_empty() {
-                if let Some(e) = ImageTree::open(source, &name, &plan.default_options, Limits::default())?
-                    .emptiness()
-                    .filter(|e| e.kind() != ErrorKind::NothingToShow)
-                {
-                    return Err(e);
+        tree.push(ROOT_INO, OsString::new(), root_meta, NodeKind::Dir(RwLock::default()));
+        let mut dirs = Dirs::default();
+        for entry in catalog::list(location)? {
+            match entry {
+                Entry::Dir { rel, meta } => {
+                    tree.dir(&mut dirs, &rel, meta);
                 }
-                return Err(Error::new(
-                    ErrorKind::NothingToShow,
-                    format!(
-                        "{} holds no encrypted volume luksfs can show (see `luksfs inspect {}`; \
-                         --all-volumes shows unencrypted disks too)",
-                        source.display(),
-                        source.display()
-                    ),
-                ));
+                Entry::Image(item) => {
+                    let parent = tree.dir(&mut dirs, item.rel.parent().unwrap_or(Path::new("")), root_meta);
+                    tree.add_item(&item, parent, plan, single)?;
+                }
             }
         }
-        let known: Vec<PathBuf> = tree.images.iter().map(|e| e.rel().to_path_buf()).collect();
+        if single
+            && tree.images.is_empty()
+            && let Some(source) = location.local()
+        {
+            let name = source.file_name().map(PathBuf::from).unwrap_or_default();
+            if let Some(e) = ImageTree::open(source, &name, &plan.default_options, Limits::default())?
+                .emptiness()
+                .filter(|e| e.kind() != ErrorKind::NothingToShow)
+            {
+                return Err(e);
+            }
+            return Err(Error::new(
+                ErrorKind::NothingToShow,
+                format!(
+                    "{} holds no encrypted volume luksfs can show (see `luksfs inspect {}`; \
+                     --all-volumes shows unencrypted disks too)",
+                    source.display(),
+                    source.display()
+                ),
+            ));
+        }
+        let mut known: Vec<PathBuf> = tree.images.iter().map(|e| e.rel().to_path_buf()).collect();
+        known.extend(tree.images.iter().flat_map(|e| e.aliases.iter().cloned()));
         for rel in plan.keytab.keys() {
             let image = rel.parent().filter(|d| d.extension().is_some_and(|x| x == "d")).map(|d| d.with_extension(""));
             let names_image = known.iter().any(|k| k == rel || Some(k) == image.as_ref());
@@ -289,59 +286,54 @@ impl Tree {
         ino
     }
 
-    fn scan_dir(&mut self, dir: &Path, rel: &Path, ino: u64, plan: &KeyPlan, depth: usize) -> Result<()> {
-        if depth > MAX_DEPTH {
-            log::warn!("{}: deeper than {MAX_DEPTH} levels, not descending", dir.display());
-            return Ok(());
+    /// The inode of folder `rel` (relative to the source), made with its parents when new.
+    fn dir(&self, dirs: &mut Dirs, rel: &Path, meta: SourceMeta) -> u64 {
+        if rel.as_os_str().is_empty() {
+            return ROOT_INO;
         }
-        let rd = std::fs::read_dir(dir).map_err(|e| Error::io(format!("cannot list {}: {e}", dir.display())))?;
-        let mut names: Vec<OsString> = rd.filter_map(|e| e.ok().map(|e| e.file_name())).collect();
-        names.sort();
-        for name in names {
-            let path = dir.join(&name);
-            let rel = rel.join(&name);
-            // Do not follow symlinked directories (loops); follow symlinks to files.
-            let Ok(lmd) = std::fs::symlink_metadata(&path) else { continue };
-            if lmd.is_dir() {
-                let child = self.push(ino, name, SourceMeta::of(&lmd), NodeKind::Dir(RwLock::default()));
-                self.scan_dir(&path, &rel, child, plan, depth + 1)?;
-                continue;
-            }
-            match std::fs::metadata(&path) {
-                Ok(md) if md.is_file() => self.add_file(&path, &rel, ino, plan, &md, false)?,
-                _ => {}
-            }
+        if let Some(&ino) = dirs.get(rel) {
+            return ino;
         }
-        Ok(())
+        let parent = self.dir(dirs, rel.parent().unwrap_or(Path::new("")), meta);
+        let name = rel.file_name().map(OsString::from).unwrap_or_default();
+        let ino = self.push(parent, name, meta, NodeKind::Dir(RwLock::default()));
+        dirs.insert(rel.to_path_buf(), ino);
+        ino
     }
 
-    fn add_file(
-        &mut self,
-        path: &Path,
-        rel: &Path,
-        parent: u64,
-        plan: &KeyPlan,
-        md: &std::fs::Metadata,
-        single: bool,
-    ) -> Result<()> {
-        let (mut key, options) = match plan.keytab.get(rel) {
+    fn add_item(&mut self, item: &Item, parent: u64, plan: &KeyPlan, single: bool) -> Result<()> {
+        let aliases = item.aliases();
+        let line = plan.keytab.get(&item.rel).or_else(|| aliases.iter().find_map(|a| plan.keytab.get(a)));
+        let (mut key, options) = match line {
             Some(e) => (e.key.clone(), e.options.clone()),
             None => (KeySource::Default, plan.default_options.clone()),
         };
-        let meta = match sidecar::load_for_image(path) {
-            Ok(m) => m,
-            Err(e) => {
-                log::warn!("{e}; ignoring the sidecar");
-                None
-            }
+        let meta = match item.reach {
+            Reach::File => match sidecar::load_for_image(&item.path) {
+                Ok(m) => m,
+                Err(e) => {
+                    log::warn!("{e}; ignoring the sidecar");
+                    None
+                }
+            },
+            _ => None,
         };
-        if key == KeySource::Default
-            && plan.use_sidecars
-            && let Some(id) = meta.as_ref().and_then(|m| m.key_id.clone())
-        {
-            key = KeySource::Barbican(id);
+        if key == KeySource::Default && plan.use_sidecars {
+            let id = match item.backup() {
+                Some(b) => b.key_id().unwrap_or_else(|e| {
+                    log::warn!("{e}");
+                    None
+                }),
+                None => meta.as_ref().and_then(|m| m.key_id.clone()),
+            };
+            if let Some(id) = id {
+                key = KeySource::Barbican(id);
+            }
         }
-        let tree = match ImageTree::open(path, rel, &options, Limits::default()) {
+        let opened = item
+            .open(crate::formats::cinder_backup::reader::DEFAULT_CACHE_BYTES)
+            .map(|r| ImageTree::on(r, &item.path, &item.rel, &options, Limits::default()));
+        let tree = match opened {
             Ok(t) => t,
             Err(e) => {
                 if single {
@@ -351,12 +343,15 @@ impl Tree {
                 return Ok(());
             }
         };
+        let path = &item.path;
         // Shown: images with an encrypted volume somewhere (or a damaged one), or all of them
         // when asked. A file that is no image at all is never shown.
         let root_layer = tree.root.layer();
         let damaged = root_layer.is_some_and(|l| l.problem.is_some() && l.kind != "not examined");
         let has_volumes = !tree.root.children().is_empty();
-        if !(tree.has_encryption() || damaged || (plan.all_volumes && has_volumes)) {
+        // A backup is always shown: without encryption, as its reassembled volume.
+        let backup = item.backup().is_some();
+        if !(tree.has_encryption() || damaged || backup || (plan.all_volumes && has_volumes)) {
             log::debug!("{}: no encrypted volume: not shown", path.display());
             return Ok(());
         }
@@ -377,13 +372,15 @@ impl Tree {
             key_slot: options.key_slot,
             tree,
             key,
-            meta: SourceMeta::of(md),
+            meta: item.meta,
+            aliases,
+            backup: item.backup().cloned(),
             shown: Mutex::new((None, HashSet::new())),
             parent,
-            file_name: rel.file_name().map(OsString::from).unwrap_or_default(),
+            file_name: item.rel.file_name().map(OsString::from).unwrap_or_default(),
         });
         // The top view, or a damaged image, as `<name>.raw` (a damaged one fails to open).
-        let top = entry.tree.top().or_else(|| damaged.then(|| entry.tree.root.clone()));
+        let top = entry.tree.top().or_else(|| (damaged || backup).then(|| entry.tree.root.clone()));
         if let Some(top) = top {
             let mut name = entry.file_name.clone();
             name.push(".raw");

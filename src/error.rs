@@ -72,6 +72,9 @@ pub struct Error {
     kind: ErrorKind,
     path: Option<PathBuf>,
     msg: String,
+    /// Stored data contradicts a digest recorded beside it (an md5 or sha256 of a backup): a
+    /// [`ErrorKind::Corrupt`] failure that `verify` reports as a hash mismatch (exit 7).
+    digest: bool,
 }
 
 /// Result alias used across the crate.
@@ -80,7 +83,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// A new error of `kind` with a message (which must not contain secrets).
     pub fn new(kind: ErrorKind, msg: impl Into<String>) -> Self {
-        Error { kind, path: None, msg: msg.into() }
+        Error { kind, path: None, msg: msg.into(), digest: false }
     }
     /// Shorthand for [`ErrorKind::Io`].
     pub fn io(msg: impl Into<String>) -> Self {
@@ -101,6 +104,14 @@ impl Error {
     /// Shorthand for [`ErrorKind::Unsupported`].
     pub fn unsupported(msg: impl Into<String>) -> Self {
         Self::new(ErrorKind::Unsupported, msg)
+    }
+    /// Stored data does not match a digest recorded for it (class [`ErrorKind::Corrupt`]).
+    pub fn digest_mismatch(msg: impl Into<String>) -> Self {
+        Error { digest: true, ..Self::corrupt(msg) }
+    }
+    /// Whether this is a [`Error::digest_mismatch`].
+    pub fn is_digest_mismatch(&self) -> bool {
+        self.digest
     }
     /// An I/O error, with what was being done.
     pub fn from_io(what: impl fmt::Display, e: &std::io::Error) -> Self {

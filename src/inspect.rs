@@ -174,14 +174,17 @@ fn qcow2_report(h: &qh::Header) -> Value {
 
 /// Build the inspect report for `path`. Returns the report and, when the image cannot be opened,
 /// the error that explains why (whose kind sets the exit code).
-pub fn report(path: &Path, options: &ImageOptions) -> Result<(Value, Option<Error>)> {
-    let tree = ImageTree::open(path, Path::new(""), options, Limits::default())?;
+pub fn report(arg: &Path, options: &ImageOptions) -> Result<(Value, Option<Error>)> {
+    let item = crate::catalog::resolve_one(arg)?;
+    let path = item.path.as_path();
+    let file = item.open(crate::formats::cinder_backup::reader::DEFAULT_CACHE_BYTES)?;
+    let tree = ImageTree::on(file.clone(), path, Path::new(""), options, Limits::default());
     let encrypted_top = tree.top().is_some_and(|t| t.lock().is_some());
     // A damaged or refused LUKS/qcow2 header still gets its header report, with the problem.
     let head = crate::io::read_upto(&*tree.root.reader().ok_or_else(|| Error::io("unreadable"))?, 0, 8)?;
     let damaged_header = tree.top().is_none() && (Format::probe(&head).is_some() || options.header.is_some());
     let (mut v, problem) = if encrypted_top || damaged_header {
-        header_report(path, options)?
+        header_report(path, file, options)?
     } else {
         let mut r = Map::new();
         r.insert("file".into(), json!(path.display().to_string()));
@@ -205,6 +208,9 @@ pub fn report(path: &Path, options: &ImageOptions) -> Result<(Value, Option<Erro
             }
         }
         m.insert("volumes".into(), json!(vols));
+        if let Some(b) = item.backup() {
+            m.insert("backup".into(), b.facts()?);
+        }
     }
     Ok((v, problem))
 }
@@ -251,8 +257,7 @@ fn volumes(tree: &ImageTree) -> Vec<Value> {
 }
 
 /// The header report of an image that is itself encrypted (LUKS, qcow2 with LUKS).
-fn header_report(path: &Path, options: &ImageOptions) -> Result<(Value, Option<Error>)> {
-    let file: Arc<dyn ReadAt> = Arc::new(FileSource::open(path)?);
+fn header_report(path: &Path, file: Arc<dyn ReadAt>, options: &ImageOptions) -> Result<(Value, Option<Error>)> {
     let len = file.size();
     let head = crate::io::read_upto(&*file, 0, 8).map_err(|e| e.with_path(path))?;
     let mut r = Map::new();
@@ -291,7 +296,7 @@ fn header_report(path: &Path, options: &ImageOptions) -> Result<(Value, Option<E
             r.insert("luks".into(), luks_report(&hdr));
         }
     }
-    let opened = Prepared::open(path, options);
+    let opened = Prepared::open_on(file.clone(), path, options);
     let problem = match &opened {
         Ok(p) => {
             r.insert("decrypted_size".into(), json!(p.size()));

@@ -10,6 +10,7 @@
 
 pub mod assets;
 pub mod cache;
+pub mod catalog;
 pub mod cli;
 pub mod codec;
 pub mod crypto;

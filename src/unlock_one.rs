@@ -133,3 +133,16 @@ fn no_key() -> Error {
         "no key given: use --key-file FILE, --keytab FILE, --barbican-secret ID, or run on a terminal to be prompted",
     )
 }
+
+/// The Barbican id of a Cinder backup's key, when the key is to come from Barbican: no key file
+/// given and Barbican configured (`--os-cloud`, `OS_*`).
+pub fn backup_key_id(item: &crate::catalog::Item, key: &KeyArgs) -> Option<String> {
+    let b = item.backup()?;
+    if key.key_file.is_some() || !Keyring::new(None, key.os_cloud.clone()).barbican_configured() {
+        return None;
+    }
+    b.key_id().unwrap_or_else(|e| {
+        log::warn!("{e}");
+        None
+    })
+}

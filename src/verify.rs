@@ -20,9 +20,12 @@
 //! The report is built once as JSON (schema in `docs/inspect-json.md`) and rendered as text with
 //! [`crate::inspect::render_text`], so both outputs say the same thing.
 
+use crate::catalog::Location;
+use crate::catalog::backup::BackupItem;
 use crate::cli::{ImageArgs, KeyArgs, KeytabArgs, PromptArgs, print_stdout};
 use crate::dir::{KeyPlan, Tree, Unlocker};
-use crate::image::{Format, Image, ImageOptions, Prepared, UnlockSettings, open_readonly};
+use crate::image::{Format, Image, ImageOptions, Prepared, UnlockSettings};
+use crate::io::ReadAt;
 use crate::keys::{KeySource, Keyring, sidecar};
 use crate::qcow2::table::Storage;
 use crate::sniff::{self, Payload, human};
@@ -33,7 +36,6 @@ use clap::Args;
 use serde_json::{Map, Value, json};
 use sha2::Digest;
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -121,8 +123,14 @@ pub fn worst(a: i32, b: i32) -> i32 {
 
 /// Run `luksfs verify`; returns the exit code.
 pub fn run(args: VerifyArgs) -> Result<i32> {
-    let md = std::fs::metadata(&args.source).map_err(|e| Error::from_io("cannot read", &e).with_path(&args.source))?;
-    if md.is_dir() { run_dir(&args) } else { run_one(&args) }
+    // A folder, container or bucket is verified image by image; a file, a device or a name
+    // (`DIR/NAME`, `swift://C/NAME`: one image of a source) alone.
+    let location = Location::parse(args.source.as_os_str())?;
+    let whole = match location.local() {
+        Some(path) => path.is_dir(),
+        None => crate::catalog::resolve_one(&args.source).is_err(),
+    };
+    if whole { run_dir(&args, &location) } else { run_one(&args) }
 }
 
 fn threads(a: &VerifyArgs) -> usize {
@@ -137,11 +145,14 @@ fn run_one(a: &VerifyArgs) -> Result<i32> {
     let (opts, from_tab) = crate::unlock_one::keytab_line(&a.keytab, &a.source, a.opts.options())?;
     let progress = Progress::new(&a.source.display().to_string());
     let checks = Checks { expect_sha256: a.expect_sha256.clone(), threads: threads(a) };
-    let tree = ImageTree::open(&a.source, Path::new(""), &opts, Limits::default())?;
+    let item = crate::catalog::resolve_one(&a.source)?;
+    let tree = ImageTree::on(item.open(BACKUP_CACHE)?, &item.path, Path::new(""), &opts, Limits::default());
     // One key for every encrypted volume of the image, asked for once.
-    let keys = crate::unlock_one::ImageKey::new(&a.source, &a.key, from_tab, a.barbican_secret.as_deref(), &opts);
+    let backup_key = crate::unlock_one::backup_key_id(&item, &a.key);
+    let secret = a.barbican_secret.as_deref().or(backup_key.as_deref());
+    let keys = crate::unlock_one::ImageKey::new(&a.source, &a.key, from_tab, secret, &opts);
     let settings = UnlockSettings { tries: a.prompt.tries, ..settings };
-    let report = verify_image(&tree, &opts, &checks, progress, &|v| keys.key_for(v), settings);
+    let report = verify_image(&tree, &opts, &checks, progress, &|v| keys.key_for(v), settings, item.backup());
     let note = report.error.as_ref().and_then(|e| keys.note(e));
     let text = if a.json {
         serde_json::to_string_pretty(&report.json).unwrap_or_default() + "\n"
@@ -158,7 +169,7 @@ fn run_one(a: &VerifyArgs) -> Result<i32> {
     Ok(report.exit_code)
 }
 
-fn run_dir(a: &VerifyArgs) -> Result<i32> {
+fn run_dir(a: &VerifyArgs, location: &Location) -> Result<i32> {
     if a.opts.header.is_some() {
         return Err(Error::usage("--header needs a single image; verify the image itself, not its directory"));
     }
@@ -187,14 +198,16 @@ fn run_dir(a: &VerifyArgs) -> Result<i32> {
         ));
     }
     let plan = KeyPlan { keytab, default_options: a.opts.options(), use_sidecars: barbican, all_volumes: true };
-    let tree = Tree::scan(&a.source, &plan)?;
+    let tree = Tree::scan(location, &plan)?;
     let unlocker = Unlocker {
         keys: Arc::new(Keyring::new(default_key, a.key.os_cloud.clone())),
         settings,
         volume_keys: plan.volume_keys(),
     };
     let checks = Checks { expect_sha256: None, threads: threads(a) };
-    let (with, without): (Vec<_>, Vec<_>) = tree.images.iter().partition(|e| e.tree.has_encryption());
+    // A backup is checked end to end even when it holds no encryption (its digests, at least).
+    let (with, without): (Vec<_>, Vec<_>) =
+        tree.images.iter().partition(|e| e.tree.has_encryption() || e.backup.is_some());
     for e in &without {
         let line = format!(
             "NONE  {}  no encrypted volume ({}); not checked\n",
@@ -216,7 +229,7 @@ fn run_dir(a: &VerifyArgs) -> Result<i32> {
         let key = |v: &Volume| unlocker.key_for(entry, v);
         // A keytab line's options (a detached header, a key slot) apply to its image.
         let opts = plan.keytab.get(entry.rel()).map_or(&plan.default_options, |t| &t.options);
-        let mut r = verify_image(&entry.tree, opts, &checks, progress, &key, settings);
+        let mut r = verify_image(&entry.tree, opts, &checks, progress, &key, settings, entry.backup.as_ref());
         code = worst(code, r.exit_code);
         if let Some(e) = &r.error {
             let from_tab = plan.keytab.get(entry.rel()).map(|t| &t.key).filter(|k| **k != KeySource::Default);
@@ -444,6 +457,7 @@ struct Streamed {
 }
 
 /// Check one image. `unlock` turns the opened image into a readable one (resolving the key).
+#[allow(clippy::too_many_arguments)]
 fn verify_image(
     tree: &ImageTree,
     opts: &ImageOptions,
@@ -451,6 +465,7 @@ fn verify_image(
     mut progress: Progress,
     key: &dyn Fn(&Volume) -> Result<UnlockKey>,
     settings: UnlockSettings,
+    backup: Option<&BackupItem>,
 ) -> Report {
     let path = tree.ctx.path.as_path();
     let t0 = Instant::now();
@@ -458,6 +473,8 @@ fn verify_image(
     let mut warnings = Vec::new();
     let mut mismatches = Vec::new();
     j.insert("file".into(), json!(path.display().to_string()));
+    // A backup's objects: exactly those its metadata (and its parents') list.
+    let listing = backup.map(|b| backup_facts(b, &mut j)).and_then(Result::err);
     for k in
         ["file_size", "format", "cipher", "key_bits", "sector_size", "payload_offset", "decrypted_size", "key_slot"]
     {
@@ -467,19 +484,28 @@ fn verify_image(
     // The image's own encrypted volume (its top view), decrypted and streamed as a whole.
     let top = tree.top().filter(|t| t.lock().is_some());
     let mut error = match &top {
+        _ if listing.is_some() => listing,
         Some(top) => {
             let unlock = |_: Prepared| {
                 top.unlock(key, settings)?;
                 top.image().ok_or_else(|| Error::io("the unlocked volume has no decrypted view"))
             };
-            verify_inner(path, opts, checks, &mut progress, unlock, &mut j, &mut warnings, &mut mismatches).err()
+            let src = tree.root.reader().ok_or_else(|| Error::io("the image is not readable"));
+            src.and_then(|src| {
+                verify_inner(path, src, opts, checks, &mut progress, unlock, &mut j, &mut warnings, &mut mismatches)
+            })
+            .err()
         }
         None => {
             let file_size = tree.root.size;
             j.insert("file_size".into(), json!(file_size));
             j.insert("format".into(), json!(tree.root.layer().map_or("-".to_string(), |l| l.kind.clone())));
             j.insert("decrypted_size".into(), Value::Null);
-            tree.emptiness()
+            match backup {
+                // a backup of a volume without encryption: its bytes are what is checked
+                Some(_) => tree.root.layer().and_then(|l| l.problem.clone()),
+                None => tree.emptiness(),
+            }
         }
     };
     progress.clear();
@@ -488,7 +514,24 @@ fn verify_image(
     let (vols, problems) = volumes_report(tree, top.as_deref(), checks.threads);
     j.insert("volumes".into(), json!(vols));
     if top.is_none() && !tree.has_encryption() {
-        warnings.push("no encrypted volume anywhere in the image".into());
+        match backup {
+            // every object fetched, md5- and sha256-checked (no decryption hid a bad one)
+            Some(_) if error.is_none() => {
+                // every object of the volume fetched, md5- and sha256file-checked on the way
+                let src = tree.root.reader().ok_or_else(|| Error::io("the backup is not readable"));
+                let (done, stop) = (AtomicU64::new(0), AtomicBool::new(false));
+                match src.and_then(|r| hash_source(&*r, OsAlgo::Sha256.hasher(), &done, &stop)) {
+                    Ok(sha) => {
+                        j.insert("format".into(), json!("raw"));
+                        j.insert("decrypted_size".into(), json!(tree.root.size));
+                        j.insert("sha256".into(), json!({"ciphertext": null, "plaintext": sha}));
+                    }
+                    Err(e) => error = Some(e),
+                }
+            }
+            Some(_) => {}
+            None => warnings.push("no encrypted volume anywhere in the image".into()),
+        }
     }
     for e in failures.into_iter().chain(problems) {
         let e = e.with_path(path);
@@ -501,6 +544,7 @@ fn verify_image(
         j.insert("plaintext".into(), Value::Null);
     }
     let (verdict, exit_code) = match &error {
+        Some(e) if e.is_digest_mismatch() => (Verdict::Fail, EXIT_MISMATCH),
         Some(e) => (Verdict::Fail, e.kind().exit_code()),
         None if !mismatches.is_empty() => (Verdict::Fail, EXIT_MISMATCH),
         None if !warnings.is_empty() => (Verdict::Warn, EXIT_WARN),
@@ -517,9 +561,20 @@ fn verify_image(
     Report { json: Value::Object(j), verdict, exit_code, error, mismatches, warnings, path: path.to_path_buf() }
 }
 
+/// Chunk cache of a backup verified alone.
+const BACKUP_CACHE: u64 = crate::formats::cinder_backup::reader::DEFAULT_CACHE_BYTES;
+
+/// Record what `b` is (`backup` in the JSON) and check its listing.
+fn backup_facts(b: &BackupItem, j: &mut Map<String, Value>) -> Result<()> {
+    j.insert("backup".into(), b.facts()?);
+    let chain = b.catalog.chain(&b.entry.info.backup_id)?;
+    crate::formats::cinder_backup::verify::check_listing(&b.catalog, &chain)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn verify_inner(
     path: &Path,
+    src: Arc<dyn ReadAt>,
     opts: &ImageOptions,
     checks: &Checks,
     progress: &mut Progress,
@@ -528,10 +583,9 @@ fn verify_inner(
     warnings: &mut Vec<String>,
     mismatches: &mut Vec<String>,
 ) -> Result<()> {
-    let file_size =
-        std::fs::metadata(path).map_err(|e| Error::from_io("cannot read the image", &e).with_path(path))?.len();
+    let file_size = src.size();
     j.insert("file_size".into(), json!(file_size));
-    let prepared = Prepared::open(path, opts)?;
+    let prepared = Prepared::open_on(src.clone(), path, opts)?;
     let size = prepared.size();
     let layout = prepared.layout().clone();
     j.insert("format".into(), json!(format_name(prepared.format())));
@@ -584,7 +638,7 @@ fn verify_inner(
     let image = unlock(prepared)?;
     j.insert("key_slot".into(), json!(image.slot()));
 
-    let s = stream(&image, path, file_size, os_algo, checks.threads, progress)?;
+    let s = stream(&image, &*src, os_algo, checks.threads, progress)?;
     j.insert("sha256".into(), json!({"ciphertext": s.cipher_sha256, "plaintext": s.plain_sha256}));
     if let Some(want) = &checks.expect_sha256 {
         let matches = *want == s.plain_sha256;
@@ -758,8 +812,7 @@ fn volumes_report(tree: &ImageTree, top: Option<&Volume>, threads: usize) -> (Ve
 /// ahead, chunks are hashed here in order) while another thread hashes the ciphertext file.
 fn stream(
     image: &Image,
-    path: &Path,
-    file_size: u64,
+    src: &dyn ReadAt,
     os_algo: Option<OsAlgo>,
     threads: usize,
     progress: &mut Progress,
@@ -769,16 +822,16 @@ fn stream(
     // Bytes of the file hashed by each ciphertext thread (SHA-256; the sidecar's algorithm).
     let (cipher_done, os_done) = (AtomicU64::new(0), AtomicU64::new(0));
     progress.plain_total = size;
-    progress.cipher_total = file_size;
+    progress.cipher_total = src.size();
 
     std::thread::scope(|s| {
         // The ciphertext is hashed by its own threads (one per algorithm: SHA-512 has no CPU
         // instructions here and would hold SHA-256 back), each reading the file.
-        let cipher = s.spawn(|| hash_file(path, OsAlgo::Sha256.hasher(), &cipher_done, &stop));
+        let cipher = s.spawn(|| hash_source(src, OsAlgo::Sha256.hasher(), &cipher_done, &stop));
         let (os_done, stop) = (&os_done, &stop);
         let os = os_algo
             .filter(|&a| a != OsAlgo::Sha256)
-            .map(|a| s.spawn(move || hash_file(path, a.hasher(), os_done, stop)));
+            .map(|a| s.spawn(move || hash_source(src, a.hasher(), os_done, stop)));
         let hashed = || match os {
             Some(_) => cipher_done.load(Ordering::Relaxed).min(os_done.load(Ordering::Relaxed)),
             None => cipher_done.load(Ordering::Relaxed),
@@ -826,21 +879,19 @@ fn stream(
 }
 
 /// The hash of the whole file at `path`; `done` counts the bytes hashed.
-fn hash_file(path: &Path, mut h: Hasher, done: &AtomicU64, stop: &AtomicBool) -> Result<String> {
-    let mut f = open_readonly(path).map_err(|e| Error::from_io("cannot open the image", &e).with_path(path))?;
+/// Hash all of `src` (the image file, or whatever layer its bytes come from).
+fn hash_source(src: &dyn ReadAt, mut h: Hasher, done: &AtomicU64, stop: &AtomicBool) -> Result<String> {
     let mut buf = vec![0u8; FILE_CHUNK];
-    loop {
+    let mut off = 0u64;
+    while off < src.size() {
         if stop.load(Ordering::Relaxed) {
             return Err(Error::io("stopped"));
         }
-        let n = match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::from_io("reading the image file", &e).with_path(path)),
-        };
+        let n = (src.size() - off).min(FILE_CHUNK as u64) as usize;
+        src.read_exact_at(&mut buf[..n], off)?;
         h.update(&buf[..n]);
         done.fetch_add(n as u64, Ordering::Relaxed);
+        off += n as u64;
     }
     Ok(h.finish())
 }

@@ -3,6 +3,7 @@
 //! range. Formats built from many objects (Cinder backups) read through [`ObjectStore`] only,
 //! so the same code serves every store and tests can use an in-memory one.
 
+pub mod object;
 pub mod posix;
 pub mod s3;
 pub mod swift;
@@ -14,15 +15,27 @@ use crate::{Error, Result};
 pub trait ObjectStore: Send + Sync {
     /// What this store is, for messages (a path or a URL, never credentials).
     fn describe(&self) -> String;
-    /// The names of all objects starting with `prefix`, sorted. Bounded: a store refuses to list
-    /// more than its own limit rather than growing without end.
-    fn list(&self, prefix: &str) -> Result<Vec<String>>;
+    /// All objects whose names start with `prefix`, with their sizes, sorted by name. Bounded: a
+    /// store refuses to list more than its own limit rather than growing without end.
+    fn list_sized(&self, prefix: &str) -> Result<Vec<Listed>>;
+    /// The names of all objects starting with `prefix`, sorted.
+    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        Ok(self.list_sized(prefix)?.into_iter().map(|l| l.name).collect())
+    }
     /// The whole object, or `None` when there is no such object. An object larger than `max`
     /// bytes is an error ([`crate::ErrorKind::Corrupt`]): callers know how large it can be.
     fn get(&self, name: &str, max: u64) -> Result<Option<Vec<u8>>>;
     /// `len` bytes of the object from `offset`, or `None` when there is no such object; a range
     /// past the object's end is a [`crate::ErrorKind::Corrupt`] error.
     fn get_range(&self, name: &str, offset: u64, len: usize) -> Result<Option<Vec<u8>>>;
+}
+
+/// One object of a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    pub name: String,
+    /// Its size in bytes, as the store lists it.
+    pub size: u64,
 }
 
 /// An in-memory store (tests, fuzzing): `name → bytes`.
@@ -35,8 +48,13 @@ impl ObjectStore for MemStore {
     fn describe(&self) -> String {
         "memory".into()
     }
-    fn list(&self, prefix: &str) -> Result<Vec<String>> {
-        Ok(self.objects.keys().filter(|k| k.starts_with(prefix)).cloned().collect())
+    fn list_sized(&self, prefix: &str) -> Result<Vec<Listed>> {
+        Ok(self
+            .objects
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| Listed { name: k.clone(), size: v.len() as u64 })
+            .collect())
     }
     fn get(&self, name: &str, max: u64) -> Result<Option<Vec<u8>>> {
         match self.objects.get(name) {

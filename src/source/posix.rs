@@ -3,7 +3,7 @@
 //! system (no `..`, no empty or `.` components, no NUL), directory symlinks are not followed
 //! while listing, and listings are bounded in depth and count.
 
-use super::ObjectStore;
+use super::{Listed, ObjectStore};
 use crate::{Error, Result};
 use std::fs::File;
 use std::io::Read;
@@ -64,7 +64,7 @@ impl PosixStore {
         }
     }
 
-    fn walk(&self, dir: &Path, rel: &str, depth: usize, prefix: &str, out: &mut Vec<String>) -> Result<()> {
+    fn walk(&self, dir: &Path, rel: &str, depth: usize, prefix: &str, out: &mut Vec<Listed>) -> Result<()> {
         let rd = match std::fs::read_dir(dir) {
             Ok(rd) => rd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && depth > 0 => return Ok(()),
@@ -87,7 +87,9 @@ impl PosixStore {
                         self.root.display()
                     )));
                 }
-                out.push(name);
+                // a symlink counts by what it points to; a dangling one is listed empty
+                let size = std::fs::metadata(entry.path()).map(|m| m.len()).unwrap_or(0);
+                out.push(Listed { name, size });
             }
         }
         Ok(())
@@ -99,7 +101,7 @@ impl ObjectStore for PosixStore {
         self.root.display().to_string()
     }
 
-    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+    fn list_sized(&self, prefix: &str) -> Result<Vec<Listed>> {
         // start at the deepest directory the prefix names
         let (dir_part, rel) = match prefix.rfind('/') {
             Some(i) => (&prefix[..i], &prefix[..=i]),
@@ -109,7 +111,7 @@ impl ObjectStore for PosixStore {
         let mut out = Vec::new();
         let depth = rel.matches('/').count();
         self.walk(&dir, rel, depth, prefix, &mut out)?;
-        out.sort();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 

@@ -5,7 +5,7 @@
 //! `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (optionally `AWS_SESSION_TOKEN`), `AWS_REGION`
 //! and `AWS_ENDPOINT_URL`; transport errors and 5xx answers are retried with backoff.
 
-use super::ObjectStore;
+use super::{Listed, ObjectStore};
 use crate::{Error, Result};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
@@ -251,7 +251,7 @@ impl ObjectStore for S3Store {
         format!("s3 bucket {} at {}", self.bucket, self.cfg.endpoint)
     }
 
-    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+    fn list_sized(&self, prefix: &str) -> Result<Vec<Listed>> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -264,7 +264,21 @@ impl ObjectStore for S3Store {
                 Answer::NotFound => return Err(Error::usage(format!("S3 bucket {} does not exist", self.bucket))),
             };
             let xml = String::from_utf8_lossy(&body);
-            out.extend(xml_values(&xml, "Key"));
+            let (keys, sizes) = (xml_values(&xml, "Key"), xml_values(&xml, "Size"));
+            if keys.len() != sizes.len() {
+                return Err(Error::io(format!(
+                    "S3 listing of {}: {} keys but {} sizes",
+                    self.bucket,
+                    keys.len(),
+                    sizes.len()
+                )));
+            }
+            for (name, size) in keys.into_iter().zip(sizes) {
+                let size = size.parse().map_err(|_| {
+                    Error::io(format!("S3 listing of {}: object {name} has size {size:?}", self.bucket))
+                })?;
+                out.push(Listed { name, size });
+            }
             if out.len() > super::posix::MAX_LIST {
                 return Err(Error::unsupported(format!(
                     "more than {} objects under {prefix:?} in S3 bucket {}",
@@ -278,7 +292,7 @@ impl ObjectStore for S3Store {
                 break;
             }
         }
-        out.sort();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 

@@ -7,7 +7,7 @@
 //! client), or a ready storage URL and token (`OS_STORAGE_URL` + `OS_AUTH_TOKEN`). A 401
 //! re-authenticates once; transport errors and 5xx answers are retried with backoff.
 
-use super::ObjectStore;
+use super::{Listed, ObjectStore};
 use crate::{Error, Result};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -159,14 +159,15 @@ impl ObjectStore for SwiftStore {
         format!("swift container {}", self.container)
     }
 
-    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+    fn list_sized(&self, prefix: &str) -> Result<Vec<Listed>> {
         #[derive(serde::Deserialize)]
         struct Entry {
             name: String,
+            bytes: u64,
         }
-        let mut out: Vec<String> = Vec::new();
+        let mut out: Vec<Listed> = Vec::new();
         loop {
-            let marker = out.last().map(|m| format!("&marker={}", encode(m, false))).unwrap_or_default();
+            let marker = out.last().map(|m| format!("&marker={}", encode(&m.name, false))).unwrap_or_default();
             let q = format!("?format=json&limit={PAGE}&prefix={}{marker}", encode(prefix, false));
             let body = match self.get_raw(&q, None, 200, 64 << 20)? {
                 Answer::Body(b) => b,
@@ -177,7 +178,7 @@ impl ObjectStore for SwiftStore {
             let page: Vec<Entry> = serde_json::from_slice(&body)
                 .map_err(|e| Error::io(format!("Swift listing of {}: {e}", self.container)))?;
             let n = page.len();
-            out.extend(page.into_iter().map(|e| e.name));
+            out.extend(page.into_iter().map(|e| Listed { name: e.name, size: e.bytes }));
             if out.len() > super::posix::MAX_LIST {
                 return Err(Error::unsupported(format!(
                     "more than {} objects under {prefix:?} in Swift container {}",
@@ -189,7 +190,7 @@ impl ObjectStore for SwiftStore {
                 break;
             }
         }
-        out.sort();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 

@@ -20,7 +20,7 @@ pub mod reader;
 pub mod sha256file;
 pub mod verify;
 
-pub use reader::{BackupReader, Catalog};
+pub use reader::{BackupEntry, BackupReader, Catalog};
 
 use crate::Error;
 
@@ -80,7 +80,10 @@ impl CinderError {
 
 impl From<CinderError> for Error {
     fn from(e: CinderError) -> Error {
-        Error::new(e.kind(), e.to_string())
+        match e {
+            CinderError::Md5 { .. } | CinderError::Sha256 { .. } => Error::digest_mismatch(e.to_string()),
+            _ => Error::new(e.kind(), e.to_string()),
+        }
     }
 }
 

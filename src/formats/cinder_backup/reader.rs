@@ -1,17 +1,20 @@
 //! Backups found in an [`ObjectStore`] ([`Catalog`]) and the reassembled volume of one of them
 //! read in place ([`BackupReader`]): each object is fetched when a read first touches it, its
-//! md5 checked, decompressed once into a bounded cache of chunks, and copied out from there.
+//! md5 checked, decompressed once into a bounded cache of chunks, its bytes checked against its
+//! backup's `_sha256file`, and copied out from there.
 //! A missing object, a bad md5, corrupt compressed data or a missing parent fails the read with
 //! an error naming the backup, the object and the reason: never wrong bytes.
 
 use super::assemble::{ExtentMap, Source};
 use super::metadata::{MAX_METADATA_BYTES, Metadata};
 use super::names::{self, METADATA_SUFFIX, PrefixInfo};
+use super::sha256file::{MAX_SHA256FILE_BYTES, Sha256File};
 use super::{CinderError, chunks};
 use crate::source::ObjectStore;
 use crate::{Error, Result};
 use quick_cache::Weighter;
-use std::sync::Arc;
+use sha2::{Digest, Sha256};
+use std::sync::{Arc, OnceLock};
 
 /// Default budget of the decompressed-chunk cache of one reader.
 pub const DEFAULT_CACHE_BYTES: u64 = 256 << 20;
@@ -49,8 +52,14 @@ impl Catalog {
     /// List `store` (under `prefix`, "" for all of it) and collect every backup whose
     /// `_metadata` object has a cinder-shaped name.
     pub fn discover(store: Arc<dyn ObjectStore>, prefix: &str) -> Result<Catalog> {
+        let names = store.list(prefix)?;
+        Ok(Self::from_names(store, names.iter().map(String::as_str)))
+    }
+
+    /// The backups whose `_metadata` objects are among `names` (a listing of `store`).
+    pub fn from_names<'a>(store: Arc<dyn ObjectStore>, names: impl Iterator<Item = &'a str>) -> Catalog {
         let mut backups: Vec<BackupEntry> = Vec::new();
-        for name in store.list(prefix)? {
+        for name in names {
             let Some(p) = name.strip_suffix(METADATA_SUFFIX) else { continue };
             let Some(info) = names::parse_prefix(p) else { continue };
             if let Some(dup) = backups.iter().find(|b| b.info.backup_id == info.backup_id) {
@@ -65,7 +74,7 @@ impl Catalog {
             }
             backups.push(BackupEntry { prefix: p.to_string(), info });
         }
-        Ok(Catalog { store, backups })
+        Catalog { store, backups }
     }
 
     /// The store the backups are in.
@@ -153,6 +162,7 @@ impl Catalog {
         let chain = self.chain(backup_id)?;
         let metas: Vec<&Metadata> = chain.iter().map(|(_, m)| m).collect();
         let map = ExtentMap::build(&metas).map_err(|e| in_backup(backup_id, e))?;
+        let metas = metas.len();
         let items = (cache_bytes / (1 << 20)).clamp(4, 1 << 16) as usize;
         Ok(BackupReader {
             store: self.store.clone(),
@@ -160,6 +170,7 @@ impl Catalog {
             chain,
             map,
             cache: quick_cache::sync::Cache::with_weighter(items, cache_bytes.max(1), Bytes),
+            shas: (0..metas).map(|_| OnceLock::new()).collect(),
         })
     }
 }
@@ -180,6 +191,8 @@ pub struct BackupReader {
     chain: Vec<(BackupEntry, Metadata)>,
     map: ExtentMap,
     cache: quick_cache::sync::Cache<(usize, usize), Arc<[u8]>, Bytes>,
+    /// Each chain member's `_sha256file`, fetched when its first object is.
+    shas: Vec<OnceLock<std::result::Result<Arc<Sha256File>, Error>>>,
 }
 
 impl BackupReader {
@@ -260,7 +273,64 @@ impl BackupReader {
             .map_err(ctx)?
             .ok_or_else(|| ctx(Error::corrupt(format!("object {} is missing", obj.name))))?;
         let data = chunks::unpack(obj, stored).map_err(|e| ctx(e.into()))?;
+        self.check_digests(src.backup, obj, &data).map_err(ctx)?;
         Ok(data.into())
+    }
+
+    /// The `_sha256file` of chain member `b` (fetched once; a failure is kept and repeated).
+    pub fn sha256file(&self, b: usize) -> Result<Arc<Sha256File>> {
+        let (entry, meta) = &self.chain[b];
+        self.shas[b]
+            .get_or_init(|| {
+                let name = entry.sha256_name();
+                let bytes = self
+                    .store
+                    .get(&name, MAX_SHA256FILE_BYTES as u64)?
+                    .ok_or_else(|| Error::corrupt(format!("object {name} is missing")))?;
+                let shas = Sha256File::parse(&bytes)?;
+                if shas.backup_id != meta.backup_id {
+                    return Err(CinderError::Chain(format!("{name} is about backup {}", shas.backup_id)).into());
+                }
+                Ok(Arc::new(shas))
+            })
+            .clone()
+    }
+
+    /// Check the uncompressed bytes of object `obj` of chain member `b` against that backup's
+    /// `_sha256file`: every hash block the object holds whole (cinder aligns objects to hash
+    /// blocks; a block reaching past the object is checked by the object holding its end).
+    fn check_digests(&self, b: usize, obj: &super::metadata::ObjectEntry, data: &[u8]) -> Result<()> {
+        let shas = self.sha256file(b)?;
+        let cs = shas.chunk_size;
+        let end = obj.offset + data.len() as u64;
+        let mut block = obj.offset.div_ceil(cs);
+        while block * cs < end {
+            let start = block * cs;
+            let stop = (start + cs).min(end);
+            let whole = stop - start == cs || stop >= self.size();
+            let want = shas.sha256s.get(block as usize);
+            match want {
+                Some(want) if whole => {
+                    let piece = &data[(start - obj.offset) as usize..(stop - obj.offset) as usize];
+                    let got: [u8; 32] = Sha256::digest(piece).into();
+                    if got != *want {
+                        return Err(CinderError::Sha256 { block, offset: start, end: stop }.into());
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    return Err(CinderError::BadField {
+                        file: "sha256file",
+                        field: "sha256s".into(),
+                        value: format!("{} digests", shas.sha256s.len()),
+                        why: "fewer than the objects of the backup need",
+                    }
+                    .into());
+                }
+            }
+            block += 1;
+        }
+        Ok(())
     }
 }
 

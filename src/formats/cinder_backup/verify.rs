@@ -3,7 +3,8 @@
 //! decompresses to its length and matches its md5, and the reassembled volume matches every
 //! digest of the backup's `_sha256file`.
 
-use super::reader::{BackupReader, Catalog, object_path};
+use super::metadata::Metadata;
+use super::reader::{BackupEntry, Catalog, object_path};
 use super::sha256file::{MAX_SHA256FILE_BYTES, Sha256File};
 use super::{CinderError, names};
 use crate::{Error, Result};
@@ -32,8 +33,8 @@ fn ctx(id: &str) -> impl Fn(Error) -> Error + '_ {
 }
 
 /// Check that the store holds exactly the chunk objects the metadata of each chain member lists.
-fn check_listing(catalog: &Catalog, reader: &BackupReader) -> Result<()> {
-    for (entry, meta) in reader.chain() {
+pub fn check_listing(catalog: &Catalog, chain: &[(BackupEntry, Metadata)]) -> Result<()> {
+    for (entry, meta) in chain {
         let id = &entry.info.backup_id;
         let listed: BTreeSet<String> =
             catalog.store().list(&entry.prefix)?.into_iter().filter(|n| names::is_chunk_of(n, &entry.prefix)).collect();
@@ -51,7 +52,7 @@ fn check_listing(catalog: &Catalog, reader: &BackupReader) -> Result<()> {
 /// Verify backup `backup_id` of `catalog` end to end (see the module docs).
 pub fn verify(catalog: &Catalog, backup_id: &str, cache_bytes: u64) -> Result<VerifyReport> {
     let reader = catalog.open(backup_id, cache_bytes)?;
-    check_listing(catalog, &reader)?;
+    check_listing(catalog, reader.chain())?;
     let mut objects = 0usize;
     for (b, (_, meta)) in reader.chain().iter().enumerate() {
         for o in 0..meta.objects.len() {
