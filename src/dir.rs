@@ -351,6 +351,9 @@ impl Tree {
         let has_volumes = !tree.root.children().is_empty();
         // A backup is always shown: without encryption, as its reassembled volume.
         let backup = item.backup().is_some();
+        if backup {
+            tree.ctx.serve_root();
+        }
         if !(tree.has_encryption() || damaged || backup || (plan.all_volumes && has_volumes)) {
             log::debug!("{}: no encrypted volume: not shown", path.display());
             return Ok(());

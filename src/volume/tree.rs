@@ -49,6 +49,17 @@ pub struct ImageCtx {
     /// LVM2 PVs met so far in this image, by PV UUID, and the LVs already shown (by LV UUID):
     /// an LV spanning several PVs of the image is built by the PV that completes its set.
     lvm: Mutex<LvmSeen>,
+    /// The image's own bytes are a volume to read (a Cinder backup's reassembled volume), not
+    /// only a container of volumes: its root is served even when nothing in it is recognised
+    /// and whatever a probe failed to read (a damaged object fails only the reads it touches).
+    root_served: std::sync::atomic::AtomicBool,
+}
+
+impl ImageCtx {
+    /// Serve the image's root as a volume (see `root_served`).
+    pub fn serve_root(&self) {
+        self.root_served.store(true, Ordering::Relaxed);
+    }
 }
 
 /// The LVM2 PVs of one image (readers by PV UUID) and the LVs shown (by LV UUID).
@@ -158,6 +169,7 @@ impl ImageTree {
             count: AtomicUsize::new(1),
             limits,
             lvm: Mutex::default(),
+            root_served: Default::default(),
         });
         let root = Arc::new(Volume {
             name: String::new(),
@@ -297,7 +309,7 @@ impl Volume {
         if let Some(e) = self.failure() {
             return Some(e);
         }
-        if matches!(self.origin, Origin::Image) {
+        if matches!(self.origin, Origin::Image) && !self.image.root_served.load(Ordering::Relaxed) {
             let why = self.layer().and_then(|l| l.problem.clone());
             return Some(
                 why.unwrap_or_else(|| Error::corrupt("not a volume luksfs can show")).with_path(self.display()),
