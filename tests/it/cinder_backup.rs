@@ -471,6 +471,15 @@ fn damaged_backups_fail_verify_and_give_eio_in_a_mount() {
     assert!(out.stderr.contains("missing"), "{}", out.stderr);
 }
 
+/// Unmounts a mount point when dropped (the test failing included).
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("fusermount3").arg("-u").arg(&self.0).status();
+    }
+}
+
 /// Stops the Swift that scripts/swift-up.sh started in a directory.
 struct SwiftUp(PathBuf);
 
@@ -578,6 +587,76 @@ fn swift_and_s3_backups_read_in_place() {
         }
     }
     let rows = swift_rows;
+
+    // the CLI over the URLs: verify every backup of the container and of the bucket, and a real
+    // mount of swift:// reading each backup's plaintext
+    let key = t.path().join("key");
+    std::fs::write(&key, PASS).unwrap();
+    let swift_env = [
+        ("ST_AUTH", env["SWIFT_AUTH_URL"].clone()),
+        ("ST_USER", env["SWIFT_USER"].clone()),
+        ("ST_KEY", env["SWIFT_KEY"].clone()),
+    ];
+    let s3_env = [
+        ("AWS_ENDPOINT_URL", env["S3_ENDPOINT"].clone()),
+        ("AWS_REGION", env["AWS_REGION"].clone()),
+        ("AWS_ACCESS_KEY_ID", env["AWS_ACCESS_KEY_ID"].clone()),
+        ("AWS_SECRET_ACCESS_KEY", env["AWS_SECRET_ACCESS_KEY"].clone()),
+    ];
+    let run = |args: &[&std::ffi::OsStr], vars: &[(&str, String)]| {
+        let mut c = std::process::Command::new(crate::util::bin());
+        c.args(args).env_remove("RUST_LOG");
+        for k in ["ST_AUTH", "ST_USER", "ST_KEY", "OS_STORAGE_URL", "OS_AUTH_TOKEN"] {
+            c.env_remove(k);
+        }
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        crate::util::run_timed(c, std::time::Duration::from_secs(300))
+    };
+    let verify_args = |url: &str| -> Vec<std::ffi::OsString> {
+        vec!["verify".into(), url.into(), "--key-file".into(), key.clone().into(), "--json".into()]
+    };
+    let s3_rows = manifest(&t.path().join("s3")).unwrap();
+    for (url, vars, rows, dir) in [
+        ("swift://volumebackups", &swift_env[..], &rows, t.path().join("vo")),
+        ("s3://s3backups", &s3_env[..], &s3_rows, t.path().join("s3")),
+    ] {
+        let args = verify_args(url);
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        let out = run(&args, vars);
+        assert!(out.code() == 0 || out.code() == 6, "{}: {}", out.cmdline, out.stderr);
+        let reports = verify_reports(&out);
+        assert_eq!(reports.len(), 6, "{url}");
+        check_verified(url, &reports, &dir, rows);
+    }
+    if crate::util::have(&["fuse"]) {
+        let mnt = t.path().join("mnt");
+        std::fs::create_dir_all(&mnt).unwrap();
+        let mut c = std::process::Command::new(crate::util::bin());
+        c.arg("mount").arg("swift://volumebackups").arg(&mnt).arg("--key-file").arg(&key).arg("--daemon");
+        for (k, v) in &swift_env {
+            c.env(k, v);
+        }
+        let out = crate::util::run_timed(c, std::time::Duration::from_secs(60));
+        assert_eq!(out.code(), 0, "{}: {}", out.cmdline, out.stderr);
+        let unmount = Unmount(mnt.clone());
+        for row in &rows {
+            let name = std::fs::read_dir(&mnt)
+                .unwrap()
+                .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+                .find(|n| n.ends_with(&format!("_backup_{}.raw", row.backup)))
+                .unwrap_or_else(|| panic!("no file for {}", row.backup));
+            let got = std::fs::read(mnt.join(&name)).unwrap();
+            assert_same(&format!("swift mount {name}"), &got, &plain_of(&t.path().join("vo"), row));
+        }
+        drop(unmount);
+    }
+    // no credentials: a usage error that says what to set
+    let out = run(&["verify".as_ref(), "swift://volumebackups".as_ref(), "--key-file".as_ref(), key.as_os_str()], &[]);
+    assert_eq!(out.code(), 2, "{}", out.cmdline);
+    assert!(out.stderr.contains("ST_AUTH"), "{}", out.stderr);
+
     let store = Arc::new(SwiftStore::new(auth, "volumebackups").unwrap());
     let cat = Catalog::discover(store.clone(), "").unwrap();
 
