@@ -136,7 +136,9 @@ pub struct ImageArgs {
 
 #[derive(Args, Debug)]
 pub struct MountArgs {
-    /// Directory of images (subdirectories are mirrored), or a single image file.
+    /// Directory of images (subdirectories are mirrored; Cinder posix backups in it are images),
+    /// a single image file or block device, or swift://CONTAINER[/PREFIX] or s3://BUCKET[/PREFIX]
+    /// (backups and image objects read in place).
     pub source: PathBuf,
     /// Empty directory to mount on.
     pub mountpoint: PathBuf,
@@ -185,7 +187,8 @@ pub struct MountArgs {
 
 #[derive(Args, Debug)]
 pub struct CatArgs {
-    /// The encrypted image.
+    /// The encrypted image: a file or block device, a Cinder backup (its folder, or DIR/ID,
+    /// swift://CONTAINER/ID, s3://BUCKET/ID), or a source holding exactly one image.
     pub image: PathBuf,
     #[command(flatten)]
     pub key: KeyArgs,
@@ -220,7 +223,8 @@ pub struct CatArgs {
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
-    /// The encrypted image.
+    /// The encrypted image: a file or block device, a Cinder backup (its folder, or DIR/ID,
+    /// swift://CONTAINER/ID, s3://BUCKET/ID), or a source holding exactly one image.
     pub image: PathBuf,
     /// Detached LUKS header file.
     #[arg(long, value_name = "FILE")]

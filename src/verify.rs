@@ -51,7 +51,8 @@ const FILE_CHUNK: usize = 4 << 20;
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
-    /// An encrypted image, or a directory: every LUKS1/LUKS2/qcow2 image under it (by magic).
+    /// An encrypted image, or a directory: every LUKS1/LUKS2/qcow2 image and every Cinder backup
+    /// under it; or swift://CONTAINER[/PREFIX], s3://BUCKET[/PREFIX]: every backup and image there.
     pub source: PathBuf,
     #[command(flatten)]
     pub key: KeyArgs,
