@@ -136,11 +136,15 @@ impl ExtentMap {
 
     /// The extent holding volume byte `offset` (`None` at or past the end).
     pub fn lookup(&self, offset: u64) -> Option<&Extent> {
+        self.lookup_index(offset).and_then(|i| self.extents.get(i))
+    }
+
+    /// The index in [`Self::extents`] of the extent holding volume byte `offset`.
+    pub fn lookup_index(&self, offset: u64) -> Option<usize> {
         if offset >= self.size {
             return None;
         }
-        let i = self.extents.partition_point(|e| e.end <= offset);
-        self.extents.get(i)
+        Some(self.extents.partition_point(|e| e.end <= offset))
     }
 }
 

@@ -14,6 +14,7 @@ use crate::source::ObjectStore;
 use crate::{Error, Result};
 use quick_cache::Weighter;
 use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 /// Default budget of the decompressed-chunk cache of one reader.
@@ -165,12 +166,17 @@ impl Catalog {
         let metas = metas.len();
         let items = (cache_bytes / (1 << 20)).clamp(4, 1 << 16) as usize;
         Ok(BackupReader {
-            store: self.store.clone(),
-            backup_id: backup_id.to_string(),
-            chain,
-            map,
-            cache: quick_cache::sync::Cache::with_weighter(items, cache_bytes.max(1), Bytes),
-            shas: (0..metas).map(|_| OnceLock::new()).collect(),
+            shared: Arc::new(Shared {
+                store: self.store.clone(),
+                backup_id: backup_id.to_string(),
+                chain,
+                map,
+                cache: quick_cache::sync::Cache::with_weighter(items, cache_bytes.max(1), Bytes),
+                shas: (0..metas).map(|_| OnceLock::new()).collect(),
+            }),
+            next_miss: AtomicUsize::new(usize::MAX),
+            inflight: Arc::new(AtomicUsize::new(0)),
+            prefetch: (cache_bytes / PREFETCH_BUDGET_SHARE).max(1),
         })
     }
 }
@@ -184,8 +190,29 @@ impl Weighter<(usize, usize), Arc<[u8]>> for Bytes {
     }
 }
 
+/// Objects fetched ahead of a sequential reader, at most (and fewer when objects are large:
+/// what is fetched ahead may take at most a quarter of the chunk cache).
+const PREFETCH: usize = 4;
+/// The share of the chunk cache prefetched objects may fill (1/4).
+const PREFETCH_BUDGET_SHARE: u64 = 4;
+
 /// The reassembled volume of one backup (full backup plus its incrementals), read in place.
+///
+/// A reader that misses the cache on consecutive objects is streaming: the next objects are
+/// then fetched (and decompressed and checked) ahead on background threads, so the network and
+/// the decompression overlap the reader's own work.
 pub struct BackupReader {
+    shared: Arc<Shared>,
+    /// The extent whose cache miss would continue a sequential run (`usize::MAX`: none yet).
+    next_miss: AtomicUsize,
+    /// Prefetches running now.
+    inflight: Arc<AtomicUsize>,
+    /// Bytes that may be fetched ahead.
+    prefetch: u64,
+}
+
+/// What the reader and its prefetch threads share.
+struct Shared {
     store: Arc<dyn ObjectStore>,
     backup_id: String,
     chain: Vec<(BackupEntry, Metadata)>,
@@ -198,22 +225,66 @@ pub struct BackupReader {
 impl BackupReader {
     /// The volume size in bytes.
     pub fn size(&self) -> u64 {
-        self.map.size()
+        self.shared.map.size()
     }
 
     /// The backup this reader shows.
     pub fn backup_id(&self) -> &str {
-        &self.backup_id
+        &self.shared.backup_id
     }
 
     /// The chain read, full backup first (the last entry is this backup).
     pub fn chain(&self) -> &[(BackupEntry, Metadata)] {
-        &self.chain
+        &self.shared.chain
     }
 
     /// The extent map of the volume.
     pub fn map(&self) -> &ExtentMap {
-        &self.map
+        &self.shared.map
+    }
+
+    /// The uncompressed, md5- and sha256-checked bytes of one object (cached, or fetched now).
+    pub fn object(&self, src: Source) -> Result<Arc<[u8]>> {
+        self.shared.object(src)
+    }
+
+    /// The `_sha256file` of chain member `b`.
+    pub fn sha256file(&self, b: usize) -> Result<Arc<Sha256File>> {
+        self.shared.sha256file(b)
+    }
+
+    /// A cache miss on extent `i`: when it continues a run of misses on consecutive extents,
+    /// fetch the next objects ahead.
+    fn missed(&self, i: usize) {
+        let sequential = self.next_miss.swap(i + 1, Ordering::Relaxed) == i;
+        if !sequential {
+            return;
+        }
+        let extents = self.shared.map.extents();
+        let mut budget = self.prefetch;
+        for ext in extents.iter().skip(i + 1).take(PREFETCH) {
+            let Some(src) = ext.source else { continue };
+            let len = self.shared.chain[src.backup].1.objects[src.object].length;
+            if len > budget || self.inflight.load(Ordering::Relaxed) >= PREFETCH {
+                break;
+            }
+            budget -= len;
+            if self.shared.cache.contains_key(&(src.backup, src.object)) {
+                continue;
+            }
+            self.inflight.fetch_add(1, Ordering::Relaxed);
+            let (shared, inflight) = (self.shared.clone(), self.inflight.clone());
+            let spawned = std::thread::Builder::new().name("backup-prefetch".into()).spawn(move || {
+                // a failure is not reported here: the read that needs the object fetches it
+                // again and reports it
+                let _ = shared.object(src);
+                inflight.fetch_sub(1, Ordering::Relaxed);
+            });
+            if spawned.is_err() {
+                self.inflight.fetch_sub(1, Ordering::Relaxed);
+                break;
+            }
+        }
     }
 
     /// Fill `buf` with the volume bytes at `offset`; a range outside [`Self::size`] is a
@@ -223,7 +294,7 @@ impl BackupReader {
         if offset.checked_add(len).is_none_or(|end| end > self.size()) {
             // the layer contract: a read outside the volume is Corrupt (data promised, not there)
             return Err(crate::io::past_end(
-                &format!("cinder backup {}", self.backup_id),
+                &format!("cinder backup {}", self.shared.backup_id),
                 offset,
                 buf.len(),
                 self.size(),
@@ -232,14 +303,21 @@ impl BackupReader {
         let mut done = 0usize;
         while done < buf.len() {
             let pos = offset + done as u64;
-            let ext = self.map.lookup(pos).expect("pos < size has an extent");
+            let i = self.shared.map.lookup_index(pos).expect("pos < size has an extent");
+            let ext = self.shared.map.extents()[i];
             let n = (ext.end - pos).min((buf.len() - done) as u64) as usize;
             let out = &mut buf[done..done + n];
             match ext.source {
                 None => out.fill(0),
                 Some(src) => {
-                    let data = self.object(src)?;
-                    let obj = &self.chain[src.backup].1.objects[src.object];
+                    let data = match self.shared.cache.get(&(src.backup, src.object)) {
+                        Some(d) => d,
+                        None => {
+                            self.missed(i);
+                            self.shared.object(src)?
+                        }
+                    };
+                    let obj = &self.shared.chain[src.backup].1.objects[src.object];
                     let at = (pos - obj.offset) as usize;
                     out.copy_from_slice(&data[at..at + n]);
                 }
@@ -249,8 +327,10 @@ impl BackupReader {
         Ok(())
     }
 
-    /// The uncompressed, md5-checked bytes of one object (from the cache, or fetched now).
-    pub fn object(&self, src: Source) -> Result<Arc<[u8]>> {
+}
+
+impl Shared {
+    fn object(&self, src: Source) -> Result<Arc<[u8]>> {
         self.cache.get_or_insert_with(&(src.backup, src.object), || self.fetch(src))
     }
 
@@ -278,7 +358,7 @@ impl BackupReader {
     }
 
     /// The `_sha256file` of chain member `b` (fetched once; a failure is kept and repeated).
-    pub fn sha256file(&self, b: usize) -> Result<Arc<Sha256File>> {
+    fn sha256file(&self, b: usize) -> Result<Arc<Sha256File>> {
         let (entry, meta) = &self.chain[b];
         self.shas[b]
             .get_or_init(|| {
@@ -307,7 +387,7 @@ impl BackupReader {
         while block * cs < end {
             let start = block * cs;
             let stop = (start + cs).min(end);
-            let whole = stop - start == cs || stop >= self.size();
+            let whole = stop - start == cs || stop >= self.map.size();
             let want = shas.sha256s.get(block as usize);
             match want {
                 Some(want) if whole => {
