@@ -21,6 +21,10 @@
 #   restored.raw-zlib      cinder's own restore of the raw/zlib state-2 backup (a cross-check)
 # backup_file_size is 1 MiB so the small volumes span several objects.
 #
+#   scripts/cinder-backup-make.sh --install
+#
+# Only installs the venv (for scripts/bench/cinder.sh, which writes its own backups).
+#
 #   scripts/cinder-backup-make.sh OUTDIR --swift SWIFT_ENV
 #   scripts/cinder-backup-make.sh OUTDIR --s3 SWIFT_ENV
 #
@@ -55,6 +59,7 @@ mkdir -p "$(dirname "$venv")"
             cinder zstd python-swiftclient boto3
     fi
 ) 9>"$venv.lock"
+[[ $out == --install ]] && { echo "$venv"; exit 0; }
 
 mkdir -p "$out"
 out=$(cd "$out" && pwd)

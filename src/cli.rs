@@ -345,7 +345,7 @@ fn cat(a: CatArgs) -> Result<i32> {
     let (opts, from_tab) = crate::unlock_one::keytab_line(&a.keytab, &a.image, a.opts.options())?;
     let settings = UnlockSettings { tries: a.prompt.tries, ..a.key.settings()? };
     let item = crate::catalog::resolve_one(&a.image)?;
-    let src = item.open(crate::formats::cinder_backup::reader::DEFAULT_CACHE_BYTES)?;
+    let src = item.open()?;
     let tree = ImageTree::on(src, &item.path, Path::new(""), &opts, Limits::default());
     // One key for every encrypted volume on the way, asked for once (and only if needed).
     let backup_key = crate::unlock_one::backup_key_id(&item, &a.key);
@@ -513,8 +513,13 @@ fn mount(a: MountArgs) -> Result<i32> {
         ));
     }
     let t0 = Instant::now();
-    let plan =
-        KeyPlan { keytab, default_options: a.image.options(), use_sidecars: barbican, all_volumes: a.all_volumes };
+    let plan = KeyPlan {
+        keytab,
+        default_options: a.image.options(),
+        use_sidecars: barbican,
+        all_volumes: a.all_volumes,
+        verify: false,
+    };
     let tree = Arc::new(Tree::scan(&location, &plan)?);
     log::info!("found {} images under {} in {:?}", tree.images.len(), source.display(), t0.elapsed());
     let keys = Arc::new(Keyring::new(default_key, a.key.os_cloud.clone()));

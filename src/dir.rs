@@ -166,6 +166,8 @@ pub struct KeyPlan {
     pub use_sidecars: bool,
     /// Show images without any encrypted volume too.
     pub all_volumes: bool,
+    /// The tree is for `verify`: every check of the data (a backup's md5s too).
+    pub verify: bool,
 }
 
 impl KeyPlan {
@@ -330,8 +332,7 @@ impl Tree {
                 key = KeySource::Barbican(id);
             }
         }
-        let opened = item
-            .open(crate::formats::cinder_backup::reader::DEFAULT_CACHE_BYTES)
+        let opened = if plan.verify { item.open_verifying() } else { item.open() }
             .map(|r| ImageTree::on(r, &item.path, &item.rel, &options, Limits::default()));
         let tree = match opened {
             Ok(t) => t,

@@ -177,7 +177,7 @@ fn qcow2_report(h: &qh::Header) -> Value {
 pub fn report(arg: &Path, options: &ImageOptions) -> Result<(Value, Option<Error>)> {
     let item = crate::catalog::resolve_one(arg)?;
     let path = item.path.as_path();
-    let file = item.open(crate::formats::cinder_backup::reader::DEFAULT_CACHE_BYTES)?;
+    let file = item.open()?;
     let tree = ImageTree::on(file.clone(), path, Path::new(""), options, Limits::default());
     let encrypted_top = tree.top().is_some_and(|t| t.lock().is_some());
     // A damaged or refused LUKS/qcow2 header still gets its header report, with the problem.

@@ -147,7 +147,7 @@ fn run_one(a: &VerifyArgs) -> Result<i32> {
     let progress = Progress::new(&a.source.display().to_string());
     let checks = Checks { expect_sha256: a.expect_sha256.clone(), threads: threads(a) };
     let item = crate::catalog::resolve_one(&a.source)?;
-    let tree = ImageTree::on(item.open(BACKUP_CACHE)?, &item.path, Path::new(""), &opts, Limits::default());
+    let tree = ImageTree::on(item.open_verifying()?, &item.path, Path::new(""), &opts, Limits::default());
     // One key for every encrypted volume of the image, asked for once.
     let backup_key = crate::unlock_one::backup_key_id(&item, &a.key);
     let secret = a.barbican_secret.as_deref().or(backup_key.as_deref());
@@ -198,7 +198,8 @@ fn run_dir(a: &VerifyArgs, location: &Location) -> Result<i32> {
              sidecars), or run on a terminal to be prompted",
         ));
     }
-    let plan = KeyPlan { keytab, default_options: a.opts.options(), use_sidecars: barbican, all_volumes: true };
+    let plan =
+        KeyPlan { keytab, default_options: a.opts.options(), use_sidecars: barbican, all_volumes: true, verify: true };
     let tree = Tree::scan(location, &plan)?;
     let unlocker = Unlocker {
         keys: Arc::new(Keyring::new(default_key, a.key.os_cloud.clone())),
@@ -561,9 +562,6 @@ fn verify_image(
     j.insert("exit_code".into(), json!(exit_code));
     Report { json: Value::Object(j), verdict, exit_code, error, mismatches, warnings, path: path.to_path_buf() }
 }
-
-/// Chunk cache of a backup verified alone.
-const BACKUP_CACHE: u64 = crate::formats::cinder_backup::reader::DEFAULT_CACHE_BYTES;
 
 /// Record what `b` is (`backup` in the JSON) and check its listing.
 fn backup_facts(b: &BackupItem, j: &mut Map<String, Value>) -> Result<()> {

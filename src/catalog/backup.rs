@@ -2,6 +2,7 @@
 //! its metadata records, and the reader of its reassembled volume.
 
 use crate::Result;
+use crate::formats::cinder_backup::reader::ObjectChecks;
 use crate::formats::cinder_backup::{BackupEntry, Catalog};
 use crate::io::ReadAt;
 use std::sync::Arc;
@@ -29,8 +30,8 @@ impl BackupItem {
     }
 
     /// The reassembled volume (full backup plus incrementals), read in place.
-    pub fn open(&self, cache_bytes: u64) -> Result<Arc<dyn ReadAt>> {
-        Ok(Arc::new(self.catalog.open(&self.entry.info.backup_id, cache_bytes)?))
+    pub fn open(&self, cache_bytes: u64, checks: ObjectChecks) -> Result<Arc<dyn ReadAt>> {
+        Ok(Arc::new(self.catalog.open_with(&self.entry.info.backup_id, cache_bytes, checks)?))
     }
 
     /// What the backup is, for `inspect` and `verify` (fetches the metadata of its chain).

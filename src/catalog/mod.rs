@@ -20,6 +20,7 @@ pub mod remote;
 pub use location::Location;
 
 use crate::Result;
+use crate::formats::cinder_backup::reader::{DEFAULT_CACHE_BYTES, ObjectChecks};
 use crate::io::ReadAt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -83,12 +84,24 @@ pub struct Item {
 }
 
 impl Item {
-    /// A reader of the image's bytes (a backup's chunk cache holds up to `cache_bytes`).
-    pub fn open(&self, cache_bytes: u64) -> Result<Arc<dyn ReadAt>> {
+    /// A reader of the image's bytes for reading (mounts, `cat`, `inspect`): a backup's objects
+    /// are checked against its `_sha256file` (their md5 where it does not cover them).
+    pub fn open(&self) -> Result<Arc<dyn ReadAt>> {
+        self.open_with(DEFAULT_CACHE_BYTES, ObjectChecks::Digests)
+    }
+
+    /// A reader of the image's bytes for `verify`: a backup's objects are checked against their
+    /// md5 too.
+    pub fn open_verifying(&self) -> Result<Arc<dyn ReadAt>> {
+        self.open_with(DEFAULT_CACHE_BYTES, ObjectChecks::All)
+    }
+
+    /// A reader whose backup chunk cache holds up to `cache_bytes`, checking objects as asked.
+    pub fn open_with(&self, cache_bytes: u64, checks: ObjectChecks) -> Result<Arc<dyn ReadAt>> {
         match &self.reach {
             Reach::File => Ok(Arc::new(crate::io::FileSource::open(&self.path)?)),
             Reach::Object(r) => Ok(r.clone()),
-            Reach::Backup(b) => b.open(cache_bytes),
+            Reach::Backup(b) => b.open(cache_bytes, checks),
         }
     }
 

@@ -158,6 +158,63 @@ fn reassembles_every_backup_byte_exact() {
     }
 }
 
+/// An object store that counts whole-object fetches (around the real posix store).
+struct Counting(PosixStore, std::sync::atomic::AtomicUsize);
+
+impl ObjectStore for Counting {
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+    fn list_sized(&self, prefix: &str) -> luksfs::Result<Vec<luksfs::source::Listed>> {
+        self.0.list_sized(prefix)
+    }
+    fn get(&self, name: &str, max: u64) -> luksfs::Result<Option<Vec<u8>>> {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.get(name, max)
+    }
+    fn get_range(&self, name: &str, offset: u64, len: usize) -> luksfs::Result<Option<Vec<u8>>> {
+        self.0.get_range(name, offset, len)
+    }
+}
+
+/// Each object is fetched once however the volume is read (sequentially, again, in small random
+/// pieces) when the cache holds the volume; and a cache smaller than one object still serves
+/// reads within one object from one fetch.
+#[test]
+fn objects_are_fetched_once() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let Some(b) = backups() else { return };
+    let row = b.rows.iter().find(|r| r.kind == "raw" && r.compression == "zstd" && r.state == 0).unwrap();
+    for cache in [64 << 20, 1 << 10] {
+        let store = Arc::new(Counting(PosixStore::new(b.dir.join("backups")).unwrap(), Default::default()));
+        let cat = Catalog::discover(store.clone(), "").unwrap();
+        let r = cat.open(&row.backup, cache).unwrap();
+        let objects = r.chain()[0].1.objects.len();
+        let before = store.1.load(Relaxed); // the metadata
+        if cache > 1 << 20 {
+            let first = read_all(&r);
+            let again = read_all(&r);
+            assert_same("second pass", &again, &first);
+            let mut x = 0u64;
+            for _ in 0..500 {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let off = (x >> 20) % (r.size() - 4096);
+                let mut buf = vec![0u8; 4096];
+                r.read_exact_at(&mut buf, off).unwrap();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200)); // prefetches settle
+            // each object once, and the _sha256file once
+            assert_eq!(store.1.load(Relaxed) - before, objects + 1, "cache {cache}");
+        } else {
+            let mut buf = vec![0u8; 4096];
+            for i in 0..64 {
+                r.read_exact_at(&mut buf, i * 4096).unwrap();
+            }
+            assert_eq!(store.1.load(Relaxed) - before, 2, "one object and the _sha256file, cache {cache}");
+        }
+    }
+}
+
 #[test]
 fn matches_cinders_own_restore() {
     let Some(b) = backups() else { return };

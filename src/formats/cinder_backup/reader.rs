@@ -15,7 +15,21 @@ use crate::{Error, Result};
 use quick_cache::Weighter;
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// An object's uncompressed bytes, shared by the cache and its readers (a `Vec` in an `Arc`:
+/// no copy after decompression).
+pub type Data = Arc<Vec<u8>>;
+
+/// What each fetched object is checked against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectChecks {
+    /// Its backup's `_sha256file` blocks; its md5 only when those do not cover all of its bytes
+    /// (mounts, `cat`: the same guarantee, one digest pass instead of two).
+    Digests,
+    /// Its md5 and its backup's `_sha256file` blocks (`verify`, and the default).
+    All,
+}
 
 /// Default budget of the decompressed-chunk cache of one reader.
 pub const DEFAULT_CACHE_BYTES: u64 = 256 << 20;
@@ -158,8 +172,14 @@ impl Catalog {
         Ok(chain)
     }
 
-    /// A reader of the reassembled volume of `backup_id` with a chunk cache of `cache_bytes`.
+    /// A reader of the reassembled volume of `backup_id` with a chunk cache of `cache_bytes`,
+    /// checking every object it fetches against its md5 and the `_sha256file`.
     pub fn open(&self, backup_id: &str, cache_bytes: u64) -> Result<BackupReader> {
+        self.open_with(backup_id, cache_bytes, ObjectChecks::All)
+    }
+
+    /// [`Self::open`], with the checks of each fetched object chosen.
+    pub fn open_with(&self, backup_id: &str, cache_bytes: u64, checks: ObjectChecks) -> Result<BackupReader> {
         let chain = self.chain(backup_id)?;
         let metas: Vec<&Metadata> = chain.iter().map(|(_, m)| m).collect();
         let map = ExtentMap::build(&metas).map_err(|e| in_backup(backup_id, e))?;
@@ -171,7 +191,9 @@ impl Catalog {
                 backup_id: backup_id.to_string(),
                 chain,
                 map,
-                cache: quick_cache::sync::Cache::with_weighter(items, cache_bytes.max(1), Bytes),
+                cache: object_cache(items, cache_bytes),
+                last: Mutex::new(None),
+                checks,
                 shas: (0..metas).map(|_| OnceLock::new()).collect(),
             }),
             next_miss: AtomicUsize::new(usize::MAX),
@@ -181,11 +203,26 @@ impl Catalog {
     }
 }
 
+/// The cache of decompressed objects: one shard and all of it for "hot" items, since objects
+/// are few and large (50 MiB is cinder's Swift default): split into per-core shards, or with
+/// quick_cache's default 3% kept for new items, an object larger than a shard's part would
+/// never be kept at all, and every read would fetch its whole object again.
+fn object_cache(items: usize, bytes: u64) -> quick_cache::sync::Cache<(usize, usize), Data, Bytes> {
+    let options = quick_cache::OptionsBuilder::new()
+        .estimated_items_capacity(items)
+        .weight_capacity(bytes.max(1))
+        .shards(1)
+        .hot_allocation(0.5)
+        .build()
+        .expect("valid cache options");
+    quick_cache::sync::Cache::with_options(options, Bytes, Default::default(), Default::default())
+}
+
 #[derive(Clone)]
 struct Bytes;
 
-impl Weighter<(usize, usize), Arc<[u8]>> for Bytes {
-    fn weight(&self, _key: &(usize, usize), val: &Arc<[u8]>) -> u64 {
+impl Weighter<(usize, usize), Data> for Bytes {
+    fn weight(&self, _key: &(usize, usize), val: &Data) -> u64 {
         val.len() as u64
     }
 }
@@ -217,7 +254,11 @@ struct Shared {
     backup_id: String,
     chain: Vec<(BackupEntry, Metadata)>,
     map: ExtentMap,
-    cache: quick_cache::sync::Cache<(usize, usize), Arc<[u8]>, Bytes>,
+    cache: quick_cache::sync::Cache<(usize, usize), Data, Bytes>,
+    /// The object fetched last, kept even when the cache cannot hold it (a posix backup's objects
+    /// can be 2 GB): sequential reads within one large object fetch it once.
+    last: Mutex<Option<((usize, usize), Data)>>,
+    checks: ObjectChecks,
     /// Each chain member's `_sha256file`, fetched when its first object is.
     shas: Vec<OnceLock<std::result::Result<Arc<Sha256File>, Error>>>,
 }
@@ -244,7 +285,7 @@ impl BackupReader {
     }
 
     /// The uncompressed, md5- and sha256-checked bytes of one object (cached, or fetched now).
-    pub fn object(&self, src: Source) -> Result<Arc<[u8]>> {
+    pub fn object(&self, src: Source) -> Result<Data> {
         self.shared.object(src)
     }
 
@@ -310,7 +351,7 @@ impl BackupReader {
             match ext.source {
                 None => out.fill(0),
                 Some(src) => {
-                    let data = match self.shared.cache.get(&(src.backup, src.object)) {
+                    let data = match self.shared.cached((src.backup, src.object)) {
                         Some(d) => d,
                         None => {
                             self.missed(i);
@@ -326,17 +367,31 @@ impl BackupReader {
         }
         Ok(())
     }
-
 }
 
 impl Shared {
-    fn object(&self, src: Source) -> Result<Arc<[u8]>> {
-        self.cache.get_or_insert_with(&(src.backup, src.object), || self.fetch(src))
+    fn object(&self, src: Source) -> Result<Data> {
+        let key = (src.backup, src.object);
+        if let Some(data) = self.cached(key) {
+            return Ok(data);
+        }
+        let data = self.cache.get_or_insert_with(&key, || self.fetch(src))?;
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((key, data.clone()));
+        Ok(data)
     }
 
-    fn fetch(&self, src: Source) -> Result<Arc<[u8]>> {
+    /// The object, if the cache or the last-object slot holds it.
+    fn cached(&self, key: (usize, usize)) -> Option<Data> {
+        self.cache.get(&key).or_else(|| {
+            let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+            last.as_ref().filter(|(k, _)| *k == key).map(|(_, d)| d.clone())
+        })
+    }
+
+    fn fetch(&self, src: Source) -> Result<Data> {
         let (entry, meta) = &self.chain[src.backup];
         let obj = &meta.objects[src.object];
+        log::debug!("cinder backup {}: fetching object {}", entry.info.backup_id, obj.name);
         let ctx = |e: Error| e.context(format!("cinder backup {}", entry.info.backup_id));
         if !names::is_chunk_of(&obj.name, &entry.prefix) && !names::is_chunk_of(&obj.name, base_name(&entry.prefix)) {
             return Err(ctx(Error::corrupt(format!(
@@ -352,9 +407,15 @@ impl Shared {
             .get(&name, obj.length)
             .map_err(ctx)?
             .ok_or_else(|| ctx(Error::corrupt(format!("object {} is missing", obj.name))))?;
-        let data = chunks::unpack(obj, stored).map_err(|e| ctx(e.into()))?;
-        self.check_digests(src.backup, obj, &data).map_err(ctx)?;
-        Ok(data.into())
+        let data = chunks::decompress(obj, stored).map_err(|e| ctx(e.into()))?;
+        if self.checks == ObjectChecks::All {
+            chunks::check_md5(obj, &data).map_err(|e| ctx(e.into()))?;
+        }
+        let covered = self.check_digests(src.backup, obj, &data).map_err(ctx)?;
+        if self.checks == ObjectChecks::Digests && !covered {
+            chunks::check_md5(obj, &data).map_err(|e| ctx(e.into()))?;
+        }
+        Ok(Arc::new(data))
     }
 
     /// The `_sha256file` of chain member `b` (fetched once; a failure is kept and repeated).
@@ -378,12 +439,14 @@ impl Shared {
 
     /// Check the uncompressed bytes of object `obj` of chain member `b` against that backup's
     /// `_sha256file`: every hash block the object holds whole (cinder aligns objects to hash
-    /// blocks; a block reaching past the object is checked by the object holding its end).
-    fn check_digests(&self, b: usize, obj: &super::metadata::ObjectEntry, data: &[u8]) -> Result<()> {
+    /// blocks). Returns whether those blocks covered every byte of the object (when not, a block
+    /// shared with a neighbouring object was left to the md5).
+    fn check_digests(&self, b: usize, obj: &super::metadata::ObjectEntry, data: &[u8]) -> Result<bool> {
         let shas = self.sha256file(b)?;
         let cs = shas.chunk_size;
         let end = obj.offset + data.len() as u64;
         let mut block = obj.offset.div_ceil(cs);
+        let mut covered = obj.offset.is_multiple_of(cs);
         while block * cs < end {
             let start = block * cs;
             let stop = (start + cs).min(end);
@@ -397,7 +460,7 @@ impl Shared {
                         return Err(CinderError::Sha256 { block, offset: start, end: stop }.into());
                     }
                 }
-                Some(_) => {}
+                Some(_) => covered = false,
                 None => {
                     return Err(CinderError::BadField {
                         file: "sha256file",
@@ -410,7 +473,7 @@ impl Shared {
             }
             block += 1;
         }
-        Ok(())
+        Ok(covered)
     }
 }
 

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# scripts/bench/cinder.sh LUKSFS WORKDIR [SIZE_MIB] [REPS] -- Cinder backups read in place against
+# their peers, side by side in one run (issue 13). Called by scripts/bench.sh; runs alone too
+# (needs root, /dev/fuse, qemu-img, fio, curl, vmtouch; installs cinder and Swift into target/).
+#
+# * Volume: SIZE MiB of seeded random plaintext in a LUKS1 image made by qemu-img (aes-xts-plain64,
+#   the format Cinder's encrypted volumes use). Backed up twice by cinder's own drivers
+#   (scripts/cinder-backup.py): PosixBackupDriver and SwiftBackupDriver (a real Swift,
+#   scripts/swift-up.sh, tempauth), 50 MiB objects (the Swift driver's default; the posix
+#   driver's 2 GB default would need 2 GB per object in memory, as cinder's own restore does),
+#   default zlib compression (a LUKS ciphertext does not shrink: cinder stores it uncompressed).
+# * Bytes first: the mounted posix backup and the plain image are compared with the plaintext.
+# * verify, posix: `luksfs verify BACKUP` (objects md5- and sha256file-checked, decrypted,
+#   plaintext and ciphertext hashed) against `luksfs verify IMAGE` of the plain LUKS file.
+# * verify, Swift: `luksfs verify swift://…/ID` against one plain sequential client fetching the
+#   same objects (curl, one connection, every object of the backup to /dev/null).
+# * seq: dd bs=1M of the mounted backup and of the mounted plain image (page cache of the exposed
+#   file dropped; backup objects and image in the page cache).
+# * random: fio randread bs=4k psync over the first 128 MiB of each exposed file, after one dd of
+#   that range (the "chunk already touched" case: the backup's objects are in its chunk cache).
+#   Each figure on a fresh mount; the median of REPS.
+# Output: a markdown table on stdout (figure | backup | peer | ratio | target | verdict).
+set -Eeuo pipefail
+LUKSFS=${1:?usage: cinder.sh LUKSFS WORKDIR [SIZE_MIB] [REPS]}
+W=${2:?usage: cinder.sh LUKSFS WORKDIR [SIZE_MIB] [REPS]}
+SIZE=${3:-1024}
+REPS=${4:-3}
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$W/mnt"
+W=$(cd "$W" && pwd)
+MOUNTS=()
+cleanup() {
+    local m
+    for m in "${MOUNTS[@]}"; do mountpoint -q "$m" 2>/dev/null && { fusermount3 -u "$m" 2>/dev/null || fusermount3 -uz "$m"; }; done
+    [ -s "$W/vmtouch.pid" ] && kill "$(cat "$W/vmtouch.pid")" 2>/dev/null || true
+    [ -d "$W/swift" ] && bash "$HERE/swift-down.sh" "$W/swift" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+log() { printf '[cinder %s] %s\n' "$(date +%T)" "$*" >&2; }
+printf %s 'cinder bench passphrase' >"$W/key"
+KEY=$W/key
+VENV=$(bash "$HERE/cinder-backup-make.sh" --install)
+
+# ---------------------------------------------------------------- volume and backups
+if [ ! -s "$W/vol.luks" ] || [ "$(stat -c %s "$W/plain")" != $((SIZE << 20)) ]; then
+    log "making the volume ($SIZE MiB plaintext)"
+    rm -rf "$W/posix" "$W/state"
+    { openssl enc -aes-256-ctr -nosalt -pass pass:cinder -in /dev/zero 2>/dev/null || true; } | head -c $((SIZE << 20)) >"$W/plain"
+    qemu-img convert -q -f raw "$W/plain" --object "secret,id=s0,file=$KEY" -O luks \
+        -o key-secret=s0,iter-time=10 "$W/vol.luks"
+fi
+mkdir -p "$W/posix" "$W/state"
+conf() { # DRIVER-LINES... -> a cinder.conf on stdout
+    printf '[DEFAULT]\nstate_path = %s\nbackup_compression_algorithm = zlib\n' "$W/state"
+    printf 'backup_sha_block_size_bytes = 32768\nbackup_enable_progress_timer = false\nlog_file = %s\n' "$W/state/cinder.log"
+    printf '%s\n' "$@"
+    printf '[database]\nconnection = sqlite:///%s\n' "$W/state/cinder.sqlite"
+}
+conf "backup_driver = cinder.backup.drivers.posix.PosixBackupDriver" "backup_posix_path = $W/posix" \
+    "backup_file_size = 52428800" >"$W/state/posix.conf"
+[ -s "$W/state/cinder.sqlite" ] || PYTHONWARNINGS=ignore "$VENV/bin/cinder-manage" --config-file "$W/state/posix.conf" db sync >/dev/null 2>&1
+if [ ! -s "$W/posix.id" ]; then
+    log "cinder posix backup"
+    PYTHONWARNINGS=ignore "$VENV/bin/python" "$HERE/cinder-backup.py" "$W/state/posix.conf" "$W/vol.luks" |
+        awk '$1 == "backup" {print $2}' >"$W/posix.id"
+fi
+POSIX_ID=$(cat "$W/posix.id")
+log "starting Swift"
+bash "$HERE/swift-up.sh" "$W/swift" >/dev/null
+set -a; . "$W/swift/swift.env"; set +a
+conf "backup_driver = cinder.backup.drivers.swift.SwiftBackupDriver" "backup_swift_auth = single_user" \
+    "backup_swift_auth_version = 1" "backup_swift_auth_url = $SWIFT_AUTH_URL" "backup_swift_user = $SWIFT_USER" \
+    "backup_swift_key = $SWIFT_KEY" "backup_swift_container = volumebackups" \
+    "backup_swift_object_size = 52428800" "backup_swift_block_size = 32768" >"$W/state/swift.conf"
+log "cinder Swift backup"
+PYTHONWARNINGS=ignore "$VENV/bin/python" "$HERE/cinder-backup.py" "$W/state/swift.conf" "$W/vol.luks" >"$W/swift.out"
+SWIFT_ID=$(awk '$1 == "backup" {print $2}' "$W/swift.out")
+SWIFT_PREFIX=$(awk '$1 == "prefix" {print $2}' "$W/swift.out")
+export ST_AUTH=$SWIFT_AUTH_URL ST_USER=$SWIFT_USER ST_KEY=$SWIFT_KEY
+
+# ---------------------------------------------------------------- helpers
+MP=$W/mnt
+start() { # SOURCE -> mounted at $MP; prints the exposed file
+    "$LUKSFS" mount "$1" "$MP" --key-file "$KEY" --daemon >>"$W/mount.log" 2>&1
+    MOUNTS=("$MP")
+    ls -d "$MP"/*.raw | head -1
+}
+stop() { fusermount3 -u "$MP"; MOUNTS=(); sleep 0.2; }
+seqmb() { dd if="$1" iflag=nocache count=0 status=none; LC_ALL=C dd if="$1" of=/dev/null bs=1M 2>&1 | awk '/copied,/{for(i=1;i<=NF;i++) if($i=="copied,"){printf "%.0f", $1/$(i+1)/1e6}}'; }
+iops() { # FILE: 4 KiB random reads over its first 128 MiB, touched once first
+    dd if="$1" of=/dev/null bs=1M count=128 status=none
+    fio --name=rr --filename="$1" --readonly --rw=randread --bs=4k --size=128m --direct=0 --ioengine=psync \
+        --iodepth=1 --invalidate=1 --numjobs=1 --runtime=10 --output-format=json 2>/dev/null |
+        python3 -c 'import json,sys; print(int(json.load(sys.stdin)["jobs"][0]["read"]["iops"]))'
+}
+secs() { # COMMAND...: seconds it took; verify may exit 6 (WARN: random plaintext is unrecognised)
+    local t0 t1 rc=0
+    t0=$(date +%s%N); "$@" >/dev/null 2>>"$W/verify.log" || rc=$?; t1=$(date +%s%N)
+    [ $rc = 0 ] || [ $rc = 6 ] || { echo "failed (exit $rc): $*" >&2; exit 1; }
+    awk -v n=$((t1 - t0)) 'BEGIN {printf "%.2f", n / 1e9}'
+}
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+curl_all() { # every object of the Swift backup, by one sequential client (one connection)
+    local tok url
+    tok=$(curl -fsS -D - -o /dev/null -H "X-Auth-User: $SWIFT_USER" -H "X-Auth-Key: $SWIFT_KEY" "$SWIFT_AUTH_URL" |
+        tr -d '\r' | sed -n 's/^[Xx]-[Aa]uth-[Tt]oken: //p')
+    url=$SWIFT_URL/volumebackups
+    curl -fsS -H "X-Auth-Token: $tok" "$url?prefix=$SWIFT_PREFIX" |
+        awk -v u="$url" '{printf "url = \"%s/%s\"\noutput = \"/dev/null\"\n", u, $0}' >"$W/curl.cfg"
+    curl -fsS -H "X-Auth-Token: $tok" -K "$W/curl.cfg"
+}
+
+# ---------------------------------------------------------------- bytes first
+rm -f "$W/vmtouch.pid"
+vmtouch -l -d -q -P "$W/vmtouch.pid" "$W/vol.luks" "$W/posix" || { echo "vmtouch -l failed" >&2; exit 1; }
+for _ in $(seq 100); do [ -s "$W/vmtouch.pid" ] && break; sleep 0.05; done
+f=$(start "$W/posix"); cmp "$f" "$W/plain" || { echo "BYTES DIFFER: posix backup" >&2; exit 1; }; stop
+f=$(start "$W/vol.luks"); cmp "$f" "$W/plain" || { echo "BYTES DIFFER: plain image" >&2; exit 1; }; stop
+log "bytes equal: mounted posix backup and plain image"
+
+# ---------------------------------------------------------------- figures
+: >"$W/cinder.tsv"
+for ((r = 1; r <= REPS; r++)); do
+    printf 'verify\tposix\t%s\n' "$(secs "$LUKSFS" verify "$W/posix/$POSIX_ID" --key-file "$KEY")" >>"$W/cinder.tsv"
+    printf 'verify\tplain\t%s\n' "$(secs "$LUKSFS" verify "$W/vol.luks" --key-file "$KEY")" >>"$W/cinder.tsv"
+    printf 'verify\tswift\t%s\n' "$(secs "$LUKSFS" verify "swift://volumebackups/$SWIFT_ID" --key-file "$KEY")" >>"$W/cinder.tsv"
+    printf 'verify\tcurl\t%s\n' "$(secs curl_all)" >>"$W/cinder.tsv"
+    for which in posix plain; do
+        if [ $which = posix ]; then src=$W/posix; else src=$W/vol.luks; fi
+        f=$(start "$src"); printf 'seq\t%s\t%s\n' $which "$(seqmb "$f")" >>"$W/cinder.tsv"; stop
+        f=$(start "$src"); printf 'rand\t%s\t%s\n' $which "$(iops "$f")" >>"$W/cinder.tsv"; stop
+    done
+    log "rep $r: $(tail -n 8 "$W/cinder.tsv" | tr '\t\n' ' ;')"
+done
+fig() { awk -F'\t' -v f="$1" -v w="$2" '$1 == f && $2 == w {print $3}' "$W/cinder.tsv" | median; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+verdict() { awk -v r="$1" -v t="$2" 'BEGIN {print (r >= t) ? "PASS" : "FAIL"}'; }
+vp=$(fig verify posix) vl=$(fig verify plain) vs=$(fig verify swift) vc=$(fig verify curl)
+sp=$(fig seq posix) sl=$(fig seq plain) rp=$(fig rand posix) rl=$(fig rand plain)
+echo "| Cinder backup figure ($SIZE MiB LUKS1 volume, 50 MiB objects, median of $REPS) | backup | peer | ratio | target | verdict |"
+echo "|---|---|---|---|---|---|"
+echo "| verify, posix backup vs the plain LUKS file (s) | $vp | $vl | $(ratio "$vl" "$vp") | >= 0.8 | $(verdict "$(ratio "$vl" "$vp")" 0.8) |"
+echo "| verify, Swift backup vs curl of its objects (s) | $vs | $vc | $(ratio "$vc" "$vs") | >= 0.8 | $(verdict "$(ratio "$vc" "$vs")" 0.8) |"
+echo "| streaming a mounted posix backup vs the plain file, dd bs=1M (MB/s) | $sp | $sl | $(ratio "$sp" "$sl") | >= 0.8 | $(verdict "$(ratio "$sp" "$sl")" 0.8) |"
+echo "| random 4 KiB reads in touched chunks, fio 1 job (IOPS) | $rp | $rl | $(ratio "$rp" "$rl") | >= 0.9 | $(verdict "$(ratio "$rp" "$rl")" 0.9) |"
