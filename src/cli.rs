@@ -328,7 +328,7 @@ fn inspect(a: InspectArgs) -> Result<i32> {
         crate::unlock_one::keytab_line(&a.keytab, &a.image, ImageOptions { header: a.header, key_slot: None })?;
     let (report, problem) = crate::inspect::report(&a.image, &opts)?;
     let text = if a.json {
-        serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
+        serde_json::to_string_pretty(&crate::schema::versioned(report)).unwrap_or_default() + "\n"
     } else {
         crate::inspect::render_text(&report)
     };

@@ -27,6 +27,7 @@ pub mod logging;
 pub mod mount_helper;
 pub mod progress;
 pub mod readiness;
+pub mod schema;
 pub mod sniff;
 pub mod source;
 pub mod status;

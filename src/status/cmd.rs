@@ -152,7 +152,7 @@ fn render(mounts: &[Listed]) -> String {
     }
     for m in mounts {
         if let Some(e) = &m.error {
-            out.push_str(&format!("{}: {e}\n", m.mount_point));
+            out.push_str(&format!("{e}\n"));
         }
     }
     out

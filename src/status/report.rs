@@ -10,9 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
-/// Version of the JSON documents luksfs prints (`schema_version`); raised when a key changes
-/// meaning or type (new keys do not raise it).
-pub const SCHEMA_VERSION: u32 = 1;
+pub use crate::schema::SCHEMA_VERSION;
 
 /// The whole report.
 #[derive(Clone, Debug, Serialize, Deserialize)]
