@@ -40,11 +40,9 @@ fn mount_at(path: &Path) -> Result<Entry> {
         .map_err(|e| Error::from_io(format!("{}", path.display()), &e))?;
     match mountinfo::top_at(&read_mountinfo()?, &abs) {
         Some(e) if e.is_luksfs() => Ok(e),
-        Some(e) => Err(Error::usage(format!(
-            "{} is a {} mount, not luksfs (see `luksfs list`)",
-            abs.display(),
-            e.fstype
-        ))),
+        Some(e) => {
+            Err(Error::usage(format!("{} is a {} mount, not luksfs (see `luksfs list`)", abs.display(), e.fstype)))
+        }
         None => Err(Error::usage(format!("nothing is mounted on {} (see `luksfs list`)", abs.display()))),
     }
 }
@@ -108,10 +106,8 @@ fn listed(e: &Entry, r: std::result::Result<Report, Error>) -> Listed {
 
 /// `luksfs list`.
 pub fn list(a: ListArgs) -> Result<i32> {
-    let mounts: Vec<Listed> = mountinfo::luksfs_mounts(&read_mountinfo()?)
-        .iter()
-        .map(|e| listed(e, socket::query(e)))
-        .collect();
+    let mounts: Vec<Listed> =
+        mountinfo::luksfs_mounts(&read_mountinfo()?).iter().map(|e| listed(e, socket::query(e))).collect();
     let text = if a.json {
         let doc = serde_json::json!({ "schema_version": SCHEMA_VERSION, "mounts": mounts });
         serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"

@@ -124,7 +124,9 @@ pub fn image_report(e: &ImageEntry) -> ImageReport {
         cipher: enc.map(|x| x.cipher),
         state: state.word().to_string(),
         reason: match &state {
-            State::Failed(err) => Some(Reason { class: err.kind().name().to_string(), message: err.message().to_string() }),
+            State::Failed(err) => {
+                Some(Reason { class: err.kind().name().to_string(), message: err.message().to_string() })
+            }
             _ => None,
         },
         size: e.tree.top().map(|t| t.size),
@@ -161,11 +163,8 @@ impl Report {
         let t = &self.totals;
         let mut s = String::new();
         let _ = writeln!(s, "{} on {} (pid {}, {})", m.source, m.mount_point, m.pid, m.transport);
-        let _ = writeln!(
-            s,
-            "images: {}, unlocked: {}, locked: {}, failed: {}",
-            t.images, t.unlocked, t.locked, t.failed
-        );
+        let _ =
+            writeln!(s, "images: {}, unlocked: {}, locked: {}, failed: {}", t.images, t.unlocked, t.locked, t.failed);
         for i in &self.images {
             let _ = writeln!(s, "\n{}", i.path);
             let fmt = match (&i.format, &i.cipher) {

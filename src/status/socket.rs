@@ -196,13 +196,13 @@ fn read_report(mut s: UnixStream, path: &Path, entry: &Entry) -> Result<Report> 
         .take(MAX_REPORT)
         .read_to_string(&mut text)
         .map_err(|e| Error::from_io(format!("reading {}", path.display()), &e))?;
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| Error::io(format!("{}: not a status report: {e}", path.display())))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| Error::io(format!("{}: not a status report: {e}", path.display())))?;
     if let Some(msg) = v.get("error").and_then(|m| m.as_str()) {
         return Err(Error::io(format!("{}: {msg}", entry.mount_point)));
     }
-    let r: Report = serde_json::from_value(v)
-        .map_err(|e| Error::io(format!("{}: not a status report: {e}", path.display())))?;
+    let r: Report =
+        serde_json::from_value(v).map_err(|e| Error::io(format!("{}: not a status report: {e}", path.display())))?;
     if r.mount.dev != entry.dev {
         return Err(Error::io(format!(
             "{}: {} answers for device {}, not this mount's {}: ignoring it",
@@ -279,7 +279,41 @@ mod tests {
         if me != 0 {
             let err = ask(&path, &e).unwrap_err();
             assert!(err.message().contains("permission denied"), "{err}");
+            return;
         }
+        // As root (always answered): open the modes, so that only the credential check stands
+        // between user 65534 and the report, and ask as that user.
+        assert_eq!(ask(&path, &e).unwrap().mount.dev, "0:98");
+        let _srv = Server::bind_in(dir.path(), "0:96", 4242, Box::new(|| report("0:96"))).unwrap();
+        let path = dir.path().join(socket_name("0:96"));
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        use std::os::unix::process::CommandExt;
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "status::socket::tests::peer_client_helper", "--nocapture", "--test-threads", "1"])
+            .env(PEER_CLIENT, &path)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("permission denied: only root and uid 4242"), "{text}");
+        assert!(!text.contains("schema_version"), "{text}");
+    }
+
+    /// Where [`peer_client_helper`] connects (set by the test that runs it as another user).
+    const PEER_CLIENT: &str = "LUKSFS_TEST_PEER_CLIENT";
+
+    /// Not a test of its own: run by `refuses_other_users_by_peer_credentials` (this test binary,
+    /// as user 65534) to connect and print what the daemon says.
+    #[test]
+    fn peer_client_helper() {
+        let Some(p) = std::env::var_os(PEER_CLIENT) else { return };
+        let mut s = UnixStream::connect(p).unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        println!("answer: {text}");
     }
 
     #[test]
