@@ -72,3 +72,37 @@ Examples:
 pub const GENERATE_ASSETS: &str = "\
 Examples:
   luksfs generate-assets target/assets   (writes target/assets/man/*.1 and completions/)";
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    fn help(sub: &str) -> String {
+        let mut cmd = crate::cli::Cli::command();
+        cmd.build();
+        let sc = cmd.find_subcommand_mut(sub).unwrap_or_else(|| panic!("no subcommand {sub}"));
+        sc.render_long_help().to_string()
+    }
+
+    #[test]
+    fn every_subcommand_has_examples() {
+        let cmd = crate::cli::Cli::command();
+        let subs: Vec<String> =
+            cmd.get_subcommands().map(|s| s.get_name().to_string()).filter(|n| n != "help").collect();
+        assert!(subs.len() >= 7, "{subs:?}");
+        for sub in subs {
+            let h = help(&sub);
+            let ex = h.split("Examples:\n").nth(1).unwrap_or_else(|| panic!("{sub}: no Examples:\n{h}"));
+            assert!(ex.lines().next().is_some_and(|l| l.contains("luksfs ")), "{sub}: {ex}");
+        }
+    }
+
+    #[test]
+    fn verify_help_lists_its_exit_codes() {
+        let h = help("verify");
+        assert!(h.contains("  6  WARN: verified with warnings"), "{h}");
+        assert!(h.contains("  7  FAIL: a hash check failed"), "{h}");
+        assert_eq!(crate::verify::EXIT_WARN, 6);
+        assert_eq!(crate::verify::EXIT_MISMATCH, 7);
+    }
+}
