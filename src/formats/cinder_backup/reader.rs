@@ -326,7 +326,6 @@ impl BackupReader {
         }
         Ok(())
     }
-
 }
 
 impl Shared {
