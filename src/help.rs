@@ -62,6 +62,7 @@ pub const STATUS: &str = "\
 Only root and the user who mounted it may ask (the daemon's socket is in /run/luksfs/ for root,
 else /run/user/UID/luksfs/ or /tmp/luksfs-UID/). Each file of the mount also answers
 `getfattr -d FILE` with user.luksfs.* attributes (source, volume, format, cipher, state).
+Exit codes: 0 answered, 1 the daemon does not answer or refuses, 2 not a luksfs mount.
 
 Examples:
   luksfs status /mnt/plain
