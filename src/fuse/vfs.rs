@@ -113,6 +113,12 @@ impl Vfs {
     /// `getxattr(2)` of `name` on `ino`: with `size` 0 the value's size, else the value
     /// (`ERANGE` when it is longer than `size`); `ENODATA` for an attribute it does not have.
     pub fn getxattr(&self, ino: u64, name: &OsStr, size: u32) -> Result<Xattr, Errno> {
+        // Others (security.selinux, system.posix_acl_access, ... asked on every access by some
+        // tools) are answered without working out the facts.
+        if !name.as_encoded_bytes().starts_with(xattr::PREFIX.as_bytes()) {
+            self.tree.node(ino).ok_or(libc::ENOENT)?;
+            return Err(libc::ENODATA);
+        }
         let attrs = self.xattrs(ino)?;
         let value = attrs.iter().find(|(n, _)| OsStr::new(n) == name).ok_or(libc::ENODATA)?;
         xattr::sized(value.1.as_bytes(), size)
