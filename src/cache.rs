@@ -13,6 +13,7 @@ use crate::Result;
 use crate::io::ReadAt;
 use quick_cache::Weighter;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Plaintext bytes per cache block: a sub-page read decrypts 16 KiB around what it asks for,
 /// enough for neighbouring small reads to hit.
@@ -39,6 +40,40 @@ impl Weighter<(u64, u64), Arc<[u8]>> for Bytes {
 /// A byte-bounded, thread-safe cache of decrypted blocks.
 pub struct BlockCache {
     inner: quick_cache::sync::Cache<(u64, u64), Arc<[u8]>, Bytes>,
+    capacity: u64,
+    counts: Counters,
+}
+
+/// How the cache has been used (relaxed counters: statistics, not synchronisation).
+#[derive(Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    direct: AtomicU64,
+}
+
+/// A snapshot of a cache's counters (for `luksfs status`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Block lookups answered from the cache.
+    pub hits: u64,
+    /// Block lookups that decrypted the block (a concurrent reader waiting for the same
+    /// decryption counts as a hit).
+    pub misses: u64,
+    /// Reads of a page or more, decrypted straight into the reply (they never touch the cache).
+    pub direct_reads: u64,
+    /// Plaintext bytes cached now.
+    pub bytes: u64,
+    /// Plaintext bytes the cache may hold.
+    pub capacity: u64,
+}
+
+impl CacheStats {
+    /// Hits per block lookup, `None` before the first lookup.
+    pub fn hit_rate(&self) -> Option<f64> {
+        let total = self.hits + self.misses;
+        (total > 0).then(|| self.hits as f64 / total as f64)
+    }
 }
 
 impl BlockCache {
@@ -48,7 +83,11 @@ impl BlockCache {
     pub fn new(capacity_bytes: u64) -> Self {
         let cap = (capacity_bytes / 4 * 3).max(BLOCK_SIZE);
         let items = (cap / BLOCK_SIZE) as usize;
-        BlockCache { inner: quick_cache::sync::Cache::with_weighter(items, cap, Bytes) }
+        BlockCache {
+            inner: quick_cache::sync::Cache::with_weighter(items, cap, Bytes),
+            capacity: cap,
+            counts: Counters::default(),
+        }
     }
 
     /// Fill `out` with the plaintext of `image` (known to the cache as `id`) at `off`. The range
@@ -58,6 +97,7 @@ impl BlockCache {
             // Page-sized and larger reads: decrypt straight into the caller's buffer. The kernel
             // page cache keeps what it asked for, so caching it here again would only cost an
             // allocation, a larger decryption and a copy.
+            self.counts.direct.fetch_add(1, Ordering::Relaxed);
             return image.read_exact_at(out, off);
         }
         let mut done = 0usize;
@@ -73,13 +113,29 @@ impl BlockCache {
     }
 
     fn block(&self, id: u64, image: &dyn ReadAt, block: u64) -> Result<Arc<[u8]>> {
-        self.inner.get_or_insert_with(&(id, block), || {
+        let mut missed = false;
+        let r = self.inner.get_or_insert_with(&(id, block), || {
+            missed = true;
             let start = block * BLOCK_SIZE;
             let len = BLOCK_SIZE.min(image.size() - start) as usize;
             let mut v = vec![0u8; len];
             image.read_exact_at(&mut v, start)?;
             Ok(Arc::from(v))
-        })
+        });
+        let counter = if missed { &self.counts.misses } else { &self.counts.hits };
+        counter.fetch_add(1, Ordering::Relaxed);
+        r
+    }
+
+    /// The counters so far, and what is cached now.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.counts.hits.load(Ordering::Relaxed),
+            misses: self.counts.misses.load(Ordering::Relaxed),
+            direct_reads: self.counts.direct.load(Ordering::Relaxed),
+            bytes: self.inner.weight(),
+            capacity: self.capacity,
+        }
     }
 
     /// Bytes currently cached.
@@ -130,6 +186,11 @@ mod tests {
         // Blocks 0, 1 and the partial last one, each decrypted once.
         let last = 100_000 - 6 * BLOCK_SIZE as usize;
         assert_eq!(src.decrypted.load(Ordering::Relaxed), 2 * BLOCK_SIZE as usize + last);
+        // Lookups: block 0 (miss), 0, 0 and 1 (miss), 6 (miss), 0.
+        let s = c.stats();
+        assert_eq!((s.hits, s.misses, s.direct_reads), (3, 3, 0));
+        assert_eq!(s.hit_rate(), Some(0.5));
+        assert_eq!(s.bytes, c.weight());
     }
 
     #[test]
@@ -140,6 +201,8 @@ mod tests {
         c.read(1, &src, 12345, &mut out).unwrap();
         assert_eq!(out, expect(12345, out.len()));
         assert_eq!(c.weight(), 0);
+        assert_eq!(c.stats(), CacheStats { direct_reads: 1, capacity: c.stats().capacity, ..CacheStats::default() });
+        assert_eq!(c.stats().hit_rate(), None);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The command line: `mount`, `cat`, `inspect`, `verify`. Parses arguments (clap), resolves keys,
+//! The command line: `mount`, `cat`, `inspect`, `verify`, `list`, `status`. Parses arguments (clap), resolves keys,
 //! and maps every failure to the documented exit codes (0 ok, 1 other, 2 usage, 3 wrong key,
 //! 4 corrupt, 5 refused/unsupported; `verify`: 6 warnings, 7 mismatch).
 
@@ -28,6 +28,8 @@ Examples:
   luksfs verify vol-1.luks --key-file vol-1.key --expect-sha256 HEX
   luksfs mount /srv/images /mnt/plain --key-file key.txt
   luksfs mount /srv/images /mnt/plain --keytab images.keytab --daemon
+  luksfs list
+  luksfs status /mnt/plain
   fusermount3 -u /mnt/plain
   mount -t fuse.luksfs /srv/images /mnt/plain -o keytab=/etc/luksfs.keytab,allow_other
     (also as an /etc/fstab line; luksfs options go in -o: keytab=, key-file=, cache-size=, ...)";
@@ -57,21 +59,27 @@ pub enum Command {
     /// SIGTERM); `--daemon` returns once the mount is ready. Keys are tried in the background;
     /// opening an image waits for its unlock, and an image whose key is wrong fails to open
     /// (EACCES) without affecting the others.
-    #[command(after_help = "Keytab lines: IMAGE KEY [OPTIONS]   (# comments)\n  \
-        IMAGE   path relative to SOURCE\n  \
-        KEY     key file (relative to the keytab's folder, or absolute), or - for --key-file\n  \
-        OPTIONS header=PATH,key-slot=N,keyfile-offset=N,keyfile-size=N\n\n\
-        Example:\n  luksfs mount /srv/images /mnt/plain --keytab /etc/luksfs.keytab -o allow_other")]
+    #[command(after_help = crate::help::MOUNT)]
     Mount(MountArgs),
     /// Write the decrypted contents of an image to standard output (no mount needed).
+    #[command(after_help = crate::help::CAT)]
     Cat(CatArgs),
     /// Show an image's header facts: format, cipher, key slots, segments (no key needed).
+    #[command(after_help = crate::help::INSPECT)]
     Inspect(InspectArgs),
     /// Decrypt a whole image (or every image under a directory) and report hashes, what the
     /// plaintext is, and a verdict: OK, WARN or FAIL.
+    #[command(after_help = crate::help::VERIFY)]
     Verify(crate::verify::VerifyArgs),
+    /// List the luksfs mounts of this machine: source, mount point, daemon pid, images, unlocked.
+    #[command(after_help = crate::help::LIST)]
+    List(crate::status::cmd::ListArgs),
+    /// Show a running mount's images: format, unlock state (and why one failed), size, nested
+    /// volumes, bytes read; and its cache hit rate. Asks the mount's daemon.
+    #[command(after_help = crate::help::STATUS)]
+    Status(crate::status::cmd::StatusArgs),
     /// Write man pages and shell completions into DIR (for packaging).
-    #[command(hide = true)]
+    #[command(hide = true, after_help = crate::help::GENERATE_ASSETS)]
     GenerateAssets(crate::assets::GenerateArgs),
 }
 
@@ -302,6 +310,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Cat(a) => cat(a),
         Command::Inspect(a) => inspect(a),
         Command::Verify(a) => crate::verify::run(a),
+        Command::List(a) => crate::status::cmd::list(a),
+        Command::Status(a) => crate::status::cmd::status(a),
         Command::GenerateAssets(a) => crate::assets::run(a),
     };
     match result {
@@ -318,7 +328,7 @@ fn inspect(a: InspectArgs) -> Result<i32> {
         crate::unlock_one::keytab_line(&a.keytab, &a.image, ImageOptions { header: a.header, key_slot: None })?;
     let (report, problem) = crate::inspect::report(&a.image, &opts)?;
     let text = if a.json {
-        serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
+        serde_json::to_string_pretty(&crate::schema::versioned(report)).unwrap_or_default() + "\n"
     } else {
         crate::inspect::render_text(&report)
     };
@@ -530,7 +540,21 @@ fn mount(a: MountArgs) -> Result<i32> {
         unlocker.clone(),
         a.cache_size.max(DEFAULT_CACHE_BYTES / 64),
     ));
-    let mounted = crate::fuse::mount::start(vfs, &cfg)?;
+    let mount_point = a.mountpoint.canonicalize().unwrap_or_else(|_| a.mountpoint.clone());
+    let mounted = crate::fuse::mount::start(vfs.clone(), &cfg)?;
+    // Answers `luksfs status` / `list` until dropped (on every way out of this function).
+    let _status = crate::status::serve(
+        vfs,
+        crate::status::report::MountFacts {
+            mount_point: mount_point.display().to_string(),
+            source: source.display().to_string(),
+            dev: mounted.dev().to_string(),
+            pid: std::process::id(),
+            uid: nix::unistd::geteuid().as_raw(),
+            transport: mounted.transport.clone(),
+            uptime_seconds: 0,
+        },
+    );
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     unlocker.spawn_background(&tree, cores);
     log::info!(

@@ -18,7 +18,7 @@ use crate::{Error, ErrorKind, Result};
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
@@ -69,6 +69,9 @@ pub struct ImageEntry {
     pub aliases: Vec<PathBuf>,
     /// The Cinder backup it is, if it is one.
     pub backup: Option<crate::catalog::backup::BackupItem>,
+    /// Plaintext bytes served from its volumes through FUSE reads (kernel page-cache hits never
+    /// reach the daemon and do not count).
+    pub bytes_read: AtomicU64,
 }
 
 impl ImageEntry {
@@ -382,6 +385,7 @@ impl Tree {
             shown: Mutex::new((None, HashSet::new())),
             parent,
             file_name: item.rel.file_name().map(OsString::from).unwrap_or_default(),
+            bytes_read: AtomicU64::new(0),
         });
         // The top view, or a damaged image, as `<name>.raw` (a damaged one fails to open).
         let top = entry.tree.top().or_else(|| (damaged || backup).then(|| entry.tree.root.clone()));

@@ -7,6 +7,7 @@
 //! by `$NOTIFY_SOCKET` (a path, or `@name` for an abstract socket): a few lines, no crate.
 
 use crate::dir::Tree;
+use crate::status::state::State;
 use crate::{Error, ErrorKind};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -24,22 +25,17 @@ pub struct Summary {
     pub pending: usize,
 }
 
-/// Wait up to `limit` for every image of `tree` to be unlocked or to fail. An image's state is
-/// that of the volumes found in its tree so far: still unlocking while any waits for a key,
-/// failed when any is broken or failed to unlock, unlocked otherwise (every decrypted view
-/// readable, or none to unlock).
+/// Wait up to `limit` for every image of `tree` to be unlocked or to fail (an image's state as
+/// [`crate::status::state::image_state`] tells it).
 pub fn wait_for_keys(tree: &Tree, limit: Duration) -> Summary {
     let t0 = Instant::now();
     loop {
         let mut s = Summary { images: tree.images.len(), ..Summary::default() };
         for e in &tree.images {
-            let volumes = e.tree.volumes();
-            if volumes.iter().any(|v| v.is_locked()) {
-                s.pending += 1;
-            } else if let Some(err) = volumes.iter().find_map(|v| v.failure()) {
-                s.failed.push((e.rel().to_path_buf(), err));
-            } else {
-                s.unlocked += 1;
+            match crate::status::state::image_state(e) {
+                State::Locked => s.pending += 1,
+                State::Failed(err) => s.failed.push((e.rel().to_path_buf(), err)),
+                State::Unlocked | State::NotEncrypted => s.unlocked += 1,
             }
         }
         if s.pending == 0 || t0.elapsed() >= limit {

@@ -156,7 +156,7 @@ fn run_one(a: &VerifyArgs) -> Result<i32> {
     let report = verify_image(&tree, &opts, &checks, progress, &|v| keys.key_for(v), settings, item.backup());
     let note = report.error.as_ref().and_then(|e| keys.note(e));
     let text = if a.json {
-        serde_json::to_string_pretty(&report.json).unwrap_or_default() + "\n"
+        serde_json::to_string_pretty(&crate::schema::versioned(report.json.clone())).unwrap_or_default() + "\n"
     } else {
         crate::inspect::render_text(&report.json)
     };
@@ -275,7 +275,8 @@ fn run_dir(a: &VerifyArgs, location: &Location) -> Result<i32> {
     );
     if a.json {
         let none: Vec<_> = without.iter().map(|e| e.rel().display().to_string()).collect();
-        let j = json!({"directory": a.source.display().to_string(), "images": reports,
+        let j = json!({"schema_version": crate::schema::SCHEMA_VERSION,
+                       "directory": a.source.display().to_string(), "images": reports,
                        "without_encryption": none,
                        "summary": {"images": n, "ok": ok, "warn": warn, "fail": fail},
                        "verdict": verdict.name(), "exit_code": code});

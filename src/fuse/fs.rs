@@ -4,6 +4,7 @@
 //! and this loop is left with the ones io_uring does not carry (forget, interrupt).
 
 use crate::fuse::vfs::{Attr, Kind, Vfs};
+use crate::fuse::xattr::Xattr;
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     LockOwner, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen,
@@ -62,6 +63,14 @@ fn file_attr(a: &Attr) -> FileAttr {
         rdev: 0,
         flags: 0,
         blksize: 4096,
+    }
+}
+
+fn xattr_reply(r: Result<Xattr, i32>, reply: ReplyXattr) {
+    match r {
+        Ok(Xattr::Size(n)) => reply.size(n),
+        Ok(Xattr::Data(d)) => reply.data(&d),
+        Err(e) => reply.error(Errno::from_i32(e)),
     }
 }
 
@@ -161,12 +170,12 @@ impl Filesystem for LuksFs {
         }
     }
 
-    fn getxattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, _size: u32, reply: ReplyXattr) {
-        reply.error(Errno::NO_XATTR)
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        xattr_reply(self.vfs.getxattr(ino.0, name, size), reply)
     }
 
-    fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: ReplyXattr) {
-        if size == 0 { reply.size(0) } else { reply.data(&[]) }
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        xattr_reply(self.vfs.listxattr(ino.0, size), reply)
     }
 
     // ---- every write path: read-only file system ----

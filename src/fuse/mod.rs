@@ -6,6 +6,7 @@
 //! * [`bdi`]: the mount's kernel readahead.
 //! * [`attach`]: mounting and unmounting a connection (only our own), mount point checks.
 //! * [`mountinfo`]: which mount is where (`/proc/self/mountinfo`).
+//! * [`xattr`]: the `user.luksfs.*` extended attributes of the mount's files.
 //! * [`mount`]: mounting — fuser `Session`/`Config`, serving until unmounted or signalled.
 
 pub mod attach;
@@ -15,3 +16,4 @@ pub mod mount;
 pub mod mountinfo;
 pub mod uring;
 pub mod vfs;
+pub mod xattr;

@@ -20,6 +20,26 @@ pub struct Entry {
     pub fstype: String,
     /// Mount source, unescaped, e.g. `luksfs:/srv/images`.
     pub source: String,
+    /// Super block options, e.g. `rw,user_id=1000,group_id=1000` for a FUSE mount.
+    pub super_options: String,
+}
+
+impl Entry {
+    /// The user who mounted a FUSE file system (its `user_id=` option).
+    pub fn fuse_user(&self) -> Option<u32> {
+        self.super_options.split(',').find_map(|o| o.strip_prefix("user_id=")?.parse().ok())
+    }
+
+    /// Whether this is a luksfs mount: type `fuse.luksfs`, or a FUSE type with a `luksfs:` source
+    /// (the default `fsname`; `subtype=` may have changed the type).
+    pub fn is_luksfs(&self) -> bool {
+        self.fstype == "fuse.luksfs" || (self.fstype.starts_with("fuse") && self.source.starts_with("luksfs:"))
+    }
+}
+
+/// Every luksfs mount in the text of a mountinfo file, in mount order.
+pub fn luksfs_mounts(mountinfo: &str) -> Vec<Entry> {
+    mountinfo.lines().filter_map(parse_line).filter(Entry::is_luksfs).collect()
 }
 
 /// Undo mountinfo's octal escapes (`\040` for a space, ...).
@@ -56,6 +76,7 @@ pub fn parse_line(line: &str) -> Option<Entry> {
         mount_point: unescape(f[4]),
         fstype: f.get(sep + 1)?.to_string(),
         source: unescape(f.get(sep + 2)?),
+        super_options: f.get(sep + 3).map_or(String::new(), |s| s.to_string()),
     })
 }
 
@@ -92,6 +113,10 @@ mod tests {
         assert_eq!(top_at(INFO, Path::new("/mnt/c")).unwrap().dev, "0:54");
         assert_eq!(top_at(INFO, Path::new("/")).unwrap().fstype, "ext4");
         assert_eq!(top_at(INFO, Path::new("/mnt")), None);
+        assert_eq!(top_at(INFO, Path::new("/mnt/a b")).unwrap().fuse_user(), Some(0));
+        assert_eq!(top_at(INFO, Path::new("/mnt/c")).unwrap().fuse_user(), None);
+        let mounts: Vec<u64> = luksfs_mounts(INFO).iter().map(|e| e.id).collect();
+        assert_eq!(mounts, [40, 42]);
         assert_eq!(top_at("garbage\n\n- -\n1 2 - x\n", Path::new("/mnt/c")), None);
     }
 

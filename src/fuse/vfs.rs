@@ -3,10 +3,12 @@
 //! (fuser's `/dev/fuse` loop) and `uring` (FUSE over io_uring, one queue per CPU). Neither
 //! holds any filesystem logic of its own, so both behave the same.
 
-use crate::cache::BlockCache;
+use crate::cache::{BlockCache, CacheStats};
 use crate::dir::{NodeKind, Tree, Unlocker};
+use crate::fuse::xattr::{self, Xattr};
 use std::ffi::OsStr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 /// Attribute and entry TTL of files: a volume never changes while mounted.
@@ -89,6 +91,45 @@ impl Vfs {
         Vfs { tree, cache: BlockCache::new(cache_bytes), unlocker }
     }
 
+    /// The mounted tree (for status reports).
+    pub fn tree(&self) -> &Arc<Tree> {
+        &self.tree
+    }
+
+    /// The block cache's counters.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+
+    /// The `user.luksfs.*` attributes of `ino` (none for directories).
+    fn xattrs(&self, ino: u64) -> Result<Vec<(&'static str, String)>, Errno> {
+        let node = self.tree.node(ino).ok_or(libc::ENOENT)?;
+        Ok(match &node.kind {
+            NodeKind::File(f) => xattr::of_volume(&f.image, &f.volume),
+            NodeKind::Dir(_) => Vec::new(),
+        })
+    }
+
+    /// `getxattr(2)` of `name` on `ino`: with `size` 0 the value's size, else the value
+    /// (`ERANGE` when it is longer than `size`); `ENODATA` for an attribute it does not have.
+    pub fn getxattr(&self, ino: u64, name: &OsStr, size: u32) -> Result<Xattr, Errno> {
+        // Others (security.selinux, system.posix_acl_access, ... asked on every access by some
+        // tools) are answered without working out the facts.
+        if !name.as_encoded_bytes().starts_with(xattr::PREFIX.as_bytes()) {
+            self.tree.node(ino).ok_or(libc::ENOENT)?;
+            return Err(libc::ENODATA);
+        }
+        let attrs = self.xattrs(ino)?;
+        let value = attrs.iter().find(|(n, _)| OsStr::new(n) == name).ok_or(libc::ENODATA)?;
+        xattr::sized(value.1.as_bytes(), size)
+    }
+
+    /// `listxattr(2)` on `ino`: the NUL-terminated names, under the same size rules.
+    pub fn listxattr(&self, ino: u64, size: u32) -> Result<Xattr, Errno> {
+        let attrs = self.xattrs(ino)?;
+        xattr::sized(&xattr::name_list(&attrs), size)
+    }
+
     /// Attributes of `ino`.
     pub fn attr(&self, ino: u64) -> Result<Attr, Errno> {
         let n = self.tree.node(ino).ok_or(libc::ENOENT)?;
@@ -166,6 +207,7 @@ impl Vfs {
             log::error!("read at {offset}: {e}");
             e.kind().errno()
         })?;
+        f.image.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 

@@ -502,6 +502,25 @@ fn unprivileged_user_mounts_through_fusermount3() {
         let mut buf = [0u8; 16];
         let r = std::fs::File::open(mnt.join("a.luks.raw")).and_then(|mut f| f.read(&mut buf));
         assert!(r.is_err(), "root read a mount of uid 65534 made without allow_other");
+        // Its status socket (in /run/user/65534/luksfs or /tmp/luksfs-65534) answers that user
+        // and root.
+        let ask = |nobody: bool| {
+            let t0 = Instant::now();
+            loop {
+                let mut c = if nobody { as_nobody(Path::new(bin())) } else { Command::new(bin()) };
+                c.arg("status").arg(&mnt).arg("--json");
+                let out = run_timed(c, Duration::from_secs(60));
+                if out.code == Some(0) || t0.elapsed() > Duration::from_secs(10) {
+                    return serde_json::from_slice::<serde_json::Value>(out.ok()).unwrap();
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        };
+        let mine = ask(true);
+        assert_eq!(mine["mount"]["uid"], 65534, "{mine:#}");
+        assert!(mine["totals"]["unlocked"].as_u64() >= Some(2), "{mine:#}");
+        let roots = ask(false);
+        assert_eq!(roots["mount"]["pid"], mine["mount"]["pid"]);
         let mut u = as_nobody(&fm);
         u.arg("-u").arg(&mnt);
         let out = run_timed(u, Duration::from_secs(20));

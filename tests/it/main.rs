@@ -22,6 +22,8 @@
 //!   devices) from `../shared/corpus/nested`.
 //! * `system`: luksfs as a system tool: `--daemon` errors, mount point checks, restarts,
 //!   `mount -t fuse.luksfs` and fstab, systemd.
+//! * `status`: `list`, `status` and the `user.luksfs.*` attributes of live mounts; the JSON
+//!   Schemas of `docs/schema/` against real outputs.
 //! * `package`: the .deb (slow): built, installed with dpkg, man pages and completions, removed.
 //! * `cinder_backup`: Cinder backups written by cinder's own posix driver
 //!   (`scripts/cinder-backup-make.sh`), reassembled, decrypted, verified, damaged.
@@ -54,6 +56,7 @@ mod package;
 mod partition;
 mod qcow2;
 mod qcow2_plain;
+mod status;
 mod stress;
 mod system;
 mod transport;

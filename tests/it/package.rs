@@ -16,12 +16,18 @@ const INSTALLED: &[&str] = &[
     "/usr/share/man/man1/luksfs-cat.1.gz",
     "/usr/share/man/man1/luksfs-inspect.1.gz",
     "/usr/share/man/man1/luksfs-verify.1.gz",
+    "/usr/share/man/man1/luksfs-list.1.gz",
+    "/usr/share/man/man1/luksfs-status.1.gz",
     "/usr/share/bash-completion/completions/luksfs",
     "/usr/share/zsh/vendor-completions/_luksfs",
     "/usr/share/fish/vendor_completions.d/luksfs.fish",
     "/usr/lib/systemd/system/luksfs@.service",
     "/usr/share/doc/luksfs/README.md",
     "/usr/share/doc/luksfs/copyright",
+    "/usr/share/luksfs/schema/inspect.schema.json",
+    "/usr/share/luksfs/schema/verify.schema.json",
+    "/usr/share/luksfs/schema/status.schema.json",
+    "/usr/share/luksfs/schema/list.schema.json",
 ];
 
 fn installed() -> bool {

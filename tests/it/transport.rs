@@ -51,7 +51,7 @@ fn statfs_and_xattr_errno(p: &Path) -> String {
 
 #[test]
 fn io_uring_and_dev_fuse_serve_the_same() {
-    need!("fuse-uring", "qemu-img", "qemu-io", "python3");
+    need!("fuse-uring", "qemu-img", "qemu-io", "python3", "getfattr");
     let lab = Lab::new();
     let a = lab.qemu_luks("a.luks", random("tr-a", 5 * MIB + 1536), PASS, "");
     let b = lab.qcow2("sub/b.qcow2", random("tr-b", 2 * MIB), PASS, "cluster_size=65536", &[Op::Zero(65536, 131072)]);
@@ -88,6 +88,21 @@ fn io_uring_and_dev_fuse_serve_the_same() {
     let (x, y) = (statfs_and_xattr_errno(&mu.path("a.luks.raw")), statfs_and_xattr_errno(&md.path("a.luks.raw")));
     assert_eq!(x, y, "statfs or getxattr differ");
     assert!(x.ends_with(&format!(" {}", libc::ENODATA)), "getxattr should fail with ENODATA: {x}");
+    // the user.luksfs.* attributes: listxattr and getxattr (size probe, then value) on both
+    let attrs = |m: &Mount, rel: &str| {
+        let mut c = tool("getfattr");
+        c.args(["-d", "--absolute-names"]).arg(m.path(rel));
+        let out = run_timed(c, FS_CALL);
+        assert_eq!(out.code, Some(0), "{}: {}", out.cmdline, out.stderr);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines().filter(|l| l.starts_with("user.")).collect::<Vec<_>>().join("\n")
+    };
+    for rel in ["a.luks.raw", "sub/b.qcow2.raw"] {
+        let (x, y) = (attrs(&mu, rel), attrs(&md, rel));
+        assert_eq!(x, y, "getfattr -d {rel} differs between the transports");
+        assert!(x.contains("user.luksfs.state=\"unlocked\""), "{rel}: {x}");
+    }
+    assert!(attrs(&mu, "sub/b.qcow2.raw").contains("user.luksfs.format=\"qcow2\""));
 }
 
 /// Many readers at once, small and large reads mixed, on both transports.

@@ -62,8 +62,17 @@ fn assert_report(mut got: Value, want: Value) {
     assert_json(&got, &want);
 }
 
+/// Compare with a snapshot; a top-level `"schema_version"` must be 1 (snapshots leave it out;
+/// tests/it/schema.rs checks every document has it).
 #[track_caller]
 fn assert_json(got: &Value, want: &Value) {
+    let mut got = got.clone();
+    if want.get("schema_version").is_none()
+        && let Some(v) = got.as_object_mut().and_then(|m| m.shift_remove("schema_version"))
+    {
+        assert_eq!(v, json!(1), "schema_version");
+    }
+    let got = &got;
     if got != want {
         panic!(
             "JSON differs from the snapshot.\n--- got:\n{}\n--- want:\n{}",

@@ -115,7 +115,10 @@ pub enum Op<'a> {
     Access {
         mask: i32,
     },
-    Getxattr,
+    Getxattr {
+        name: &'a OsStr,
+        size: u32,
+    },
     Listxattr {
         size: u32,
     },
@@ -148,7 +151,8 @@ impl<'a> Op<'a> {
             op::READDIR => u64_at(op_in, 8).zip(u32_at(op_in, 16)).map(|(offset, size)| Op::Readdir { offset, size }),
             op::STATFS => Some(Op::Statfs),
             op::ACCESS => u32_at(op_in, 0).map(|m| Op::Access { mask: m as i32 }),
-            op::GETXATTR => Some(Op::Getxattr),
+            // struct fuse_getxattr_in { size, padding }, then the name.
+            op::GETXATTR => u32_at(op_in, 0).zip(name(payload)).map(|(size, name)| Op::Getxattr { name, size }),
             op::LISTXATTR => u32_at(op_in, 0).map(|size| Op::Listxattr { size }),
             op::RELEASE | op::RELEASEDIR | op::DESTROY => Some(Op::Ack),
             op::SETATTR

@@ -20,6 +20,7 @@
 pub mod abi;
 
 use crate::fuse::vfs::Vfs;
+use crate::fuse::xattr::Xattr;
 use abi::{Dirents, InHeader, Op};
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use std::io;
@@ -230,11 +231,23 @@ fn answer(vfs: &Vfs, h: &InHeader, hdr: &[u8], payload: &mut [u8], plen: usize) 
         }
         Op::Statfs => abi::statfs(payload, &vfs.statfs()),
         Op::Access { mask } => vfs.access(ino, mask).map(|()| 0),
-        Op::Getxattr => Err(libc::ENODATA),
-        Op::Listxattr { size: 0 } => abi::xattr_size(payload, 0),
-        Op::Listxattr { .. } | Op::Ack => Ok(0),
+        Op::Getxattr { name, size } => xattr_reply(vfs.getxattr(ino, name, size)?, payload),
+        Op::Listxattr { size } => xattr_reply(vfs.listxattr(ino, size)?, payload),
+        Op::Ack => Ok(0),
         Op::Write => Err(libc::EROFS),
         Op::Unsupported => Err(libc::ENOSYS),
         Op::Malformed => Err(libc::EINVAL),
+    }
+}
+
+/// A `getxattr`/`listxattr` answer in the reply payload: `struct fuse_getxattr_out` for a size,
+/// else the bytes.
+fn xattr_reply(x: Xattr, payload: &mut [u8]) -> Result<usize, i32> {
+    match x {
+        Xattr::Size(n) => abi::xattr_size(payload, n),
+        Xattr::Data(d) => {
+            payload.get_mut(..d.len()).ok_or(libc::ERANGE)?.copy_from_slice(&d);
+            Ok(d.len())
+        }
     }
 }
