@@ -224,7 +224,7 @@ impl S3Store {
             log::debug!("s3: GET {url} -> {status}");
             let want = if range.is_some() { 206 } else { 200 };
             match status {
-                s if s == want => match resp.body_mut().with_config().limit(limit).read_to_vec() {
+                s if s == want => match super::read_body(resp.body_mut(), limit) {
                     Ok(v) => return Ok(Answer::Body(v)),
                     Err(ureq::Error::BodyExceedsLimit(_)) => {
                         return Err(Error::corrupt(format!("GET {url}: more than {limit} bytes")));

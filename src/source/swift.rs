@@ -128,7 +128,7 @@ impl SwiftStore {
             let status = resp.status().as_u16();
             log::debug!("swift: GET {url} -> {status}");
             match status {
-                s if s == want => match resp.body_mut().with_config().limit(limit).read_to_vec() {
+                s if s == want => match super::read_body(resp.body_mut(), limit) {
                     Ok(v) => return Ok(Answer::Body(v)),
                     Err(ureq::Error::BodyExceedsLimit(_)) => {
                         return Err(Error::corrupt(format!("GET {url}: more than {limit} bytes")));
