@@ -724,6 +724,10 @@ cat "$W/table-header.md"
 log "nested volumes: scripts/bench/nested.sh"
 { echo; "$HELPERS/nested.sh" "$LUKSFS" "$W/nested" "$S" "$REPS"; } >>"$W/table.md" 2>>"$LOGD/nested.log" ||
     anomaly "scripts/bench/nested.sh failed (see $LOGD/nested.log)"
+# Cinder backups read in place (issue 13): posix and Swift backups by cinder's own drivers.
+log "cinder backups: scripts/bench/cinder.sh"
+{ echo; "$HELPERS/cinder.sh" "$LUKSFS" "$W/cinder" "$S" "$REPS"; } >>"$W/table.md" 2>>"$LOGD/cinder.log" ||
+    anomaly "scripts/bench/cinder.sh failed (see $LOGD/cinder.log)"
 if [ -s "$ANOM" ]; then
     echo; echo "Anomalies seen in luksfs/qsd during the run:"; sed 's/^/  - /' "$ANOM"
     { echo; echo "Anomalies:"; sed 's/^/- /' "$ANOM"; } >>"$W/table.md"
