@@ -709,6 +709,31 @@ fn swift_and_s3_backups_read_in_place() {
         }
         drop(unmount);
     }
+    // a container (bucket) of plain image files: each object is an image read by range
+    let put = format!(
+        "set -e; tok=$(curl -fsS -D - -o /dev/null -H 'X-Auth-User: {u}' -H 'X-Auth-Key: {k}' {a} | \\
+         tr -d '\\r' | sed -n 's/^[Xx]-[Aa]uth-[Tt]oken: //p'); \\
+         curl -fsS -X PUT -H \"X-Auth-Token: $tok\" {url}/images; \\
+         curl -fsS -X PUT -H \"X-Auth-Token: $tok\" -T {file} {url}/images/disks/vol-2.luks",
+        u = env["SWIFT_USER"],
+        k = env["SWIFT_KEY"],
+        a = env["SWIFT_AUTH_URL"],
+        url = env["SWIFT_URL"],
+        file = t.path().join("vo/vol/luks.2").display(),
+    );
+    run_script(&["-c".as_ref(), put.as_ref()]).unwrap();
+    let want = std::fs::read(t.path().join("vo/vol/plain.2")).unwrap();
+    for (url, vars) in
+        [("swift://images/disks/vol-2.luks", &swift_env[..]), ("s3://images/disks/vol-2.luks", &s3_env[..])]
+    {
+        let out = run(&["cat".as_ref(), url.as_ref(), "--key-file".as_ref(), key.as_os_str()], vars);
+        assert_eq!(out.code(), 0, "{}: {}", out.cmdline, out.stderr);
+        assert_same(url, &out.stdout, &want);
+    }
+    let out = run(&["inspect".as_ref(), "swift://images".as_ref(), "--json".as_ref()], &swift_env);
+    let v: serde_json::Value = serde_json::from_slice(out.ok()).unwrap();
+    assert_eq!(v["format"], "luks1", "{v}");
+
     // no credentials: a usage error that says what to set
     let out = run(&["verify".as_ref(), "swift://volumebackups".as_ref(), "--key-file".as_ref(), key.as_os_str()], &[]);
     assert_eq!(out.code(), 2, "{}", out.cmdline);
