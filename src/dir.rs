@@ -12,7 +12,6 @@
 use crate::catalog::{self, Entry, Item, Location, Reach};
 use crate::image::{ImageOptions, UnlockSettings};
 use crate::keys::{KeySource, Keyring, keytab, sidecar};
-use crate::volume::tree::LvmPool;
 use crate::volume::tree::UnlockKey;
 use crate::volume::{ImageTree, Limits, Volume};
 use crate::{Error, ErrorKind, Result};
@@ -235,8 +234,6 @@ impl Tree {
         let mut tree = Tree { nodes: RwLock::new(Vec::new()), images: Vec::new() };
         tree.push(ROOT_INO, OsString::new(), root_meta, NodeKind::Dir(RwLock::default()));
         let mut dirs = Dirs::default();
-        // one volume group may have its PVs in several images of the source
-        let lvm = LvmPool::default();
         for entry in catalog::list(location)? {
             match entry {
                 Entry::Dir { rel, meta } => {
@@ -244,7 +241,7 @@ impl Tree {
                 }
                 Entry::Image(item) => {
                     let parent = tree.dir(&mut dirs, item.rel.parent().unwrap_or(Path::new("")), root_meta);
-                    tree.add_item(&item, parent, plan, single, &lvm)?;
+                    tree.add_item(&item, parent, plan, single)?;
                 }
             }
         }
@@ -309,7 +306,7 @@ impl Tree {
         ino
     }
 
-    fn add_item(&mut self, item: &Item, parent: u64, plan: &KeyPlan, single: bool, lvm: &LvmPool) -> Result<()> {
+    fn add_item(&mut self, item: &Item, parent: u64, plan: &KeyPlan, single: bool) -> Result<()> {
         let aliases = item.aliases();
         let line = plan.keytab.get(&item.rel).or_else(|| aliases.iter().find_map(|a| plan.keytab.get(a)));
         let (mut key, options) = match line {
@@ -339,7 +336,7 @@ impl Tree {
             }
         }
         let opened = if plan.verify { item.open_verifying() } else { item.open() }
-            .map(|r| ImageTree::on_sharing(r, &item.path, &item.rel, &options, Limits::default(), lvm.clone()));
+            .map(|r| ImageTree::on(r, &item.path, &item.rel, &options, Limits::default()));
         let tree = match opened {
             Ok(t) => t,
             Err(e) => {

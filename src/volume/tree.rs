@@ -46,10 +46,9 @@ pub struct ImageCtx {
     names: Names,
     count: AtomicUsize,
     limits: Limits,
-    /// LVM2 PVs met so far in this image (or in every image of its source), by PV UUID, and the
-    /// LVs already shown (by LV UUID): an LV spanning several PVs is built by the PV that
-    /// completes its set.
-    lvm: LvmPool,
+    /// LVM2 PVs met so far in this image, by PV UUID, and the LVs already shown (by LV UUID):
+    /// an LV spanning several PVs of the image is built by the PV that completes its set.
+    lvm: Mutex<LvmSeen>,
     /// The image's own bytes are a volume to read (a Cinder backup's reassembled volume), not
     /// only a container of volumes: its root is served even when nothing in it is recognised
     /// and whatever a probe failed to read (a damaged object fails only the reads it touches).
@@ -66,12 +65,6 @@ impl ImageCtx {
 /// The LVM2 PVs of one image (readers by PV UUID) and the LVs shown (by LV UUID).
 #[derive(Default)]
 struct LvmSeen(std::collections::HashMap<String, Arc<dyn ReadAt>>, std::collections::HashSet<String>);
-
-/// Where the LVM2 PVs of images are gathered: one per image by default; one for all the images
-/// of a source ([`ImageTree::on_sharing`]) assembles a volume group whose PVs are in different
-/// files (the disks of one machine, imaged one by one).
-#[derive(Clone, Default)]
-pub struct LvmPool(Arc<Mutex<LvmSeen>>);
 
 /// What a volume is, for people and for JSON.
 #[derive(Clone, Debug)]
@@ -168,18 +161,6 @@ impl ImageTree {
 
     /// The tree of the image whose bytes `src` reads.
     pub fn on(src: Arc<dyn ReadAt>, path: &Path, rel: &Path, options: &ImageOptions, limits: Limits) -> ImageTree {
-        Self::on_sharing(src, path, rel, options, limits, LvmPool::default())
-    }
-
-    /// [`ImageTree::on`], gathering LVM2 PVs in `lvm` with other images.
-    pub fn on_sharing(
-        src: Arc<dyn ReadAt>,
-        path: &Path,
-        rel: &Path,
-        options: &ImageOptions,
-        limits: Limits,
-        lvm: LvmPool,
-    ) -> ImageTree {
         let ctx = Arc::new(ImageCtx {
             path: path.to_path_buf(),
             rel: rel.to_path_buf(),
@@ -187,7 +168,7 @@ impl ImageTree {
             names: Names::default(),
             count: AtomicUsize::new(1),
             limits,
-            lvm,
+            lvm: Mutex::default(),
             root_served: Default::default(),
         });
         let root = Arc::new(Volume {
@@ -475,7 +456,7 @@ impl Volume {
                     (Some(vg), Some(me)) => {
                         let vg = Arc::new(vg.clone());
                         layer.facts = lvm_facts(&vg);
-                        let mut known = self.image.lvm.0.lock().unwrap_or_else(|e| e.into_inner());
+                        let mut known = self.image.lvm.lock().unwrap_or_else(|e| e.into_inner());
                         known.0.insert(vg.pvs[me].uuid.clone(), reader.clone());
                         let pvs: Vec<Option<Arc<dyn ReadAt>>> =
                             vg.pvs.iter().map(|p| known.0.get(&p.uuid).cloned()).collect();
@@ -500,7 +481,7 @@ impl Volume {
                             }
                             if let Some(missing) = on.iter().find(|&&p| pvs.get(p).is_none_or(|r| r.is_none())) {
                                 layer.notes.push(format!(
-                                    "LV {} also needs PV {} ({}), not (yet) found in this image or its source",
+                                    "LV {} also needs PV {} ({}), not (yet) found in this image",
                                     lv.name, vg.pvs[*missing].name, vg.pvs[*missing].uuid
                                 ));
                                 continue;

@@ -412,27 +412,6 @@ fn striped_lv_across_two_pvs() {
         assert!(out.ok() == data.as_slice(), "LV stripes/{name} read through the GPT disk differs");
     }
 
-    // Both PVs as two image files of one source folder (the disks of one machine imaged one by
-    // one): the mount assembles the volume group across the files and shows every LV once.
-    if crate::util::have(&["fuse"]) {
-        let src = lab.work.join("two-disks");
-        std::fs::create_dir_all(&src).unwrap();
-        for (i, f) in p.files.iter().enumerate() {
-            std::fs::copy(f, src.join(format!("disk{i}.img"))).unwrap();
-        }
-        let key = lab.key("unused", b"no encryption here");
-        let mnt = lab.work.join("mnt-two-disks");
-        let args = ["--all-volumes".as_ref(), "--key-file".as_ref(), key.as_os_str()];
-        let m = crate::util::mount::Mount::start(&src, &mnt, &args, &lab.work);
-        let files = m.walk();
-        for (name, data) in &written {
-            let want = format!("stripes-{name}.raw");
-            let found: Vec<&String> = files.iter().filter(|f| f.ends_with(&format!("/{want}"))).collect();
-            assert_eq!(found.len(), 1, "LV {name} shown once: {files:?}");
-            crate::util::assert_same(&format!("LV {name} across two image files"), &m.read(found[0]).unwrap(), data);
-        }
-    }
-
     // With only the second PV at hand: LVs on it work, the striped ones name the missing PV.
     let have_b = b.index.unwrap();
     va.lv("only1").unwrap().check_pvs(va, &|i| i == have_b).unwrap();
