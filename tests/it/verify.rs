@@ -316,7 +316,7 @@ fn verify_mbr_sfdisk_vfat_qcow2() {
             "kind": "partition-table", "type": "mbr", "description": "MBR partition table, 2 partitions",
             "disk_id": "0x1234abcd", "sector_size": 512,
             "partitions": [
-                {"number": 1, "start": MIB, "size": 4 * MIB, "type": "0x0e", "type_name": "FAT16", "name": null,
+                {"number": 1, "start": MIB, "size": 4 * MIB, "type": "0x0e", "type_name": "W95 FAT16 (LBA)", "name": null,
                  "bootable": true,
                  "contents": {"kind": "volume", "type": "fat16", "label": "BACKUP", "uuid": "1234-ABCD",
                               "size": 4 * MIB, "description": "fat16 filesystem \"BACKUP\" (4.0 MiB)"}},
