@@ -10,19 +10,35 @@
 #   SWIFT_URL        the account URL; SWIFT_USER, SWIFT_KEY
 #   S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION   (s3api on the same port)
 # Stop with scripts/swift-down.sh DIR.
+#
+#   swift-up.sh DIR --keystone OSK_ENV
+#
+# Also authenticates Keystone tokens (keystonemiddleware authtoken + Swift's keystoneauth, accounts
+# KEY_<project id>) against the Keystone of OSK_ENV (the osk.env scripts/openstack-up.sh writes),
+# beside tempauth (accounts AUTH_<user>), and registers Swift in that Keystone's catalog as the
+# `object-store` service (public and internal endpoints, RegionOne), as a deployment does. Adds
+# SWIFT_KEYSTONE_URL (the object-store endpoint template) to DIR/swift.env.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-D=$(mkdir -p "${1:?usage: swift-up.sh DIR}" && cd "$1" && pwd)
+D=$(mkdir -p "${1:?usage: swift-up.sh DIR [--keystone OSK_ENV]}" && cd "$1" && pwd)
+OSK_ENV=
+if [ "${2:-}" = --keystone ]; then
+    OSK_ENV=$(cd "$(dirname "${3:?--keystone needs the osk.env of scripts/openstack-up.sh}")" && pwd)/$(basename "$3")
+fi
 venv=${LUKSFS_SWIFT_VENV:-$(dirname "$here")/target/swift-venv}
 log() { printf '[swift-up] %s\n' "$*" >&2; }
 mkdir -p "$D/etc" "$D/srv/d1" "$D/run" "$D/log" "$D/deb"
-if ! "$venv/bin/python" -c 'import swift.proxy.server' 2>/dev/null; then
-    log "installing swift into $venv"
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check -c "$here/swift-constraints.txt" swift >"$D/pip.log" 2>&1 ||
-        { cat "$D/pip.log" >&2; exit 1; }
-fi
+# one installer at a time (tests start Swift from several processes)
+mkdir -p "$(dirname "$venv")"
+(
+    flock 9
+    if ! "$venv/bin/python" -c 'import swift.proxy.server, keystonemiddleware.auth_token' 2>/dev/null; then
+        log "installing swift and keystonemiddleware into $venv"
+        [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
+        "$venv/bin/pip" install -q --disable-pip-version-check -c "$here/swift-constraints.txt" \
+            swift keystonemiddleware >"$D/pip.log" 2>&1 || { cat "$D/pip.log" >&2; exit 1; }
+    fi
+) 9>"$venv.lock"
 if [ ! -x "$D/deb/usr/bin/memcached" ]; then
     (cd "$D/deb" && { apt-get download -q memcached >/dev/null 2>&1 || { apt-get update -qq && apt-get download -q memcached >/dev/null; }; } &&
         dpkg -x memcached_*.deb .)
@@ -63,7 +79,7 @@ bind_ip = 127.0.0.1
 bind_port = $PP
 workers = 0
 [pipeline:main]
-pipeline = catch_errors proxy-logging cache s3api tempauth proxy-logging proxy-server
+pipeline = catch_errors proxy-logging cache s3api tempauth $([ -n "$OSK_ENV" ] && echo "authtoken keystoneauth") proxy-logging proxy-server
 [app:proxy-server]
 use = egg:swift#proxy
 account_autocreate = true
@@ -80,6 +96,56 @@ use = egg:swift#catch_errors
 [filter:proxy-logging]
 use = egg:swift#proxy_logging
 C
+if [ -n "$OSK_ENV" ]; then
+    # shellcheck disable=SC1090
+    . "$OSK_ENV"
+    cat >>"$D/etc/proxy-server.conf" <<C
+[filter:authtoken]
+paste.filter_factory = keystonemiddleware.auth_token:filter_factory
+www_authenticate_uri = $OSK_KEYSTONE_URL
+auth_url = $OSK_KEYSTONE_URL
+auth_type = password
+username = admin
+password = $OSK_ADMIN_PASSWORD
+project_name = admin
+user_domain_id = default
+project_domain_id = default
+delay_auth_decision = True
+[filter:keystoneauth]
+use = egg:swift#keystoneauth
+reseller_prefix = KEY_
+operator_roles = admin, member
+C
+    SWIFT_KS_URL="http://127.0.0.1:$PP/v1/KEY_%(project_id)s"
+    log "registering object-store at $SWIFT_KS_URL in $OSK_KEYSTONE_URL"
+    "$venv/bin/python" - "$OSK_KEYSTONE_URL" "$OSK_ADMIN_PASSWORD" "$SWIFT_KS_URL" <<'PY'
+import json, sys, urllib.request
+ks, pw, url = sys.argv[1:4]
+def req(method, path, body=None, token=None):
+    r = urllib.request.Request(ks + path, method=method,
+                               data=json.dumps(body).encode() if body is not None else None)
+    r.add_header('Content-Type', 'application/json')
+    if token:
+        r.add_header('X-Auth-Token', token)
+    with urllib.request.urlopen(r) as resp:
+        raw = resp.read()
+        return resp.headers, (json.loads(raw) if raw else None)
+h, _ = req('POST', '/auth/tokens', {'auth': {'identity': {'methods': ['password'], 'password': {'user': {
+    'name': 'admin', 'domain': {'id': 'default'}, 'password': pw}}},
+    'scope': {'project': {'name': 'admin', 'domain': {'id': 'default'}}}}})
+t = h['X-Subject-Token']
+svcs = req('GET', '/services?type=object-store', token=t)[1]['services']
+svc = svcs[0] if svcs else req('POST', '/services', {'service': {'name': 'swift', 'type': 'object-store'}}, token=t)[1]['service']
+eps = req('GET', '/endpoints?service_id=' + svc['id'], token=t)[1]['endpoints']
+for iface in ('public', 'internal'):
+    mine = [e for e in eps if e['interface'] == iface]
+    if not mine:
+        req('POST', '/endpoints', {'endpoint': {'service_id': svc['id'], 'interface': iface, 'url': url,
+                                                'region_id': 'RegionOne'}}, token=t)
+    elif mine[0]['url'] != url:
+        req('PATCH', '/endpoints/' + mine[0]['id'], {'endpoint': {'url': url}}, token=t)
+PY
+fi
 (
     cd "$D/etc"
     for r in account:$AP container:$CP object:$OP; do
@@ -110,4 +176,5 @@ AWS_ACCESS_KEY_ID=test:tester
 AWS_SECRET_ACCESS_KEY=testing
 AWS_REGION=us-east-1
 C
+[ -z "$OSK_ENV" ] || echo "SWIFT_KEYSTONE_URL=$SWIFT_KS_URL" >>"$D/swift.env"
 cat "$D/swift.env"
