@@ -174,8 +174,8 @@ fn qcow2_report(h: &qh::Header) -> Value {
 
 /// Build the inspect report for `path`. Returns the report and, when the image cannot be opened,
 /// the error that explains why (whose kind sets the exit code).
-pub fn report(arg: &Path, options: &ImageOptions) -> Result<(Value, Option<Error>)> {
-    let item = crate::catalog::resolve_one(arg)?;
+pub fn report(arg: &Path, os_cloud: Option<&str>, options: &ImageOptions) -> Result<(Value, Option<Error>)> {
+    let item = crate::catalog::resolve_one(arg, os_cloud)?;
     let path = item.path.as_path();
     let file = item.open()?;
     let tree = ImageTree::on(file.clone(), path, Path::new(""), options, Limits::default());
