@@ -1,0 +1,289 @@
+//! Glance as a SOURCE (`glance://`, `glance://ID`) against a REAL Glance (PyPI glance 33, file
+//! store) started by `scripts/glance-up.sh` next to the Keystone + Barbican of
+//! [`crate::barbican::harness`], into `$LUKSFS_GLANCE_DIR` (default: `glance/` in the harness
+//! directory), and left running for the next run. Stop it with `scripts/glance-down.sh
+//! target/openstack/glance`. If it can't be started the tests print `SKIPPED: ...` and pass, except under
+//! `CI=true`.
+//!
+//! Images made by qemu-img (LUKS1, passphrase secret, the `os_encrypt_*` properties of an
+//! encrypted upload) and cryptsetup (LUKS1 as Cinder's encryptor makes it, a `symmetric` secret
+//! whose hex is the passphrase, the `cinder_encryption_key_*` properties Cinder sets) are
+//! uploaded through Glance's API; luksfs finds them in the catalog of the same cloud and reads
+//! them by range. (Glance 33 refuses a LUKS2 upload in a `bare` container: its format
+//! inspector's safety check says "LUKS version 2 is not supported".) Run with
+//! `cargo test --test it -- glance::`.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::barbican::{Env, OsMount, agent, clouds_env, harness, hex, id_of, luksfs, os, random_bytes, random_id};
+use crate::util::{self, KIB, Lab, MIB, Out, mark};
+
+/// Names of the images these tests upload start with this (leftovers of earlier runs are deleted).
+const PREFIX: &str = "luksfs-it ";
+
+static GLANCE: OnceLock<Result<String, String>> = OnceLock::new();
+
+/// Glance's URL, started on first use; `None` (after `SKIPPED: why`) when it can't be, a
+/// failure under `CI=true`.
+fn glance() -> Option<&'static str> {
+    let osk = harness()?;
+    match GLANCE.get_or_init(|| start(&osk.dir)) {
+        Ok(u) => Some(u),
+        Err(why) => {
+            util::skip(&format!("Glance did not start: {why}"));
+            None
+        }
+    }
+}
+
+fn start(osk_dir: &Path) -> Result<String, String> {
+    let dir = match std::env::var_os("LUKSFS_GLANCE_DIR") {
+        Some(d) => PathBuf::from(d),
+        // beside its Keystone: a Glance registered in another Keystone would refuse our tokens
+        None => osk_dir.join("glance"),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/glance-up.sh");
+    let t = Instant::now();
+    // one run of the script at a time (parallel test processes would install into one venv)
+    let mut cmd = match util::which("flock") {
+        Some(flock) => {
+            let mut c = Command::new(flock);
+            c.arg("-o").arg(dir.join(".up.lock")).arg("bash");
+            c
+        }
+        None => Command::new("bash"),
+    };
+    let out = cmd
+        .arg(&script)
+        .arg(&dir)
+        .arg(osk_dir)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{}: {e}", script.display()))?;
+    if !out.status.success() {
+        let text = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = text.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
+        return Err(format!("{} failed ({}):\n{}", script.display(), out.status, tail.join("\n")));
+    }
+    let env = std::fs::read_to_string(dir.join("glance.env")).map_err(|e| format!("glance.env: {e}"))?;
+    let url = env.lines().find_map(|l| l.strip_prefix("GLANCE_URL=")).ok_or("glance.env lacks GLANCE_URL")?;
+    eprintln!("Glance up in {:.1}s at {url}", t.elapsed().as_secs_f32());
+    Ok(url.to_string())
+}
+
+macro_rules! glance {
+    () => {
+        match glance() {
+            Some(g) => (harness().unwrap(), g),
+            None => return,
+        }
+    };
+}
+
+/// Glance's REST API as user demo.
+struct Api<'a> {
+    url: &'a str,
+    token: String,
+}
+
+impl Api<'_> {
+    fn call(&self, method: &str, path: &str, body: Option<Value>, data: Option<&[u8]>) -> (u16, Value) {
+        let url = format!("{}{path}", self.url);
+        let a = agent();
+        let resp = match (method, body, data) {
+            ("POST", Some(b), _) => a.post(&url).header("X-Auth-Token", &self.token).send_json(&b),
+            ("PUT", _, Some(d)) => a
+                .put(&url)
+                .header("X-Auth-Token", &self.token)
+                .header("Content-Type", "application/octet-stream")
+                .send(d),
+            ("GET", ..) => a.get(&url).header("X-Auth-Token", &self.token).call(),
+            ("DELETE", ..) => a.delete(&url).header("X-Auth-Token", &self.token).call(),
+            other => panic!("{other:?}"),
+        };
+        let mut resp = resp.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// A new image named `PREFIX + name` with `props`; its id.
+    fn create(&self, name: &str, props: Value) -> String {
+        let mut body = json!({"name": format!("{PREFIX}{name}"), "disk_format": "raw", "container_format": "bare"});
+        body.as_object_mut().unwrap().extend(props.as_object().unwrap().clone());
+        let (status, v) = self.call("POST", "/v2/images", Some(body), None);
+        assert_eq!(status, 201, "POST /v2/images: {v}");
+        v["id"].as_str().unwrap().to_string()
+    }
+
+    /// [`Api::create`], then upload `file` as its data.
+    fn upload(&self, name: &str, props: Value, file: &Path) -> String {
+        let id = self.create(name, props);
+        let data = std::fs::read(file).unwrap();
+        let (status, v) = self.call("PUT", &format!("/v2/images/{id}/file"), None, Some(&data));
+        assert_eq!(status, 204, "PUT /v2/images/{id}/file: {v}");
+        id
+    }
+
+    fn delete(&self, id: &str) {
+        let (status, v) = self.call("DELETE", &format!("/v2/images/{id}"), None, None);
+        assert!(status == 204 || status == 404, "DELETE /v2/images/{id}: {status} {v}");
+    }
+
+    fn show(&self, id: &str) -> Value {
+        let (status, v) = self.call("GET", &format!("/v2/images/{id}"), None, None);
+        assert_eq!(status, 200, "GET /v2/images/{id}: {v}");
+        v
+    }
+
+    /// Delete the images earlier runs of these tests left behind.
+    fn clean(&self) {
+        let (status, v) = self.call("GET", "/v2/images?limit=1000", None, None);
+        assert_eq!(status, 200, "{v}");
+        for i in v["images"].as_array().unwrap() {
+            if i["name"].as_str().is_some_and(|n| n.starts_with(PREFIX)) {
+                self.delete(i["id"].as_str().unwrap());
+            }
+        }
+    }
+}
+
+fn run(env: &Env, args: &[&str]) -> Out {
+    let a: Vec<&OsStr> = args.iter().map(|s| os(s)).collect();
+    util::run_timed(luksfs(env, &a), Duration::from_secs(180))
+}
+
+/// An ext4 filesystem of `size` bytes made by mkfs.ext4 (a plaintext `verify` recognises).
+fn ext4(lab: &Lab, name: &str, size: usize) -> Vec<u8> {
+    let f = lab.root().join(format!("{name}.ext4"));
+    std::fs::File::create(&f).unwrap().set_len(size as u64).unwrap();
+    util::sh({
+        let mut c = util::tool("mkfs.ext4");
+        c.args(["-q", "-F", "-L", name]).arg(&f);
+        c
+    });
+    std::fs::read(&f).unwrap()
+}
+
+fn shown(name: &str, id: &str) -> String {
+    format!("{}_{id}.raw", format!("{PREFIX}{name}").replace('/', "_"))
+}
+
+/// Encrypted images uploaded to Glance (qemu-img LUKS1 with a passphrase secret and the
+/// properties of an encrypted upload; cryptsetup LUKS1 with a symmetric secret and Cinder's
+/// properties), an unencrypted one and one without data: `mount glance://` shows exactly the two
+/// encrypted ones and reads them byte-exact; `cat`, `inspect` and `verify` take `glance://ID`
+/// (and the shown name); `verify glance://` checks Glance's os_hash_value and os_decrypt_size;
+/// errors name the image: no data, a wrong or unknown id, an image deleted under a mount.
+#[test]
+fn glance_images_through_mount_cat_inspect_and_verify() {
+    let (osk, url) = glance!();
+    if !util::have(&["qemu-img", "cryptsetup", "mkfs.ext4", "fuse"]) {
+        return;
+    }
+    let api = Api { url, token: osk.demo_token() };
+    api.clean();
+    let lab = Lab::new();
+    let pass = format!("upload passphrase {}", &random_id()[..8]);
+    let s_pass = osk.store_passphrase(&api.token, &pass);
+    let k_sym = random_bytes(32);
+    let s_sym = osk.store_symmetric(&api.token, &k_sym);
+
+    let upload = lab.qemu_luks("upload.luks", ext4(&lab, "upload", 3 * MIB), pass.as_bytes(), "");
+    let cinder = lab.cs_luks1("cinder.img", ext4(&lab, "cinder", 2 * MIB + 512 * KIB), hex(&k_sym).as_bytes(), &[]);
+    let doomed = lab.qemu_luks("doomed.luks", ext4(&lab, "doomed", 12 * MIB), pass.as_bytes(), "");
+    let plain = lab.place("plain.img");
+    util::write(&plain, &mark("not encrypted", MIB));
+
+    let props = |plain: &[u8]| {
+        json!({"os_encrypt_format": "LUKSv1", "os_encrypt_key_id": id_of(&s_pass),
+            "os_encrypt_key_deletion_policy": "on_image_deletion", "os_decrypt_container_format": "bare",
+            "os_decrypt_size": plain.len().to_string()})
+    };
+    let id_upload = api.upload("user/upload", props(&upload.plain), &upload.path);
+    let id_cinder = api.upload(
+        "volume cinder",
+        json!({"cinder_encryption_key_id": id_of(&s_sym), "cinder_encryption_key_deletion_policy": "on_image_deletion"}),
+        &cinder.path,
+    );
+    let id_doomed = api.upload("doomed", props(&doomed.plain), &doomed.path);
+    let id_plain = api.upload("plain", json!({}), &plain);
+    let id_empty = api.create("no data", props(&upload.plain));
+    assert_eq!(api.show(&id_upload)["os_hash_algo"], "sha512");
+
+    let env = clouds_env(&lab, &osk.dir.join("clouds.yaml"));
+    let g = |id: &str| format!("glance://{id}");
+
+    // cat and inspect of one image, by id and by the name a mount shows
+    run(&env, &["cat", &g(&id_upload), "--os-cloud", "osk-demo"]).assert_bytes(&upload.plain);
+    run(&env, &["cat", &g(&id_cinder), "--os-cloud", "osk-appcred"]).assert_bytes(&cinder.plain);
+    run(&env, &["cat", &g(&shown("volume cinder", &id_cinder)), "--os-cloud", "osk-demo", "--offset", "1M"])
+        .assert_bytes(&cinder.plain[MIB..]);
+    let out = run(&env, &["inspect", "--json", &g(&id_cinder), "--os-cloud", "osk-demo"]);
+    let j: Value = serde_json::from_slice(out.ok()).unwrap();
+    assert_eq!(j["format"], "luks1", "{j}");
+
+    // verify of one image: Glance's os_hash_value (sha512 of the stored data) and os_decrypt_size
+    let out = run(&env, &["verify", "--json", &g(&id_upload), "--os-cloud", "osk-demo"]);
+    let j: Value = serde_json::from_slice(out.ok()).unwrap_or_else(|e| panic!("{e}: {}", out.stderr));
+    assert_eq!(j["verdict"], "OK", "{j}");
+    assert_eq!(j["openstack"]["glance"], true, "{j}");
+    assert_eq!(j["openstack"]["os_hash_matches"], true, "{j}");
+    assert_eq!(j["openstack"]["decrypt_size_matches"], true, "{j}");
+    assert_eq!(j["sha256"]["plaintext"], util::sha256_hex(&upload.plain), "{j}");
+
+    // verify of every encrypted image: the three with data
+    let out = run(&env, &["verify", "glance://", "--os-cloud", "osk-demo"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.code(), 0, "{}\n{text}", out.stderr);
+    for id in [&id_upload, &id_cinder, &id_doomed] {
+        assert!(text.lines().any(|l| l.starts_with("OK") && l.contains(id.as_str())), "{id}:\n{text}");
+    }
+    assert!(!text.contains(&id_plain) && !text.contains(&id_empty), "{text}");
+
+    // errors naming the image: no data, an unknown id, not an id, no credentials
+    let out = run(&env, &["cat", &g(&id_empty), "--os-cloud", "osk-demo"]);
+    assert_ne!(out.code(), 0);
+    assert!(out.stderr.contains(&id_empty) && out.stderr.contains("no data"), "{}", out.stderr);
+    let unknown = random_id();
+    let out = run(&env, &["cat", &g(&unknown), "--os-cloud", "osk-demo"]);
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    assert!(out.stderr.contains(&unknown) && out.stderr.contains("no image"), "{}", out.stderr);
+    let out = run(&env, &["cat", "glance://vol-7", "--os-cloud", "osk-demo"]);
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    assert!(out.stderr.contains("not an image id"), "{}", out.stderr);
+    let out = run(&clouds_env(&lab, &lab.root().join("none.yaml")), &["cat", &g(&id_upload)]);
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+
+    // a mount of every encrypted image: the images with data, byte-exact, by range
+    let m = OsMount::start_from(&lab, os("glance://"), "mnt", &env, &["--os-cloud", "osk-appcred", "-v"]);
+    let names: Vec<String> =
+        std::fs::read_dir(m.path("")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    for (name, id) in [("user/upload", &id_upload), ("volume cinder", &id_cinder), ("doomed", &id_doomed)] {
+        assert!(names.contains(&shown(name, id)), "{} not in {names:?}", shown(name, id));
+    }
+    assert!(!names.iter().any(|n| n.contains(&id_plain) || n.contains(&id_empty)), "{names:?}");
+    let read = |name: &str, id: &str, len: usize| m.read_at(&shown(name, id), 0, len);
+    util::assert_same("upload via mount", &read("user/upload", &id_upload, upload.plain.len()).unwrap(), &upload.plain);
+    util::assert_same(
+        "cinder via mount",
+        &read("volume cinder", &id_cinder, cinder.plain.len()).unwrap(),
+        &cinder.plain,
+    );
+    // deleted under the mount: EIO where bytes are not cached, and the log names the image
+    api.delete(&id_doomed);
+    let err = m.read_at(&shown("doomed", &id_doomed), 10 * MIB as u64, 4096).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    assert!(m.log().contains(&id_doomed), "{}", m.log());
+    // the others still read
+    util::assert_same("upload again", &read("user/upload", &id_upload, upload.plain.len()).unwrap(), &upload.plain);
+    drop(m);
+    api.clean();
+}
