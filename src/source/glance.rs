@@ -240,7 +240,7 @@ impl GlanceStore {
                     return Err(Error::io(format!("{what}: Glance rejects the token (401) after re-authenticating")));
                 }
                 403 => {
-                    return Err(Error::bad_key(format!("{what}: forbidden (403): these credentials may not read it")));
+                    return Err(Error::io(format!("{what}: forbidden (403): these credentials may not read it")));
                 }
                 200 if range.is_some() => {
                     return Err(Error::io(format!(
@@ -250,7 +250,7 @@ impl GlanceStore {
                 204 => return Err(Error::corrupt(format!("{what}: Glance has no data for it (204)"))),
                 400 if range.is_some() => {
                     return Err(Error::unsupported(format!(
-                        "{what}: Glance refuses range requests for it (400): its store (rbd, swift, s3 or http) \
+                        "{what}: Glance refuses range requests for this image (400): its store (rbd, swift, s3 or http) \
                          cannot serve byte ranges (only the file and cinder stores can), so it cannot be read in place; \
                          download it (`openstack image save`) and use the file"
                     )));
@@ -314,7 +314,7 @@ pub fn check_content_range(header: Option<&str>, first: u64, last: u64, listed: 
 
 impl ObjectStore for GlanceStore {
     fn describe(&self) -> String {
-        "glance".into()
+        "Glance".into()
     }
 
     fn list_sized(&self, prefix: &str) -> Result<Vec<Listed>> {
@@ -350,15 +350,16 @@ impl ObjectStore for GlanceStore {
         if len == 0 {
             return Ok(Some(Vec::new()));
         }
-        let what = format!("Glance image {name}");
         let last = offset
             .checked_add(len as u64 - 1)
-            .ok_or_else(|| Error::corrupt(format!("{what}: range {offset}+{len} overflows")))?;
+            .ok_or_else(|| Error::corrupt(format!("Glance image {name}: range {offset}+{len} overflows")))?;
+        // the caller names the image ([`super::object::ObjectReader`]: "object ID of Glance")
+        let what = format!("bytes {offset}-{last}");
         match self.request(&format!("/v2/images/{name}/file"), Some((offset, last)), &what)? {
             Answer::Body(b) if b.len() == len => Ok(Some(b)),
             Answer::Body(b) => Err(Error::new(
                 ErrorKind::Corrupt,
-                format!("{what}: asked for {len} bytes at {offset}, Glance sent {} (short body)", b.len()),
+                format!("{what}: Glance sent {} bytes instead of {len} (short body)", b.len()),
             )),
             Answer::NotFound => Ok(None),
         }

@@ -27,14 +27,21 @@ use crate::util::{self, KIB, Lab, MIB, Out, mark};
 /// Names of the images these tests upload start with this (leftovers of earlier runs are deleted).
 const PREFIX: &str = "luksfs-it ";
 
-static GLANCE: OnceLock<Result<String, String>> = OnceLock::new();
+/// A running Glance.
+struct Glance {
+    url: String,
+    /// The directory of `glance-up.sh` (its file store is `state/images/`).
+    dir: PathBuf,
+}
 
-/// Glance's URL, started on first use; `None` (after `SKIPPED: why`) when it can't be, a
-/// failure under `CI=true`.
-fn glance() -> Option<&'static str> {
+static GLANCE: OnceLock<Result<Glance, String>> = OnceLock::new();
+
+/// Glance, started on first use; `None` (after `SKIPPED: why`) when it can't be, a failure
+/// under `CI=true`.
+fn glance() -> Option<&'static Glance> {
     let osk = harness()?;
     match GLANCE.get_or_init(|| start(&osk.dir)) {
-        Ok(u) => Some(u),
+        Ok(g) => Some(g),
         Err(why) => {
             util::skip(&format!("Glance did not start: {why}"));
             None
@@ -42,7 +49,7 @@ fn glance() -> Option<&'static str> {
     }
 }
 
-fn start(osk_dir: &Path) -> Result<String, String> {
+fn start(osk_dir: &Path) -> Result<Glance, String> {
     let dir = match std::env::var_os("LUKSFS_GLANCE_DIR") {
         Some(d) => PathBuf::from(d),
         // beside its Keystone: a Glance registered in another Keystone would refuse our tokens
@@ -75,7 +82,7 @@ fn start(osk_dir: &Path) -> Result<String, String> {
     let env = std::fs::read_to_string(dir.join("glance.env")).map_err(|e| format!("glance.env: {e}"))?;
     let url = env.lines().find_map(|l| l.strip_prefix("GLANCE_URL=")).ok_or("glance.env lacks GLANCE_URL")?;
     eprintln!("Glance up in {:.1}s at {url}", t.elapsed().as_secs_f32());
-    Ok(url.to_string())
+    Ok(Glance { url: url.to_string(), dir })
 }
 
 macro_rules! glance {
@@ -181,10 +188,12 @@ fn shown(name: &str, id: &str) -> String {
 /// properties), an unencrypted one and one without data: `mount glance://` shows exactly the two
 /// encrypted ones and reads them byte-exact; `cat`, `inspect` and `verify` take `glance://ID`
 /// (and the shown name); `verify glance://` checks Glance's os_hash_value and os_decrypt_size;
-/// errors name the image: no data, a wrong or unknown id, an image deleted under a mount.
+/// errors name the image: no data, a wrong or unknown id, a store file shorter than Glance says,
+/// an image deleted under a mount.
 #[test]
 fn glance_images_through_mount_cat_inspect_and_verify() {
-    let (osk, url) = glance!();
+    let (osk, glance) = glance!();
+    let url = glance.url.as_str();
     if !util::have(&["qemu-img", "cryptsetup", "mkfs.ext4", "fuse"]) {
         return;
     }
@@ -216,6 +225,12 @@ fn glance_images_through_mount_cat_inspect_and_verify() {
     let id_doomed = api.upload("doomed", props(&doomed.plain), &doomed.path);
     let id_plain = api.upload("plain", json!({}), &plain);
     let id_empty = api.create("no data", props(&upload.plain));
+    let damaged = lab.qemu_luks("damaged.luks", ext4(&lab, "damaged", 4 * MIB), pass.as_bytes(), "");
+    let id_damaged = api.upload("damaged", props(&damaged.plain), &damaged.path);
+    // the file store's copy loses its second half (Glance still lists the full size)
+    let stored = glance.dir.join("state/images").join(&id_damaged);
+    let full = std::fs::metadata(&stored).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&stored).unwrap().set_len(full / 2).unwrap();
     assert_eq!(api.show(&id_upload)["os_hash_algo"], "sha512");
 
     let env = clouds_env(&lab, &osk.dir.join("clouds.yaml"));
@@ -242,10 +257,11 @@ fn glance_images_through_mount_cat_inspect_and_verify() {
     // verify of every encrypted image: the three with data
     let out = run(&env, &["verify", "glance://", "--os-cloud", "osk-demo"]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert_eq!(out.code(), 0, "{}\n{text}", out.stderr);
+    assert_ne!(out.code(), 0, "{}\n{text}", out.stderr);
     for id in [&id_upload, &id_cinder, &id_doomed] {
         assert!(text.lines().any(|l| l.starts_with("OK") && l.contains(id.as_str())), "{id}:\n{text}");
     }
+    assert!(text.lines().any(|l| l.starts_with("FAIL") && l.contains(&id_damaged)), "{text}");
     assert!(!text.contains(&id_plain) && !text.contains(&id_empty), "{text}");
 
     // errors naming the image: no data, an unknown id, not an id, no credentials
@@ -261,6 +277,12 @@ fn glance_images_through_mount_cat_inspect_and_verify() {
     assert!(out.stderr.contains("not an image id"), "{}", out.stderr);
     let out = run(&clouds_env(&lab, &lab.root().join("none.yaml")), &["cat", &g(&id_upload)]);
     assert_eq!(out.code(), 2, "{}", out.stderr);
+    // a damaged store: Glance sends fewer bytes than its Content-Range promises; never wrong bytes
+    let out = run(&env, &["cat", &g(&id_damaged), "--os-cloud", "osk-demo"]);
+    assert_ne!(out.code(), 0, "{}", out.stderr);
+    assert!(out.stderr.contains(&id_damaged), "{}", out.stderr);
+    assert!(out.stdout.len() < damaged.plain.len(), "{}", out.stderr);
+    util::assert_same("damaged: what was written", &out.stdout, &damaged.plain[..out.stdout.len()]);
 
     // a mount of every encrypted image: the images with data, byte-exact, by range
     let m = OsMount::start_from(&lab, os("glance://"), "mnt", &env, &["--os-cloud", "osk-appcred", "-v"]);
