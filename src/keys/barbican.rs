@@ -955,6 +955,7 @@ mod tests {
             cacert: None,
             insecure: false,
             key_manager_endpoint: None,
+            image_endpoint: None,
         }
     }
     fn named(n: &str) -> IdOrName {

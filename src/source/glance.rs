@@ -4,7 +4,8 @@
 //!
 //! Authentication is Barbican's ([`KeyManager`]): the same `--os-cloud` / `OS_*` credentials,
 //! one Keystone token renewed before it expires and once after a 401, and the `image` endpoint
-//! of its service catalog (`image_endpoint_override` / `OS_IMAGE_ENDPOINT_OVERRIDE` replaces it).
+//! of its service catalog (the cloud's `image_endpoint_override` / `OS_IMAGE_ENDPOINT_OVERRIDE`
+//! replaces it).
 //!
 //! Listing: `GET /v2/images?limit=…` following `next` (a path below `/v2/images` only, at most
 //! [`MAX_IMAGES`] images); sizes come from the image records (`HEAD …/file` is 405 in Glance).
@@ -106,9 +107,7 @@ impl GlanceStore {
     /// Nothing is sent yet.
     pub fn from_cloud(os_cloud: Option<&str>) -> Result<GlanceStore> {
         let keystone = Arc::new(KeyManager::from_cloud(os_cloud)?);
-        let endpoint_override = ["OS_IMAGE_ENDPOINT_OVERRIDE", "OS_IMAGE_ENDPOINT"]
-            .iter()
-            .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()));
+        let endpoint_override = keystone.config().image_endpoint.clone();
         Ok(GlanceStore::new(keystone, endpoint_override))
     }
 

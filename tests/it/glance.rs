@@ -309,3 +309,38 @@ fn glance_images_through_mount_cat_inspect_and_verify() {
     drop(m);
     api.clean();
 }
+
+/// `OS_IMAGE_ENDPOINT_OVERRIDE` replaces the catalog's `image` endpoint (with the `OS_*`
+/// credentials alone, no clouds.yaml): the real Glance at its URL serves the image; a closed port
+/// is an I/O error (exit 1) naming that URL.
+#[test]
+fn glance_endpoint_override() {
+    let (osk, glance) = glance!();
+    if !util::have(&["qemu-img"]) {
+        return;
+    }
+    let api = Api { url: &glance.url, token: osk.demo_token() };
+    let lab = Lab::new();
+    let pass = format!("override {}", &random_id()[..8]);
+    let secret = osk.store_passphrase(&api.token, &pass);
+    let img = lab.qemu_luks("o.luks", mark("override", 512 * KIB), pass.as_bytes(), "");
+    let id = api.upload(
+        &format!("override {}", &random_id()[..8]),
+        json!({"os_encrypt_format": "LUKSv1", "os_encrypt_key_id": id_of(&secret)}),
+        &img.path,
+    );
+    let mut env: Env = clouds_env(&lab, &lab.root().join("none.yaml"));
+    env.extend(osk.os_env());
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let with = |url: &str| {
+        let mut e = env.clone();
+        e.push(("OS_IMAGE_ENDPOINT_OVERRIDE".into(), url.into()));
+        e
+    };
+    run(&with(&format!("{}/v2/", glance.url)), &["cat", &format!("glance://{id}")]).assert_bytes(&img.plain);
+    let bad = format!("http://127.0.0.1:{closed}");
+    let out = run(&with(&bad), &["cat", &format!("glance://{id}")]);
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains(&bad), "{}", out.stderr);
+    api.delete(&id);
+}
