@@ -127,9 +127,13 @@ impl Item {
         }
     }
 
-    /// Other names a keytab line may give this image (a backup's id).
+    /// Other names a keytab line may give this image (a backup's id, a Glance image's id).
     pub fn aliases(&self) -> Vec<PathBuf> {
-        self.backup().map(|b| vec![PathBuf::from(&b.entry.info.backup_id)]).unwrap_or_default()
+        match &self.reach {
+            Reach::Backup(b) => vec![PathBuf::from(&b.entry.info.backup_id)],
+            Reach::Glance(g) => vec![PathBuf::from(&g.id)],
+            _ => Vec::new(),
+        }
     }
 }
 

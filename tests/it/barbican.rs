@@ -1059,7 +1059,7 @@ impl OsMount {
 
     /// open(REL) fails with `errno`, twice (a failed image stays failed, without a new fetch).
     #[track_caller]
-    fn assert_errno(&self, rel: &str, errno: i32) {
+    pub(crate) fn assert_errno(&self, rel: &str, errno: i32) {
         for _ in 0..2 {
             let got = self.open_errno(rel);
             assert_eq!(

@@ -225,6 +225,10 @@ fn glance_images_through_mount_cat_inspect_and_verify() {
     let id_doomed = api.upload("doomed", props(&doomed.plain), &doomed.path);
     let id_plain = api.upload("plain", json!({}), &plain);
     let id_empty = api.create("no data", props(&upload.plain));
+    // its Barbican secret opens it, but a keytab line naming its id gives a wrong key
+    let keyed = lab.qemu_luks("keyed.luks", ext4(&lab, "keyed", MIB), pass.as_bytes(), "");
+    let id_keyed = api.upload("keyed", props(&keyed.plain), &keyed.path);
+    let kt = lab.key("keytab", format!("{id_keyed} {}\n", lab.key("wrong.key", b"wrong").display()).as_bytes());
     let damaged = lab.qemu_luks("damaged.luks", ext4(&lab, "damaged", 4 * MIB), pass.as_bytes(), "");
     let id_damaged = api.upload("damaged", props(&damaged.plain), &damaged.path);
     // the file store's copy loses its second half (Glance still lists the full size)
@@ -244,6 +248,8 @@ fn glance_images_through_mount_cat_inspect_and_verify() {
     let out = run(&env, &["inspect", "--json", &g(&id_cinder), "--os-cloud", "osk-demo"]);
     let j: Value = serde_json::from_slice(out.ok()).unwrap();
     assert_eq!(j["format"], "luks1", "{j}");
+    assert_eq!(j["openstack"]["glance"], true, "{j}");
+    assert_eq!(j["openstack"]["key_id"], id_of(&s_sym), "{j}");
 
     // verify of one image: Glance's os_hash_value (sha512 of the stored data) and os_decrypt_size
     let out = run(&env, &["verify", "--json", &g(&id_upload), "--os-cloud", "osk-demo"]);
@@ -258,7 +264,7 @@ fn glance_images_through_mount_cat_inspect_and_verify() {
     let out = run(&env, &["verify", "glance://", "--os-cloud", "osk-demo"]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert_ne!(out.code(), 0, "{}\n{text}", out.stderr);
-    for id in [&id_upload, &id_cinder, &id_doomed] {
+    for id in [&id_upload, &id_cinder, &id_doomed, &id_keyed] {
         assert!(text.lines().any(|l| l.starts_with("OK") && l.contains(id.as_str())), "{id}:\n{text}");
     }
     assert!(text.lines().any(|l| l.starts_with("FAIL") && l.contains(&id_damaged)), "{text}");
@@ -285,7 +291,8 @@ fn glance_images_through_mount_cat_inspect_and_verify() {
     util::assert_same("damaged: what was written", &out.stdout, &damaged.plain[..out.stdout.len()]);
 
     // a mount of every encrypted image: the images with data, byte-exact, by range
-    let m = OsMount::start_from(&lab, os("glance://"), "mnt", &env, &["--os-cloud", "osk-appcred", "-v"]);
+    let args = ["--os-cloud", "osk-appcred", "--keytab", kt.to_str().unwrap(), "-v"];
+    let m = OsMount::start_from(&lab, os("glance://"), "mnt", &env, &args);
     let names: Vec<String> =
         std::fs::read_dir(m.path("")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     for (name, id) in [("user/upload", &id_upload), ("volume cinder", &id_cinder), ("doomed", &id_doomed)] {
@@ -299,6 +306,8 @@ fn glance_images_through_mount_cat_inspect_and_verify() {
         &read("volume cinder", &id_cinder, cinder.plain.len()).unwrap(),
         &cinder.plain,
     );
+    // the keytab line named the image by its id: its (wrong) key, not Barbican's
+    m.assert_errno(&shown("keyed", &id_keyed), libc::EACCES);
     // deleted under the mount: EIO where bytes are not cached, and the log names the image
     api.delete(&id_doomed);
     let err = m.read_at(&shown("doomed", &id_doomed), 10 * MIB as u64, 4096).unwrap_err();
