@@ -191,6 +191,21 @@ impl KeyManager {
         Self::new(clouds::load(os_cloud)?)
     }
 
+    /// The key manager of `os_cloud` ([`KeyManager::from_cloud`]) that everything in this process
+    /// talking to that cloud shares (Barbican keys, Glance images, every command's images): one
+    /// Keystone token, renewed for all, each secret fetched once. Created on first use; a
+    /// configuration error is not kept (the next call reads the configuration again).
+    pub fn shared(os_cloud: Option<&str>) -> Result<Arc<KeyManager>, Error> {
+        static MANAGERS: Mutex<Vec<(Option<String>, Arc<KeyManager>)>> = Mutex::new(Vec::new());
+        let mut managers = lock(&MANAGERS);
+        if let Some((_, km)) = managers.iter().find(|(c, _)| c.as_deref() == os_cloud) {
+            return Ok(km.clone());
+        }
+        let km = Arc::new(KeyManager::from_cloud(os_cloud)?);
+        managers.push((os_cloud.map(str::to_string), km.clone()));
+        Ok(km)
+    }
+
     /// [`KeyManager::new`] with explicit tunables.
     pub fn with_options(cfg: CloudConfig, opts: Options) -> Result<KeyManager, Error> {
         let mut tls = TlsConfig::builder();

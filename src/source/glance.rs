@@ -103,10 +103,11 @@ enum Answer {
 }
 
 impl GlanceStore {
-    /// Glance as the credentials of `os_cloud` (`--os-cloud`; else `OS_CLOUD` or `OS_*`) reach it.
-    /// Nothing is sent yet.
+    /// Glance as the credentials of `os_cloud` (`--os-cloud`; else `OS_CLOUD` or `OS_*`) reach it,
+    /// through the process's shared [`KeyManager`] (one token for Glance and Barbican). Nothing
+    /// is sent yet.
     pub fn from_cloud(os_cloud: Option<&str>) -> Result<GlanceStore> {
-        let keystone = Arc::new(KeyManager::from_cloud(os_cloud)?);
+        let keystone = KeyManager::shared(os_cloud)?;
         let endpoint_override = keystone.config().image_endpoint.clone();
         Ok(GlanceStore::new(keystone, endpoint_override))
     }

@@ -291,7 +291,7 @@ fn glance_images_through_mount_cat_inspect_and_verify() {
     util::assert_same("damaged: what was written", &out.stdout, &damaged.plain[..out.stdout.len()]);
 
     // a mount of every encrypted image: the images with data, byte-exact, by range
-    let args = ["--os-cloud", "osk-appcred", "--keytab", kt.to_str().unwrap(), "-v"];
+    let args = ["--os-cloud", "osk-appcred", "--keytab", kt.to_str().unwrap(), "-vv"];
     let m = OsMount::start_from(&lab, os("glance://"), "mnt", &env, &args);
     let names: Vec<String> =
         std::fs::read_dir(m.path("")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
@@ -308,6 +308,8 @@ fn glance_images_through_mount_cat_inspect_and_verify() {
     );
     // the keytab line named the image by its id: its (wrong) key, not Barbican's
     m.assert_errno(&shown("keyed", &id_keyed), libc::EACCES);
+    // one Keystone token for Glance and Barbican
+    assert_eq!(m.log().matches("keystone: POST").count(), 1, "{}", m.log());
     // deleted under the mount: EIO where bytes are not cached, and the log names the image
     api.delete(&id_doomed);
     let err = m.read_at(&shown("doomed", &id_doomed), 10 * MIB as u64, 4096).unwrap_err();
