@@ -13,7 +13,8 @@
 # http stores answer 400 to them.
 #
 # Environment: GLANCE_VENV (DIR/venv), GLANCE_CONSTRAINTS (glance-constraints.txt next to this
-# script; '' resolves freely), GLANCE_START_TIMEOUT (60 seconds).
+# script; '' resolves freely), GLANCE_START_TIMEOUT (60 seconds), GLANCE_PAGE_MAX (3: images per
+# page of a listing, so that tests follow 'next'; a running Glance keeps its setting).
 set -euo pipefail
 die() { echo "glance-up: $*" >&2; exit 1; }
 [ $# -eq 2 ] || die "usage: $0 DIR OSK_DIR"
@@ -27,6 +28,7 @@ OSK_ADMIN_PASSWORD=$(sed -n 's/^OSK_ADMIN_PASSWORD=//p' "$O/osk.env")
 VENV=${GLANCE_VENV:-$D/venv}
 if [ -z "${GLANCE_CONSTRAINTS+x}" ]; then GLANCE_CONSTRAINTS=$HERE/glance-constraints.txt; fi
 TIMEOUT=${GLANCE_START_TIMEOUT:-60}
+PAGE_MAX=${GLANCE_PAGE_MAX:-3}
 mkdir -p "$D/state/images" "$D/state/staging" "$D/state/tasks" "$D/log" "$D/run" "$D/etc"
 export PYTHONWARNINGS=ignore
 
@@ -111,6 +113,10 @@ cat >"$D/etc/glance-api.conf" <<C
 [DEFAULT]
 log_file = $D/log/glance-api.log
 enabled_backends = fs:file
+# small pages (of at most GLANCE_PAGE_MAX images; Glance's default is 1000), so that every
+# listing of a few test images already follows 'next'
+api_limit_max = $PAGE_MAX
+limit_param_default = $PAGE_MAX
 [database]
 connection = sqlite:///$D/state/glance.sqlite
 [glance_store]

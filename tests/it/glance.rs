@@ -150,11 +150,23 @@ impl Api<'_> {
         v
     }
 
+    /// Every image the project sees, following `next` (the test Glance pages by 3).
+    fn list(&self) -> Vec<Value> {
+        let (mut out, mut path) = (Vec::new(), "/v2/images".to_string());
+        loop {
+            let (status, v) = self.call("GET", &path, None, None);
+            assert_eq!(status, 200, "{v}");
+            out.extend(v["images"].as_array().unwrap().iter().cloned());
+            match v["next"].as_str() {
+                Some(next) => path = next.to_string(),
+                None => return out,
+            }
+        }
+    }
+
     /// Delete the images earlier runs of these tests left behind.
     fn clean(&self) {
-        let (status, v) = self.call("GET", "/v2/images?limit=1000", None, None);
-        assert_eq!(status, 200, "{v}");
-        for i in v["images"].as_array().unwrap() {
+        for i in self.list() {
             if i["name"].as_str().is_some_and(|n| n.starts_with(PREFIX)) {
                 self.delete(i["id"].as_str().unwrap());
             }
@@ -236,6 +248,7 @@ fn glance_images_through_mount_cat_inspect_and_verify() {
     let full = std::fs::metadata(&stored).unwrap().len();
     std::fs::OpenOptions::new().write(true).open(&stored).unwrap().set_len(full / 2).unwrap();
     assert_eq!(api.show(&id_upload)["os_hash_algo"], "sha512");
+    assert!(api.list().len() > 3, "more images than one page of the test Glance holds");
 
     let env = clouds_env(&lab, &osk.dir.join("clouds.yaml"));
     let g = |id: &str| format!("glance://{id}");
@@ -308,8 +321,9 @@ fn glance_images_through_mount_cat_inspect_and_verify() {
     );
     // the keytab line named the image by its id: its (wrong) key, not Barbican's
     m.assert_errno(&shown("keyed", &id_keyed), libc::EACCES);
-    // one Keystone token for Glance and Barbican
+    // one Keystone token for Glance and Barbican; the listing followed `next`
     assert_eq!(m.log().matches("keystone: POST").count(), 1, "{}", m.log());
+    assert!(m.log().contains("/v2/images?") && m.log().contains("marker="), "{}", m.log());
     // deleted under the mount: EIO where bytes are not cached, and the log names the image
     api.delete(&id_doomed);
     let err = m.read_at(&shown("doomed", &id_doomed), 10 * MIB as u64, 4096).unwrap_err();
