@@ -109,10 +109,12 @@ print('glance user', u['id'], 'image service', s['id'], 'at', url)
 PY
 
 # ------------------------------------------------------------- config -----
-cat >"$D/etc/glance-api.conf" <<C
+cat >"$D/etc/glance-api.conf.new" <<C
 [DEFAULT]
 log_file = $D/log/glance-api.log
-enabled_backends = fs:file
+# the http store too (read-only: images whose data is at a URL, added by POST .../locations),
+# whose images Glance cannot serve by range
+enabled_backends = fs:file, web:http
 # small pages (of at most GLANCE_PAGE_MAX images; Glance's default is 1000), so that every
 # listing of a few test images already follows 'next'
 api_limit_max = $PAGE_MAX
@@ -123,6 +125,10 @@ connection = sqlite:///$D/state/glance.sqlite
 default_backend = fs
 [fs]
 filesystem_store_datadir = $D/state/images
+[import_filtering_opts]
+# a location on this host (any port) for the http store's test images
+allowed_hosts = [127.0.0.1]
+allowed_ports = []
 [os_glance_staging_store]
 filesystem_store_datadir = $D/state/staging
 [os_glance_tasks_store]
@@ -148,6 +154,12 @@ auth_endpoint = $OSK_KEYSTONE_URL
 barbican_endpoint_type = public
 C
 
+# a running Glance with another configuration (an older version of this script) is restarted
+if alive && ! cmp -s "$D/etc/glance-api.conf.new" "$D/etc/glance-api.conf"; then
+    echo "glance-up: configuration changed: restarting Glance" >&2
+    "$HERE/glance-down.sh" "$D" >&2
+fi
+mv "$D/etc/glance-api.conf.new" "$D/etc/glance-api.conf"
 if alive; then
     echo "glance-up: Glance already running (pid $(cat "$D/run/glance.pid"))" >&2
 else

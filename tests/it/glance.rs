@@ -369,3 +369,57 @@ fn glance_endpoint_override() {
     assert!(out.stderr.contains(&bad), "{}", out.stderr);
     api.delete(&id);
 }
+
+/// An image of Glance's http store (its data at a URL, added with `POST .../locations`): Glance
+/// answers 400 to a range request for it, and luksfs says plainly that this store cannot serve
+/// byte ranges (exit 5, naming the image) instead of reading anything else.
+#[test]
+fn glance_store_without_ranges() {
+    let (osk, glance) = glance!();
+    if !util::have(&["qemu-img", "python3"]) {
+        return;
+    }
+    let api = Api { url: &glance.url, token: osk.demo_token() };
+    let lab = Lab::new();
+    let pass = format!("http store {}", &random_id()[..8]);
+    let secret = osk.store_passphrase(&api.token, &pass);
+    let img = lab.qemu_luks("web/h.luks", mark("http store", 512 * KIB), pass.as_bytes(), "");
+    // the image's data served over HTTP from the lab
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = Command::new("python3")
+        .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string(), "--directory"])
+        .arg(img.path.parent().unwrap())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let file_url = format!("http://127.0.0.1:{port}/h.luks");
+    let t = Instant::now();
+    while agent().get(&file_url).call().map(|r| r.status().as_u16()).ok() != Some(200) {
+        assert!(t.elapsed() < Duration::from_secs(20), "python3 -m http.server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let id = api.create(
+        &format!("http {}", &random_id()[..8]),
+        json!({"os_encrypt_format": "LUKSv1", "os_encrypt_key_id": id_of(&secret)}),
+    );
+    let (status, v) = api.call("POST", &format!("/v2/images/{id}/locations"), Some(json!({"url": file_url})), None);
+    assert_eq!(status, 202, "POST /v2/images/{id}/locations: {v}");
+    let t = Instant::now();
+    while api.show(&id)["status"] != "active" {
+        assert!(t.elapsed() < Duration::from_secs(30), "image {id} not active: {}", api.show(&id));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let env = clouds_env(&lab, &osk.dir.join("clouds.yaml"));
+    let out = run(&env, &["cat", &format!("glance://{id}"), "--os-cloud", "osk-demo"]);
+    assert_eq!(out.code(), 5, "{}", out.stderr);
+    assert!(out.stdout.is_empty());
+    assert!(
+        out.stderr.contains(&id) && out.stderr.contains("(400)") && out.stderr.contains("cannot serve byte ranges"),
+        "{}",
+        out.stderr
+    );
+    api.delete(&id);
+    let _ = server.kill();
+    let _ = server.wait();
+}
