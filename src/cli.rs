@@ -146,7 +146,8 @@ pub struct ImageArgs {
 pub struct MountArgs {
     /// Directory of images (subdirectories are mirrored; Cinder posix backups in it are images),
     /// a single image file or block device, or swift://CONTAINER[/PREFIX] or s3://BUCKET[/PREFIX]
-    /// (backups and image objects read in place).
+    /// (backups and image objects read in place), or glance:// (every encrypted image of the
+    /// project, by range; --os-cloud) or glance://IMAGE_ID.
     pub source: PathBuf,
     /// Empty directory to mount on.
     pub mountpoint: PathBuf,
@@ -196,7 +197,8 @@ pub struct MountArgs {
 #[derive(Args, Debug)]
 pub struct CatArgs {
     /// The encrypted image: a file or block device, a Cinder backup (its folder, or DIR/ID,
-    /// swift://CONTAINER/ID, s3://BUCKET/ID), or a source holding exactly one image.
+    /// swift://CONTAINER/ID, s3://BUCKET/ID), glance://IMAGE_ID, or a source holding exactly one
+    /// image.
     pub image: PathBuf,
     #[command(flatten)]
     pub key: KeyArgs,
@@ -232,8 +234,12 @@ pub struct CatArgs {
 #[derive(Args, Debug)]
 pub struct InspectArgs {
     /// The encrypted image: a file or block device, a Cinder backup (its folder, or DIR/ID,
-    /// swift://CONTAINER/ID, s3://BUCKET/ID), or a source holding exactly one image.
+    /// swift://CONTAINER/ID, s3://BUCKET/ID), glance://IMAGE_ID, or a source holding exactly one
+    /// image.
     pub image: PathBuf,
+    /// OpenStack cloud (clouds.yaml) of a glance:// image; default: OS_CLOUD or the OS_* variables.
+    #[arg(long, value_name = "NAME")]
+    pub os_cloud: Option<String>,
     /// Detached LUKS header file.
     #[arg(long, value_name = "FILE")]
     pub header: Option<PathBuf>,
@@ -326,7 +332,7 @@ pub fn run(cli: Cli) -> i32 {
 fn inspect(a: InspectArgs) -> Result<i32> {
     let (opts, _) =
         crate::unlock_one::keytab_line(&a.keytab, &a.image, ImageOptions { header: a.header, key_slot: None })?;
-    let (report, problem) = crate::inspect::report(&a.image, &opts)?;
+    let (report, problem) = crate::inspect::report(&a.image, a.os_cloud.as_deref(), &opts)?;
     let text = if a.json {
         serde_json::to_string_pretty(&crate::schema::versioned(report)).unwrap_or_default() + "\n"
     } else {
@@ -354,7 +360,7 @@ pub(crate) fn print_stdout(b: &[u8]) -> Result<()> {
 fn cat(a: CatArgs) -> Result<i32> {
     let (opts, from_tab) = crate::unlock_one::keytab_line(&a.keytab, &a.image, a.opts.options())?;
     let settings = UnlockSettings { tries: a.prompt.tries, ..a.key.settings()? };
-    let item = crate::catalog::resolve_one(&a.image)?;
+    let item = crate::catalog::resolve_one(&a.image, a.key.os_cloud.as_deref())?;
     let src = item.open()?;
     let tree = ImageTree::on(src, &item.path, Path::new(""), &opts, Limits::default());
     // One key for every encrypted volume on the way, asked for once (and only if needed).
@@ -493,7 +499,7 @@ fn mount(a: MountArgs) -> Result<i32> {
         return daemonize(&a);
     }
     crate::fuse::mount::preflight(&a.mount_config())?;
-    let location = match Location::parse(a.source.as_os_str())? {
+    let location = match Location::parse(a.source.as_os_str(), a.key.os_cloud.as_deref())? {
         Location::Local(p) => {
             Location::Local(p.canonicalize().map_err(|e| Error::from_io(format!("source {}", a.source.display()), &e))?)
         }

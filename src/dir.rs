@@ -72,6 +72,8 @@ pub struct ImageEntry {
     /// Plaintext bytes served from its volumes through FUSE reads (kernel page-cache hits never
     /// reach the daemon and do not count).
     pub bytes_read: AtomicU64,
+    /// Its Glance properties, when it is a Glance image (`glance://`).
+    pub glance: Option<sidecar::ImageMeta>,
 }
 
 impl ImageEntry {
@@ -313,7 +315,7 @@ impl Tree {
             Some(e) => (e.key.clone(), e.options.clone()),
             None => (KeySource::Default, plan.default_options.clone()),
         };
-        let meta = match item.reach {
+        let meta = match &item.reach {
             Reach::File => match sidecar::load_for_image(&item.path) {
                 Ok(m) => m,
                 Err(e) => {
@@ -321,6 +323,7 @@ impl Tree {
                     None
                 }
             },
+            Reach::Glance(g) => Some(g.meta.clone()),
             _ => None,
         };
         if key == KeySource::Default && plan.use_sidecars {
@@ -370,8 +373,9 @@ impl Tree {
             && want != top.size
         {
             log::warn!(
-                "{}: the Glance sidecar says os_decrypt_size {want}, but the image decrypts to {} bytes",
+                "{}: {} says os_decrypt_size {want}, but the image decrypts to {} bytes",
                 path.display(),
+                if item.glance().is_some() { "Glance" } else { "the Glance sidecar" },
                 top.size
             );
         }
@@ -382,6 +386,7 @@ impl Tree {
             meta: item.meta,
             aliases,
             backup: item.backup().cloned(),
+            glance: item.glance().cloned(),
             shown: Mutex::new((None, HashSet::new())),
             parent,
             file_name: item.rel.file_name().map(OsString::from).unwrap_or_default(),

@@ -174,8 +174,8 @@ fn qcow2_report(h: &qh::Header) -> Value {
 
 /// Build the inspect report for `path`. Returns the report and, when the image cannot be opened,
 /// the error that explains why (whose kind sets the exit code).
-pub fn report(arg: &Path, options: &ImageOptions) -> Result<(Value, Option<Error>)> {
-    let item = crate::catalog::resolve_one(arg)?;
+pub fn report(arg: &Path, os_cloud: Option<&str>, options: &ImageOptions) -> Result<(Value, Option<Error>)> {
+    let item = crate::catalog::resolve_one(arg, os_cloud)?;
     let path = item.path.as_path();
     let file = item.open()?;
     let tree = ImageTree::on(file.clone(), path, Path::new(""), options, Limits::default());
@@ -184,7 +184,7 @@ pub fn report(arg: &Path, options: &ImageOptions) -> Result<(Value, Option<Error
     let head = crate::io::read_upto(&*tree.root.reader().ok_or_else(|| Error::io("unreadable"))?, 0, 8)?;
     let damaged_header = tree.top().is_none() && (Format::probe(&head).is_some() || options.header.is_some());
     let (mut v, problem) = if encrypted_top || damaged_header {
-        header_report(path, file, options)?
+        header_report(path, file, options, item.glance())?
     } else {
         let mut r = Map::new();
         r.insert("file".into(), json!(path.display().to_string()));
@@ -257,7 +257,14 @@ fn volumes(tree: &ImageTree) -> Vec<Value> {
 }
 
 /// The header report of an image that is itself encrypted (LUKS, qcow2 with LUKS).
-fn header_report(path: &Path, file: Arc<dyn ReadAt>, options: &ImageOptions) -> Result<(Value, Option<Error>)> {
+/// The header report of `path`; `glance`: the image's Glance properties, when it is a Glance
+/// image (else its sidecar's are looked for).
+fn header_report(
+    path: &Path,
+    file: Arc<dyn ReadAt>,
+    options: &ImageOptions,
+    glance: Option<&crate::keys::sidecar::ImageMeta>,
+) -> Result<(Value, Option<Error>)> {
     let len = file.size();
     let head = crate::io::read_upto(&*file, 0, 8).map_err(|e| e.with_path(path))?;
     let mut r = Map::new();
@@ -314,14 +321,19 @@ fn header_report(path: &Path, file: Arc<dyn ReadAt>, options: &ImageOptions) -> 
             Some(e.clone())
         }
     };
-    match crate::keys::sidecar::load_for_image(path) {
+    let meta = match glance {
+        Some(m) => Ok(Some(m.clone())),
+        None => crate::keys::sidecar::load_for_image(path),
+    };
+    let said_by = if glance.is_some() { "Glance" } else { "the Glance sidecar" };
+    match meta {
         Ok(Some(m)) => {
             let size = opened.as_ref().ok().map(Prepared::size);
             let matches = m.decrypt_size.zip(size).map(|(want, got)| want == got);
             r.insert(
                 "openstack".into(),
-                json!({"sidecar": crate::keys::sidecar::sidecar_path(path).display().to_string(),
-                       "image_id": m.id, "name": m.name, "disk_format": m.disk_format,
+                json!({"sidecar": glance.is_none().then(|| crate::keys::sidecar::sidecar_path(path).display().to_string()),
+                       "glance": glance.is_some(), "image_id": m.id, "name": m.name, "disk_format": m.disk_format,
                        "encrypt_format": m.encrypt_format, "key_id": m.key_id,
                        "os_decrypt_size": m.decrypt_size, "decrypt_size_matches": matches,
                        "os_hash_algo": m.hash_algo, "os_hash_value": m.hash_value}),
@@ -330,7 +342,7 @@ fn header_report(path: &Path, file: Arc<dyn ReadAt>, options: &ImageOptions) -> 
                 r.insert(
                     "warnings".into(),
                     json!([format!(
-                        "the Glance sidecar says os_decrypt_size {}, but the image decrypts to {} bytes",
+                        "{said_by} says os_decrypt_size {}, but the image decrypts to {} bytes",
                         m.decrypt_size.unwrap_or(0),
                         size.unwrap_or(0)
                     )]),

@@ -134,14 +134,16 @@ fn no_key() -> Error {
     )
 }
 
-/// The Barbican id of a Cinder backup's key, when the key is to come from Barbican: no key file
-/// given and Barbican configured (`--os-cloud`, `OS_*`).
+/// The Barbican id of a Cinder backup's or Glance image's key, when the key is to come from
+/// Barbican: no key file given and Barbican configured (`--os-cloud`, `OS_*`).
 pub fn backup_key_id(item: &crate::catalog::Item, key: &KeyArgs) -> Option<String> {
-    let b = item.backup()?;
     if key.key_file.is_some() || !Keyring::new(None, key.os_cloud.clone()).barbican_configured() {
         return None;
     }
-    b.key_id().unwrap_or_else(|e| {
+    if let Some(m) = item.glance() {
+        return m.key_id.clone();
+    }
+    item.backup()?.key_id().unwrap_or_else(|e| {
         log::warn!("{e}");
         None
     })

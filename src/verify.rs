@@ -52,7 +52,8 @@ const FILE_CHUNK: usize = 4 << 20;
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
     /// An encrypted image, or a directory: every LUKS1/LUKS2/qcow2 image and every Cinder backup
-    /// under it; or swift://CONTAINER[/PREFIX], s3://BUCKET[/PREFIX]: every backup and image there.
+    /// under it; or swift://CONTAINER[/PREFIX], s3://BUCKET[/PREFIX]: every backup and image there;
+    /// or glance:// (every encrypted image of the project) or glance://IMAGE_ID.
     pub source: PathBuf,
     #[command(flatten)]
     pub key: KeyArgs,
@@ -126,10 +127,11 @@ pub fn worst(a: i32, b: i32) -> i32 {
 pub fn run(args: VerifyArgs) -> Result<i32> {
     // A folder, container or bucket is verified image by image; a file, a device or a name
     // (`DIR/NAME`, `swift://C/NAME`: one image of a source) alone.
-    let location = Location::parse(args.source.as_os_str())?;
+    let cloud = args.key.os_cloud.as_deref();
+    let location = Location::parse(args.source.as_os_str(), cloud)?;
     let whole = match location.local() {
         Some(path) => path.is_dir(),
-        None => crate::catalog::resolve_one(&args.source).is_err(),
+        None => crate::catalog::resolve_one(&args.source, cloud).is_err(),
     };
     if whole { run_dir(&args, &location) } else { run_one(&args) }
 }
@@ -146,14 +148,15 @@ fn run_one(a: &VerifyArgs) -> Result<i32> {
     let (opts, from_tab) = crate::unlock_one::keytab_line(&a.keytab, &a.source, a.opts.options())?;
     let progress = Progress::new(&a.source.display().to_string());
     let checks = Checks { expect_sha256: a.expect_sha256.clone(), threads: threads(a) };
-    let item = crate::catalog::resolve_one(&a.source)?;
+    let item = crate::catalog::resolve_one(&a.source, a.key.os_cloud.as_deref())?;
     let tree = ImageTree::on(item.open_verifying()?, &item.path, Path::new(""), &opts, Limits::default());
     // One key for every encrypted volume of the image, asked for once.
     let backup_key = crate::unlock_one::backup_key_id(&item, &a.key);
     let secret = a.barbican_secret.as_deref().or(backup_key.as_deref());
     let keys = crate::unlock_one::ImageKey::new(&a.source, &a.key, from_tab, secret, &opts);
     let settings = UnlockSettings { tries: a.prompt.tries, ..settings };
-    let report = verify_image(&tree, &opts, &checks, progress, &|v| keys.key_for(v), settings, item.backup());
+    let report =
+        verify_image(&tree, &opts, &checks, progress, &|v| keys.key_for(v), settings, item.backup(), item.glance());
     let note = report.error.as_ref().and_then(|e| keys.note(e));
     let text = if a.json {
         serde_json::to_string_pretty(&crate::schema::versioned(report.json.clone())).unwrap_or_default() + "\n"
@@ -231,7 +234,16 @@ fn run_dir(a: &VerifyArgs, location: &Location) -> Result<i32> {
         let key = |v: &Volume| unlocker.key_for(entry, v);
         // A keytab line's options (a detached header, a key slot) apply to its image.
         let opts = plan.keytab.get(entry.rel()).map_or(&plan.default_options, |t| &t.options);
-        let mut r = verify_image(&entry.tree, opts, &checks, progress, &key, settings, entry.backup.as_ref());
+        let mut r = verify_image(
+            &entry.tree,
+            opts,
+            &checks,
+            progress,
+            &key,
+            settings,
+            entry.backup.as_ref(),
+            entry.glance.as_ref(),
+        );
         code = worst(code, r.exit_code);
         if let Some(e) = &r.error {
             let from_tab = plan.keytab.get(entry.rel()).map(|t| &t.key).filter(|k| **k != KeySource::Default);
@@ -469,6 +481,7 @@ fn verify_image(
     key: &dyn Fn(&Volume) -> Result<UnlockKey>,
     settings: UnlockSettings,
     backup: Option<&BackupItem>,
+    glance: Option<&sidecar::ImageMeta>,
 ) -> Report {
     let path = tree.ctx.path.as_path();
     let t0 = Instant::now();
@@ -495,7 +508,8 @@ fn verify_image(
             };
             let src = tree.root.reader().ok_or_else(|| Error::io("the image is not readable"));
             src.and_then(|src| {
-                verify_inner(path, src, opts, checks, &mut progress, unlock, &mut j, &mut warnings, &mut mismatches)
+                let found = (&mut warnings, &mut mismatches);
+                verify_inner(path, src, opts, checks, &mut progress, unlock, glance, &mut j, found)
             })
             .err()
         }
@@ -579,9 +593,9 @@ fn verify_inner(
     checks: &Checks,
     progress: &mut Progress,
     unlock: impl FnOnce(Prepared) -> Result<Arc<Image>>,
+    glance: Option<&sidecar::ImageMeta>,
     j: &mut Map<String, Value>,
-    warnings: &mut Vec<String>,
-    mismatches: &mut Vec<String>,
+    (warnings, mismatches): (&mut Vec<String>, &mut Vec<String>),
 ) -> Result<()> {
     let file_size = src.size();
     j.insert("file_size".into(), json!(file_size));
@@ -613,15 +627,19 @@ fn verify_inner(
         j.insert("qcow2".into(), m);
     }
 
-    // The Glance sidecar: what to check against.
+    // The image's Glance properties (from Glance itself, or its sidecar): what to check against.
     let mut os_algo = None;
-    let meta = match sidecar::load_for_image(path) {
-        Ok(m) => m,
-        Err(e) => {
-            warnings.push(format!("the Glance sidecar cannot be used: {e}"));
-            None
-        }
+    let meta = match glance {
+        Some(m) => Some(m.clone()),
+        None => match sidecar::load_for_image(path) {
+            Ok(m) => m,
+            Err(e) => {
+                warnings.push(format!("the Glance sidecar cannot be used: {e}"));
+                None
+            }
+        },
     };
+    let said_by = if glance.is_some() { "Glance's" } else { "the Glance sidecar's" };
     if let Some(m) = &meta
         && m.hash_value.is_some()
     {
@@ -629,8 +647,8 @@ fn verify_inner(
         os_algo = OsAlgo::from_name(name);
         if os_algo.is_none() {
             warnings.push(format!(
-                "the Glance sidecar's os_hash_algo {name} is not supported (sha1, sha224, sha256, sha384 and \
-                     sha512 are): os_hash_value not checked"
+                "{said_by} os_hash_algo {name} is not supported (sha1, sha224, sha256, sha384 and sha512 are): \
+                 os_hash_value not checked"
             ));
         }
     }
@@ -657,7 +675,7 @@ fn verify_inner(
         };
         if hash_matches == Some(false) {
             mismatches.push(format!(
-                "the ciphertext's {} is {}, not the Glance sidecar's os_hash_value {}",
+                "the ciphertext's {} is {}, not {said_by} os_hash_value {}",
                 m.hash_algo.as_deref().unwrap_or("sha512"),
                 s.os_hash.as_deref().unwrap_or(""),
                 m.hash_value.as_deref().unwrap_or("")
@@ -666,13 +684,15 @@ fn verify_inner(
         let size_matches = m.decrypt_size.map(|want| want == size);
         if size_matches == Some(false) {
             warnings.push(format!(
-                "the Glance sidecar says os_decrypt_size {}, but the image decrypts to {size} bytes",
+                "{} says os_decrypt_size {}, but the image decrypts to {size} bytes",
+                if glance.is_some() { "Glance" } else { "the Glance sidecar" },
                 m.decrypt_size.unwrap_or(0)
             ));
         }
         j.insert(
             "openstack".into(),
-            json!({"sidecar": sidecar::sidecar_path(path).display().to_string(), "image_id": m.id,
+            json!({"sidecar": glance.is_none().then(|| sidecar::sidecar_path(path).display().to_string()),
+                   "glance": glance.is_some(), "image_id": m.id,
                    "name": m.name, "os_hash_algo": m.hash_algo, "os_hash_value": m.hash_value,
                    "os_hash_checked": s.os_hash.is_some(), "os_hash_matches": hash_matches,
                    "os_decrypt_size": m.decrypt_size, "decrypt_size_matches": size_matches,

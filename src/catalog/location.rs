@@ -4,9 +4,12 @@
 //!   `ST_AUTH`, `ST_USER`, `ST_KEY`, or a ready `OS_STORAGE_URL` + `OS_AUTH_TOKEN`.
 //! - `s3://BUCKET[/PREFIX]`: `AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
 //!   `AWS_REGION` (default `us-east-1`), `AWS_SESSION_TOKEN` (SigV4, path-style addressing).
+//! - `glance://` (every encrypted image) or `glance://IMAGE_ID`: Glance of the `--os-cloud` /
+//!   `OS_*` credentials Barbican uses ([`super::glance`]).
 //! - anything else: a path.
 
 use crate::source::ObjectStore;
+use crate::source::glance::GlanceStore;
 use crate::source::s3::{S3Config, S3Store};
 use crate::source::swift::{SwiftAuth, SwiftStore};
 use crate::{Error, Result};
@@ -25,6 +28,14 @@ pub enum Location {
         store: Arc<dyn ObjectStore>,
         /// Object-name prefix (`""` for the whole container); ends in `/` unless empty.
         prefix: String,
+    },
+    /// Glance: every encrypted image, or one.
+    Glance {
+        /// The URL as given.
+        url: String,
+        store: Arc<GlanceStore>,
+        /// The one image (`glance://ID`), or `None` for every encrypted image.
+        id: Option<String>,
     },
 }
 
@@ -70,9 +81,15 @@ pub fn swift_auth_from_env() -> Result<SwiftAuth> {
 }
 
 impl Location {
-    /// Parse a SOURCE argument; a URL connects nothing yet (the first listing does).
-    pub fn parse(arg: &OsStr) -> Result<Location> {
+    /// Parse a SOURCE argument; a URL connects nothing yet (the first listing does). `os_cloud`
+    /// (`--os-cloud`) names the cloud of a `glance://` source.
+    pub fn parse(arg: &OsStr, os_cloud: Option<&str>) -> Result<Location> {
         let Some(s) = arg.to_str() else { return Ok(Location::Local(PathBuf::from(arg))) };
+        if let Some(rest) = s.strip_prefix("glance://") {
+            let id = super::glance::parse_target(rest)?;
+            let store = Arc::new(GlanceStore::from_cloud(os_cloud)?);
+            return Ok(Location::Glance { url: s.to_string(), store, id });
+        }
         if let Some(rest) = s.strip_prefix("swift://") {
             let (container, prefix) = split(rest, "swift")?;
             let store = SwiftStore::new(swift_auth_from_env()?, &container)?;
@@ -88,8 +105,8 @@ impl Location {
             && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+')
         {
             return Err(Error::usage(format!(
-                "{s}: unknown scheme {scheme}:// (SOURCE is a path, swift://CONTAINER[/PREFIX] or \
-                 s3://BUCKET[/PREFIX])"
+                "{s}: unknown scheme {scheme}:// (SOURCE is a path, swift://CONTAINER[/PREFIX], \
+                 s3://BUCKET[/PREFIX] or glance://[IMAGE_ID])"
             )));
         }
         Ok(Location::Local(PathBuf::from(s)))
@@ -99,7 +116,7 @@ impl Location {
     pub fn describe(&self) -> String {
         match self {
             Location::Local(p) => p.display().to_string(),
-            Location::Store { url, .. } => url.clone(),
+            Location::Store { url, .. } | Location::Glance { url, .. } => url.clone(),
         }
     }
 
@@ -107,7 +124,7 @@ impl Location {
     pub fn local(&self) -> Option<&std::path::Path> {
         match self {
             Location::Local(p) => Some(p),
-            Location::Store { .. } => None,
+            Location::Store { .. } | Location::Glance { .. } => None,
         }
     }
 }
@@ -122,7 +139,7 @@ mod tests {
         assert_eq!(split("c/", "swift").unwrap(), ("c".into(), "".into()));
         assert_eq!(split("c/a/b", "swift").unwrap(), ("c".into(), "a/b/".into()));
         assert_eq!(split("", "s3").unwrap_err().kind(), crate::ErrorKind::Usage);
-        assert!(matches!(Location::parse(OsStr::new("/srv/x")).unwrap(), Location::Local(_)));
-        assert_eq!(Location::parse(OsStr::new("ftp://h/x")).unwrap_err().kind(), crate::ErrorKind::Usage);
+        assert!(matches!(Location::parse(OsStr::new("/srv/x"), None).unwrap(), Location::Local(_)));
+        assert_eq!(Location::parse(OsStr::new("ftp://h/x"), None).unwrap_err().kind(), crate::ErrorKind::Usage);
     }
 }

@@ -11,8 +11,10 @@
 //! - [`local`]: a directory walk (files, and posix/NFS backups found by their `_metadata`).
 //! - [`remote`]: an object-store listing (objects, and Swift/S3 backups).
 //! - [`backup`]: one backup as an image (its name, times and key id).
+//! - [`glance`]: the images of Glance (`glance://`), each with its record's properties.
 
 pub mod backup;
+pub mod glance;
 pub mod local;
 pub mod location;
 pub mod remote;
@@ -70,6 +72,8 @@ pub enum Reach {
     Object(Arc<dyn ReadAt>),
     /// A Cinder backup, reassembled from its objects.
     Backup(backup::BackupItem),
+    /// A Glance image, read by range, with its properties.
+    Glance(Box<glance::GlanceItem>),
 }
 
 /// One image of a source.
@@ -102,6 +106,16 @@ impl Item {
             Reach::File => Ok(Arc::new(crate::io::FileSource::open(&self.path)?)),
             Reach::Object(r) => Ok(r.clone()),
             Reach::Backup(b) => b.open(cache_bytes, checks),
+            Reach::Glance(g) => Ok(g.reader.clone()),
+        }
+    }
+
+    /// The Glance image properties of this image, when it is a Glance image (a local image's
+    /// sidecar is read by [`crate::keys::sidecar::load_for_image`]).
+    pub fn glance(&self) -> Option<&crate::keys::sidecar::ImageMeta> {
+        match &self.reach {
+            Reach::Glance(g) => Some(&g.meta),
+            _ => None,
         }
     }
 
@@ -113,9 +127,13 @@ impl Item {
         }
     }
 
-    /// Other names a keytab line may give this image (a backup's id).
+    /// Other names a keytab line may give this image (a backup's id, a Glance image's id).
     pub fn aliases(&self) -> Vec<PathBuf> {
-        self.backup().map(|b| vec![PathBuf::from(&b.entry.info.backup_id)]).unwrap_or_default()
+        match &self.reach {
+            Reach::Backup(b) => vec![PathBuf::from(&b.entry.info.backup_id)],
+            Reach::Glance(g) => vec![PathBuf::from(&g.id)],
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -131,6 +149,7 @@ pub fn list(location: &Location) -> Result<Vec<Entry>> {
     match location {
         Location::Local(path) => local::list(path),
         Location::Store { store, prefix, .. } => remote::list(store.clone(), prefix),
+        Location::Glance { store, id, .. } => glance::list(store, id.as_deref()),
     }
 }
 
@@ -146,9 +165,10 @@ pub(crate) fn safe_rel(name: &str) -> Option<PathBuf> {
 /// a file or block device; a folder, container or bucket (prefix) holding exactly one image
 /// (e.g. one posix backup's folder); or `DIR/NAME`, `swift://C/NAME`, `s3://B/NAME` where NAME
 /// is an image of that folder or prefix as `mount` shows it (a backup's
-/// `volume_…_backup_…` name, or its backup id).
-pub fn resolve_one(arg: &Path) -> Result<Item> {
-    let location = Location::parse(arg.as_os_str())?;
+/// `volume_…_backup_…` name, or its backup id); or `glance://IMAGE_ID`. `os_cloud` is
+/// `--os-cloud` (for `glance://`).
+pub fn resolve_one(arg: &Path, os_cloud: Option<&str>) -> Result<Item> {
+    let location = Location::parse(arg.as_os_str(), os_cloud)?;
     let described = location.describe();
     if let Some(path) = location.local() {
         match std::fs::metadata(path) {

@@ -138,9 +138,24 @@ pub struct KeyManager {
 #[derive(Clone)]
 struct Session {
     token: Secret,
-    endpoint: String,
+    /// The key-manager endpoint, when the catalog (or the configuration) has one.
+    endpoint: Option<String>,
+    /// The token's service catalog, for the endpoints of other services ([`KeyManager::service`]).
+    catalog: Arc<Vec<CatalogEntry>>,
     renew_at: Instant,
     generation: u64,
+}
+
+/// A Keystone token and the endpoint of one service of its catalog, for a client of another
+/// OpenStack service (Glance) that shares a [`KeyManager`]'s authentication and renewal.
+#[derive(Clone)]
+pub struct ServiceToken {
+    /// The token, for `X-Auth-Token`.
+    pub token: Secret,
+    /// The service's endpoint, without a trailing `/`.
+    pub endpoint: String,
+    /// Pass back to [`KeyManager::token_rejected`] after a 401.
+    pub generation: u64,
 }
 
 impl fmt::Debug for KeyManager {
@@ -174,6 +189,21 @@ impl KeyManager {
     /// [`clouds::load`].
     pub fn from_cloud(os_cloud: Option<&str>) -> Result<KeyManager, Error> {
         Self::new(clouds::load(os_cloud)?)
+    }
+
+    /// The key manager of `os_cloud` ([`KeyManager::from_cloud`]) that everything in this process
+    /// talking to that cloud shares (Barbican keys, Glance images, every command's images): one
+    /// Keystone token, renewed for all, each secret fetched once. Created on first use; a
+    /// configuration error is not kept (the next call reads the configuration again).
+    pub fn shared(os_cloud: Option<&str>) -> Result<Arc<KeyManager>, Error> {
+        static MANAGERS: Mutex<Vec<(Option<String>, Arc<KeyManager>)>> = Mutex::new(Vec::new());
+        let mut managers = lock(&MANAGERS);
+        if let Some((_, km)) = managers.iter().find(|(c, _)| c.as_deref() == os_cloud) {
+            return Ok(km.clone());
+        }
+        let km = Arc::new(KeyManager::from_cloud(os_cloud)?);
+        managers.push((os_cloud.map(str::to_string), km.clone()));
+        Ok(km)
     }
 
     /// [`KeyManager::new`] with explicit tunables.
@@ -242,7 +272,38 @@ impl KeyManager {
     /// Make sure there is a valid token and a Barbican endpoint (authenticating if needed), so
     /// bad credentials show up at start-up rather than at the first image.
     pub fn authenticate(&self) -> Result<(), Error> {
-        self.session().map(|_| ())
+        let s = self.session()?;
+        self.key_manager(&s).map(|_| ())
+    }
+
+    /// A token (authenticating or renewing as for Barbican) and the endpoint of service type
+    /// `service_type` (e.g. `image`) in its catalog, for the configured interface and region;
+    /// `overridden` replaces the catalog's endpoint. Io error when the catalog has none.
+    pub fn service(&self, service_type: &str, overridden: Option<&str>) -> Result<ServiceToken, Error> {
+        let s = self.session()?;
+        let endpoint = match overridden {
+            Some(e) => e.trim().trim_end_matches('/').to_string(),
+            None => select_endpoint(&s.catalog, service_type, &self.cfg.interface, self.cfg.region_name.as_deref())
+                .map(|u| u.trim_end_matches('/').to_string())
+                .ok_or_else(|| self.no_endpoint(&s.catalog, service_type))?,
+        };
+        Ok(ServiceToken { token: s.token, endpoint, generation: s.generation })
+    }
+
+    /// The token of `generation` was refused (401): the next request authenticates again.
+    pub fn token_rejected(&self, generation: u64) {
+        self.invalidate(generation);
+    }
+
+    /// The HTTP agent (TLS settings and timeouts of the configuration), for requests to other
+    /// services with a [`ServiceToken`].
+    pub fn agent(&self) -> &Agent {
+        &self.agent
+    }
+
+    /// The key-manager endpoint of `s` (configured, or from its catalog).
+    fn key_manager(&self, s: &Session) -> Result<String, Error> {
+        s.endpoint.clone().ok_or_else(|| self.no_endpoint(&s.catalog, "key-manager"))
     }
 
     /// The LUKS passphrase stored in Barbican under `secret_ref`: a secret id (UUID), a full
@@ -285,7 +346,7 @@ impl KeyManager {
         let mut retried = false;
         loop {
             let sess = self.session()?;
-            let url = format!("{}{path}", sess.endpoint);
+            let url = format!("{}{path}", self.key_manager(&sess)?);
             let token = std::str::from_utf8(sess.token.as_bytes()).map_err(|_| Error::io("unusable token"))?;
             let res = self.agent.get(&url).header("X-Auth-Token", token).header("Accept", accept).call();
             let mut resp = res.map_err(|e| transport_error("key manager", &url, &e, &self.opts))?;
@@ -401,41 +462,46 @@ impl KeyManager {
         let tr: TokenResponse = serde_json::from_slice(&body)
             .map_err(|e| Error::io(format!("keystone at {}: unexpected token response: {e}", self.auth_url)))?;
         let endpoint = match &self.cfg.key_manager_endpoint {
-            Some(e) => unversioned(e),
-            None => select_endpoint(&tr.token.catalog, &self.cfg.interface, self.cfg.region_name.as_deref())
-                .ok_or_else(|| self.no_endpoint(&tr.token))?,
+            Some(e) => Some(unversioned(e)),
+            None => {
+                select_endpoint(&tr.token.catalog, "key-manager", &self.cfg.interface, self.cfg.region_name.as_deref())
+            }
         };
         let lifetime = token_lifetime(&tr.token, SystemTime::now());
         let renew_at = started + lifetime.saturating_sub(self.opts.renew_before);
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         self.n_auth.fetch_add(1, Ordering::Relaxed);
         log::debug!(
-            "keystone: token for project {:?}, expires at {:?} (renewal in {:?}), key manager at {endpoint}",
+            "keystone: token for project {:?}, expires at {:?} (renewal in {:?}), key manager at {endpoint:?}",
             tr.token.project.as_ref().and_then(|p| p.name.as_deref().or(p.id.as_deref())),
             tr.token.expires_at,
             renew_at.saturating_duration_since(Instant::now())
         );
-        Ok(Session { token, endpoint, renew_at, generation })
+        Ok(Session { token, endpoint, catalog: Arc::new(tr.token.catalog), renew_at, generation })
     }
 
-    fn no_endpoint(&self, token: &TokenBody) -> Error {
+    fn no_endpoint(&self, catalog: &[CatalogEntry], service_type: &str) -> Error {
         let region = self.cfg.region_name.as_deref().unwrap_or("any");
-        let have: Vec<String> = token
-            .catalog
+        let have: Vec<String> = catalog
             .iter()
-            .filter(|s| s.kind == "key-manager")
+            .filter(|s| s.kind == service_type)
             .flat_map(|s| s.endpoints.iter())
             .map(|e| format!("{}/{}", e.interface, e.region_id.as_deref().or(e.region.as_deref()).unwrap_or("-")))
             .collect();
-        let hint = if token.catalog.is_empty() {
+        let hint = if catalog.is_empty() {
             " (the token has an empty catalog: is it scoped to a project?)".to_string()
         } else if have.is_empty() {
-            " (the catalog has no key-manager service: is Barbican deployed?)".to_string()
+            let what = match service_type {
+                "key-manager" => "Barbican",
+                "image" => "Glance",
+                other => other,
+            };
+            format!(" (the catalog has no {service_type} service: is {what} deployed?)")
         } else {
             format!(" (the catalog has {})", have.join(", "))
         };
         Error::io(format!(
-            "no key-manager endpoint (interface {}, region {region}) in the service catalog from {}{hint}",
+            "no {service_type} endpoint (interface {}, region {region}) in the service catalog from {}{hint}",
             self.cfg.interface, self.auth_url
         ))
     }
@@ -488,16 +554,16 @@ fn v3_url(auth_url: &str) -> String {
     }
 }
 
-/// Barbican URL without a trailing `/` or `/v1`.
+/// A service URL without a trailing `/` or `/v1`.
 fn unversioned(url: &str) -> String {
     let u = url.trim().trim_end_matches('/');
     u.strip_suffix("/v1").unwrap_or(u).to_string()
 }
 
-fn select_endpoint(catalog: &[CatalogEntry], interface: &str, region: Option<&str>) -> Option<String> {
+fn select_endpoint(catalog: &[CatalogEntry], kind: &str, interface: &str, region: Option<&str>) -> Option<String> {
     catalog
         .iter()
-        .filter(|s| s.kind == "key-manager")
+        .filter(|s| s.kind == kind)
         .flat_map(|s| s.endpoints.iter())
         .find(|e| {
             e.interface == interface
@@ -880,11 +946,17 @@ mod tests {
                 {"interface": "public", "region_id": "R1", "region": "R1", "url": "http://pub1:9311/"},
                 {"interface": "public", "region_id": "R2", "region": "R2", "url": "http://pub2:9311/v1"}]}]}}"#,
         );
-        assert_eq!(select_endpoint(&t.catalog, "public", None).as_deref(), Some("http://pub1:9311"));
-        assert_eq!(select_endpoint(&t.catalog, "public", Some("R2")).as_deref(), Some("http://pub2:9311"));
-        assert_eq!(select_endpoint(&t.catalog, "internal", Some("R1")).as_deref(), Some("http://int:9311"));
-        assert_eq!(select_endpoint(&t.catalog, "admin", None), None);
-        assert_eq!(select_endpoint(&t.catalog, "public", Some("R3")), None);
+        assert_eq!(select_endpoint(&t.catalog, "key-manager", "public", None).as_deref(), Some("http://pub1:9311"));
+        assert_eq!(
+            select_endpoint(&t.catalog, "key-manager", "public", Some("R2")).as_deref(),
+            Some("http://pub2:9311")
+        );
+        assert_eq!(
+            select_endpoint(&t.catalog, "key-manager", "internal", Some("R1")).as_deref(),
+            Some("http://int:9311")
+        );
+        assert_eq!(select_endpoint(&t.catalog, "key-manager", "admin", None), None);
+        assert_eq!(select_endpoint(&t.catalog, "key-manager", "public", Some("R3")), None);
     }
 
     fn cfg(auth: Auth, scope: Option<Scope>) -> CloudConfig {
@@ -898,6 +970,7 @@ mod tests {
             cacert: None,
             insecure: false,
             key_manager_endpoint: None,
+            image_endpoint: None,
         }
     }
     fn named(n: &str) -> IdOrName {

@@ -24,8 +24,8 @@
 //! `application_credential_id`/`_name`/`_secret`, `token`. Top level: `region_name` (or the first
 //! of `regions`), `interface` (`endpoint_type`; `publicURL` = `public`; default `public`),
 //! `cacert`, `verify: false` / `insecure: true`, `key_manager_endpoint_override` (or
-//! `key_manager_endpoint`). Each has its `OS_*` variable: the key upper-cased with `OS_` in front
-//! (`OS_KEY_MANAGER_ENDPOINT` too).
+//! `key_manager_endpoint`), `image_endpoint_override` (Glance, for `glance://`). Each has its
+//! `OS_*` variable: the key upper-cased with `OS_` in front (`OS_KEY_MANAGER_ENDPOINT` too).
 //!
 //! Not supported: `profile` (vendor defaults), `auth_type`s other than the three above, client
 //! certificates (`cert`/`key`), system scope.
@@ -145,6 +145,8 @@ pub struct CloudConfig {
     pub insecure: bool,
     /// Barbican URL to use instead of the catalog's `key-manager` endpoint.
     pub key_manager_endpoint: Option<String>,
+    /// Glance URL to use instead of the catalog's `image` endpoint.
+    pub image_endpoint: Option<String>,
 }
 
 /// Configuration files found by [`load`]: `(path, contents)`.
@@ -193,6 +195,7 @@ const TOP_KEYS: &[(&str, &[&str])] = &[
     ("verify", &[]),
     ("key_manager_endpoint_override", &["OS_KEY_MANAGER_ENDPOINT_OVERRIDE", "OS_KEY_MANAGER_ENDPOINT"]),
     ("key_manager_endpoint", &[]),
+    ("image_endpoint_override", &["OS_IMAGE_ENDPOINT_OVERRIDE"]),
 ];
 
 fn env_name(key: &str) -> Option<&'static str> {
@@ -501,6 +504,7 @@ fn build(raw: Raw) -> Result<CloudConfig, Error> {
         cacert,
         insecure,
         key_manager_endpoint,
+        image_endpoint: raw.top.get("image_endpoint_override").cloned(),
     })
 }
 
@@ -696,6 +700,7 @@ clouds:
         assert!(c.insecure);
         assert_eq!(c.cacert, Some(PathBuf::from("/etc/ssl/ca.pem")));
         assert_eq!(c.key_manager_endpoint.as_deref(), Some("https://barbican.example:9311"));
+        assert_eq!(c.image_endpoint, None);
 
         // without secure.yaml the password comes from OS_PASSWORD
         let c = resolve(Some("nopass"), &e, &files(CLOUDS, None)).unwrap();
@@ -717,6 +722,7 @@ clouds:
             ("OS_CACERT", "/ca.pem"),
             ("OS_INSECURE", "False"),
             ("OS_KEY_MANAGER_ENDPOINT", "https://b:9311"),
+            ("OS_IMAGE_ENDPOINT_OVERRIDE", "https://g:9292"),
         ]);
         let c = resolve(None, &e, &Files::default()).unwrap();
         assert_eq!(c.source, "the OS_* environment");
@@ -724,6 +730,7 @@ clouds:
         assert!(!c.insecure);
         assert_eq!(c.cacert.as_deref(), Some(Path::new("/ca.pem")));
         assert_eq!(c.key_manager_endpoint.as_deref(), Some("https://b:9311"));
+        assert_eq!(c.image_endpoint.as_deref(), Some("https://g:9292"));
         assert!(matches!(&c.scope, Some(Scope::Project { domain: Some(d), .. }) if d.id.as_deref() == Some("default")));
     }
 

@@ -123,9 +123,7 @@ impl Keyring {
     }
 
     fn manager(&self) -> crate::Result<&barbican::KeyManager> {
-        let m = self
-            .manager
-            .get_or_init(|| barbican::KeyManager::from_cloud(self.os_cloud.as_deref()).map(std::sync::Arc::new));
+        let m = self.manager.get_or_init(|| barbican::KeyManager::shared(self.os_cloud.as_deref()));
         m.as_deref().map_err(Clone::clone)
     }
 

@@ -60,10 +60,15 @@ impl ImageMeta {
     pub fn parse(text: &str) -> Result<ImageMeta, Error> {
         let root: Value =
             serde_json::from_str(text).map_err(|e| Error::usage(format!("not valid Glance image JSON: {e}")))?;
+        Self::from_value(&root)
+    }
+
+    /// From a parsed Glance image record (`GET /v2/images/{id}`: what a sidecar holds).
+    pub fn from_value(root: &Value) -> Result<ImageMeta, Error> {
         let Value::Object(top) = root else {
             return Err(Error::usage("not valid Glance image JSON: expected an object"));
         };
-        let props = Props::new(&top)?;
+        let props = Props::new(top)?;
         let key_id = props.string("os_encrypt_key_id")?.or(props.string("cinder_encryption_key_id")?);
         let decrypt_size = match props.string("os_decrypt_size")? {
             None => None,

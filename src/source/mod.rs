@@ -3,6 +3,7 @@
 //! range. Formats built from many objects (Cinder backups) read through [`ObjectStore`] only,
 //! so the same code serves every store and tests can use an in-memory one.
 
+pub mod glance;
 pub mod object;
 pub mod posix;
 pub mod s3;

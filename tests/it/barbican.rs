@@ -164,7 +164,7 @@ macro_rules! osk {
 
 // ------------------------------------------------------------------ REST helpers
 
-fn agent() -> ureq::Agent {
+pub(crate) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(60)))
@@ -172,13 +172,13 @@ fn agent() -> ureq::Agent {
         .new_agent()
 }
 
-fn random_bytes(n: usize) -> Vec<u8> {
+pub(crate) fn random_bytes(n: usize) -> Vec<u8> {
     let mut b = vec![0; n];
     std::fs::File::open("/dev/urandom").unwrap().read_exact(&mut b).unwrap();
     b
 }
 
-fn hex(b: &[u8]) -> String {
+pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
@@ -188,13 +188,13 @@ fn b64(b: &[u8]) -> String {
 }
 
 /// A random UUID-shaped id (for secrets that don't exist, names).
-fn random_id() -> String {
+pub(crate) fn random_id() -> String {
     let h = hex(&random_bytes(16));
     format!("{}-{}-4{}-8{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
 }
 
 impl Osk {
-    fn var(&self, k: &str) -> &str {
+    pub(crate) fn var(&self, k: &str) -> &str {
         self.env.get(k).unwrap_or_else(|| panic!("osk.env lacks {k}"))
     }
 
@@ -378,7 +378,7 @@ impl Drop for ExtraBarbican {
     }
 }
 
-fn id_of(href: &str) -> &str {
+pub(crate) fn id_of(href: &str) -> &str {
     href.rsplit('/').next().unwrap()
 }
 
@@ -718,12 +718,12 @@ fn barbican_tls_verified_cacert_and_insecure() {
 // guard, [`OsMount`], instead of `Lab::mount` (that one can't give the daemon an environment).
 
 /// Environment variables for one luksfs process.
-type Env = Vec<(String, String)>;
+pub(crate) type Env = Vec<(String, String)>;
 
 /// `OS_CLIENT_CONFIG_FILE=clouds`, with `HOME`, `XDG_CONFIG_HOME` and `OS_CLIENT_SECURE_FILE`
 /// pointing into the lab, so no clouds.yaml or secure.yaml of the machine's user is merged in.
 /// (A `clouds` that doesn't exist: no cloud file at all.)
-fn clouds_env(lab: &Lab, clouds: &Path) -> Env {
+pub(crate) fn clouds_env(lab: &Lab, clouds: &Path) -> Env {
     let r = lab.root();
     vec![
         ("OS_CLIENT_CONFIG_FILE".into(), clouds.display().to_string()),
@@ -743,16 +743,16 @@ fn plus(mut env: Env, more: &[(&str, &str)]) -> Env {
     env
 }
 
-fn os(s: &str) -> &OsStr {
+pub(crate) fn os(s: &str) -> &OsStr {
     OsStr::new(s)
 }
 
-fn p(path: &Path) -> &str {
+pub(crate) fn p(path: &Path) -> &str {
     path.to_str().expect("UTF-8 path")
 }
 
 /// `luksfs ARGS` with `env`, without any inherited `OS_*` variable or `RUST_LOG`.
-fn luksfs(env: &Env, args: &[&OsStr]) -> Command {
+pub(crate) fn luksfs(env: &Env, args: &[&OsStr]) -> Command {
     let mut c = Command::new(util::bin());
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("OS_") {
@@ -948,7 +948,7 @@ fn hold_unlock_threads(lab: &Lab) -> String {
 
 /// A `luksfs mount` with its own environment. Dropping it (also on panic) unmounts
 /// (`fusermount3 -u`, lazily if busy), waits for the process and kills it if it lingers.
-struct OsMount {
+pub(crate) struct OsMount {
     mnt: PathBuf,
     child: Option<Child>,
     /// stdout + stderr of the process.
@@ -961,12 +961,17 @@ impl OsMount {
     /// `luksfs mount LAB/src LAB/NAME --log-file LAB/NAME.log ARGS` with `env`; returns once
     /// LAB/NAME is a FUSE mount (30 s at most).
     fn start(lab: &Lab, name: &str, env: &Env, args: &[&str]) -> OsMount {
+        OsMount::start_from(lab, lab.src.as_os_str(), name, env, args)
+    }
+
+    /// [`OsMount::start`] of `source` (a path or a URL) instead of LAB/src.
+    pub(crate) fn start_from(lab: &Lab, source: &OsStr, name: &str, env: &Env, args: &[&str]) -> OsMount {
         let mnt = lab.root().join(name);
         std::fs::create_dir_all(&mnt).unwrap();
         let out = lab.root().join(format!("{name}.out"));
         let log = lab.root().join(format!("{name}.log"));
         let f = std::fs::File::create(&out).unwrap();
-        let mut a = vec![os("mount"), lab.src.as_os_str(), mnt.as_os_str(), os("--log-file"), log.as_os_str()];
+        let mut a = vec![os("mount"), source, mnt.as_os_str(), os("--log-file"), log.as_os_str()];
         a.extend(args.iter().map(|s| os(s)));
         let mut c = luksfs(env, &a);
         c.stdin(Stdio::null()).stdout(f.try_clone().unwrap()).stderr(f);
@@ -984,15 +989,15 @@ impl OsMount {
     }
 
     /// What the process wrote (stdout, stderr, then the log file).
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.out).unwrap_or_default() + &std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.mnt.join(rel)
     }
 
-    fn read_at(&self, rel: &str, off: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    pub(crate) fn read_at(&self, rel: &str, off: u64, len: usize) -> std::io::Result<Vec<u8>> {
         use std::os::unix::fs::FileExt;
         let p = self.path(rel);
         timed(&format!("pread {}", p.display()), FS_CALL, move || {
@@ -1054,7 +1059,7 @@ impl OsMount {
 
     /// open(REL) fails with `errno`, twice (a failed image stays failed, without a new fetch).
     #[track_caller]
-    fn assert_errno(&self, rel: &str, errno: i32) {
+    pub(crate) fn assert_errno(&self, rel: &str, errno: i32) {
         for _ in 0..2 {
             let got = self.open_errno(rel);
             assert_eq!(

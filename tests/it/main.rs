@@ -44,6 +44,7 @@ mod cinder_backup;
 mod corpus;
 mod errors;
 mod faults;
+mod glance;
 mod hostile;
 mod keys;
 mod luks1;

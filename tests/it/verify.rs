@@ -576,7 +576,7 @@ fn verify_glance_sidecar_checks() {
     redact(&mut os, VERIFY_VOLATILE);
     assert_json(
         &os,
-        &json!({"sidecar": R, "image_id": "0c7a1c52-9c2d-4d3b-9f8e-2a5d7c1b3e4f", "name": "vol-7",
+        &json!({"sidecar": R, "glance": false, "image_id": "0c7a1c52-9c2d-4d3b-9f8e-2a5d7c1b3e4f", "name": "vol-7",
                 "os_hash_algo": "sha512", "os_hash_value": good, "os_hash_checked": true, "os_hash_matches": true,
                 "os_decrypt_size": 4 * MIB + 4096, "decrypt_size_matches": false,
                 "checksum": "2d1e3f0c0e4bb0b8d66fb1ae24e0e7f4", "checksum_checked": false}),

@@ -1,0 +1,425 @@
+//! Glance as a SOURCE (`glance://`, `glance://ID`) against a REAL Glance (PyPI glance 33, file
+//! store) started by `scripts/glance-up.sh` next to the Keystone + Barbican of
+//! [`crate::barbican::harness`], into `$LUKSFS_GLANCE_DIR` (default: `glance/` in the harness
+//! directory), and left running for the next run. Stop it with `scripts/glance-down.sh
+//! target/openstack/glance`. If it can't be started the tests print `SKIPPED: ...` and pass, except under
+//! `CI=true`.
+//!
+//! Images made by qemu-img (LUKS1, passphrase secret, the `os_encrypt_*` properties of an
+//! encrypted upload) and cryptsetup (LUKS1 as Cinder's encryptor makes it, a `symmetric` secret
+//! whose hex is the passphrase, the `cinder_encryption_key_*` properties Cinder sets) are
+//! uploaded through Glance's API; luksfs finds them in the catalog of the same cloud and reads
+//! them by range. (Glance 33 refuses a LUKS2 upload in a `bare` container: its format
+//! inspector's safety check says "LUKS version 2 is not supported".) Run with
+//! `cargo test --test it -- glance::`.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::barbican::{Env, OsMount, agent, clouds_env, harness, hex, id_of, luksfs, os, random_bytes, random_id};
+use crate::util::{self, KIB, Lab, MIB, Out, mark};
+
+/// Names of the images these tests upload start with this (leftovers of earlier runs are deleted).
+const PREFIX: &str = "luksfs-it ";
+
+/// A running Glance.
+struct Glance {
+    url: String,
+    /// The directory of `glance-up.sh` (its file store is `state/images/`).
+    dir: PathBuf,
+}
+
+static GLANCE: OnceLock<Result<Glance, String>> = OnceLock::new();
+
+/// Glance, started on first use; `None` (after `SKIPPED: why`) when it can't be, a failure
+/// under `CI=true`.
+fn glance() -> Option<&'static Glance> {
+    let osk = harness()?;
+    match GLANCE.get_or_init(|| start(&osk.dir)) {
+        Ok(g) => Some(g),
+        Err(why) => {
+            util::skip(&format!("Glance did not start: {why}"));
+            None
+        }
+    }
+}
+
+fn start(osk_dir: &Path) -> Result<Glance, String> {
+    let dir = match std::env::var_os("LUKSFS_GLANCE_DIR") {
+        Some(d) => PathBuf::from(d),
+        // beside its Keystone: a Glance registered in another Keystone would refuse our tokens
+        None => osk_dir.join("glance"),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/glance-up.sh");
+    let t = Instant::now();
+    // one run of the script at a time (parallel test processes would install into one venv)
+    let mut cmd = match util::which("flock") {
+        Some(flock) => {
+            let mut c = Command::new(flock);
+            c.arg("-o").arg(dir.join(".up.lock")).arg("bash");
+            c
+        }
+        None => Command::new("bash"),
+    };
+    let out = cmd
+        .arg(&script)
+        .arg(&dir)
+        .arg(osk_dir)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{}: {e}", script.display()))?;
+    if !out.status.success() {
+        let text = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = text.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
+        return Err(format!("{} failed ({}):\n{}", script.display(), out.status, tail.join("\n")));
+    }
+    let env = std::fs::read_to_string(dir.join("glance.env")).map_err(|e| format!("glance.env: {e}"))?;
+    let url = env.lines().find_map(|l| l.strip_prefix("GLANCE_URL=")).ok_or("glance.env lacks GLANCE_URL")?;
+    eprintln!("Glance up in {:.1}s at {url}", t.elapsed().as_secs_f32());
+    Ok(Glance { url: url.to_string(), dir })
+}
+
+macro_rules! glance {
+    () => {
+        match glance() {
+            Some(g) => (harness().unwrap(), g),
+            None => return,
+        }
+    };
+}
+
+/// Glance's REST API as user demo.
+struct Api<'a> {
+    url: &'a str,
+    token: String,
+}
+
+impl Api<'_> {
+    fn call(&self, method: &str, path: &str, body: Option<Value>, data: Option<&[u8]>) -> (u16, Value) {
+        let url = format!("{}{path}", self.url);
+        let a = agent();
+        let resp = match (method, body, data) {
+            ("POST", Some(b), _) => a.post(&url).header("X-Auth-Token", &self.token).send_json(&b),
+            ("PUT", _, Some(d)) => a
+                .put(&url)
+                .header("X-Auth-Token", &self.token)
+                .header("Content-Type", "application/octet-stream")
+                .send(d),
+            ("GET", ..) => a.get(&url).header("X-Auth-Token", &self.token).call(),
+            ("DELETE", ..) => a.delete(&url).header("X-Auth-Token", &self.token).call(),
+            other => panic!("{other:?}"),
+        };
+        let mut resp = resp.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// A new image named `PREFIX + name` with `props`; its id.
+    fn create(&self, name: &str, props: Value) -> String {
+        let mut body = json!({"name": format!("{PREFIX}{name}"), "disk_format": "raw", "container_format": "bare"});
+        body.as_object_mut().unwrap().extend(props.as_object().unwrap().clone());
+        let (status, v) = self.call("POST", "/v2/images", Some(body), None);
+        assert_eq!(status, 201, "POST /v2/images: {v}");
+        v["id"].as_str().unwrap().to_string()
+    }
+
+    /// [`Api::create`], then upload `file` as its data.
+    fn upload(&self, name: &str, props: Value, file: &Path) -> String {
+        let id = self.create(name, props);
+        let data = std::fs::read(file).unwrap();
+        let (status, v) = self.call("PUT", &format!("/v2/images/{id}/file"), None, Some(&data));
+        assert_eq!(status, 204, "PUT /v2/images/{id}/file: {v}");
+        id
+    }
+
+    fn delete(&self, id: &str) {
+        let (status, v) = self.call("DELETE", &format!("/v2/images/{id}"), None, None);
+        assert!(status == 204 || status == 404, "DELETE /v2/images/{id}: {status} {v}");
+    }
+
+    fn show(&self, id: &str) -> Value {
+        let (status, v) = self.call("GET", &format!("/v2/images/{id}"), None, None);
+        assert_eq!(status, 200, "GET /v2/images/{id}: {v}");
+        v
+    }
+
+    /// Every image the project sees, following `next` (the test Glance pages by 3).
+    fn list(&self) -> Vec<Value> {
+        let (mut out, mut path) = (Vec::new(), "/v2/images".to_string());
+        loop {
+            let (status, v) = self.call("GET", &path, None, None);
+            assert_eq!(status, 200, "{v}");
+            out.extend(v["images"].as_array().unwrap().iter().cloned());
+            match v["next"].as_str() {
+                Some(next) => path = next.to_string(),
+                None => return out,
+            }
+        }
+    }
+
+    /// Delete the images earlier runs of these tests left behind.
+    fn clean(&self) {
+        for i in self.list() {
+            if i["name"].as_str().is_some_and(|n| n.starts_with(PREFIX)) {
+                self.delete(i["id"].as_str().unwrap());
+            }
+        }
+    }
+}
+
+fn run(env: &Env, args: &[&str]) -> Out {
+    let a: Vec<&OsStr> = args.iter().map(|s| os(s)).collect();
+    util::run_timed(luksfs(env, &a), Duration::from_secs(180))
+}
+
+/// An ext4 filesystem of `size` bytes made by mkfs.ext4 (a plaintext `verify` recognises).
+fn ext4(lab: &Lab, name: &str, size: usize) -> Vec<u8> {
+    let f = lab.root().join(format!("{name}.ext4"));
+    std::fs::File::create(&f).unwrap().set_len(size as u64).unwrap();
+    util::sh({
+        let mut c = util::tool("mkfs.ext4");
+        c.args(["-q", "-F", "-L", name]).arg(&f);
+        c
+    });
+    std::fs::read(&f).unwrap()
+}
+
+fn shown(name: &str, id: &str) -> String {
+    format!("{}_{id}.raw", format!("{PREFIX}{name}").replace('/', "_"))
+}
+
+/// Encrypted images uploaded to Glance (qemu-img LUKS1 with a passphrase secret and the
+/// properties of an encrypted upload; cryptsetup LUKS1 with a symmetric secret and Cinder's
+/// properties), an unencrypted one and one without data: `mount glance://` shows exactly the two
+/// encrypted ones and reads them byte-exact; `cat`, `inspect` and `verify` take `glance://ID`
+/// (and the shown name); `verify glance://` checks Glance's os_hash_value and os_decrypt_size;
+/// errors name the image: no data, a wrong or unknown id, a store file shorter than Glance says,
+/// an image deleted under a mount.
+#[test]
+fn glance_images_through_mount_cat_inspect_and_verify() {
+    let (osk, glance) = glance!();
+    let url = glance.url.as_str();
+    if !util::have(&["qemu-img", "cryptsetup", "mkfs.ext4", "fuse"]) {
+        return;
+    }
+    let api = Api { url, token: osk.demo_token() };
+    api.clean();
+    let lab = Lab::new();
+    let pass = format!("upload passphrase {}", &random_id()[..8]);
+    let s_pass = osk.store_passphrase(&api.token, &pass);
+    let k_sym = random_bytes(32);
+    let s_sym = osk.store_symmetric(&api.token, &k_sym);
+
+    let upload = lab.qemu_luks("upload.luks", ext4(&lab, "upload", 3 * MIB), pass.as_bytes(), "");
+    let cinder = lab.cs_luks1("cinder.img", ext4(&lab, "cinder", 2 * MIB + 512 * KIB), hex(&k_sym).as_bytes(), &[]);
+    let doomed = lab.qemu_luks("doomed.luks", ext4(&lab, "doomed", 12 * MIB), pass.as_bytes(), "");
+    let plain = lab.place("plain.img");
+    util::write(&plain, &mark("not encrypted", MIB));
+
+    let props = |plain: &[u8]| {
+        json!({"os_encrypt_format": "LUKSv1", "os_encrypt_key_id": id_of(&s_pass),
+            "os_encrypt_key_deletion_policy": "on_image_deletion", "os_decrypt_container_format": "bare",
+            "os_decrypt_size": plain.len().to_string()})
+    };
+    let id_upload = api.upload("user/upload", props(&upload.plain), &upload.path);
+    let id_cinder = api.upload(
+        "volume cinder",
+        json!({"cinder_encryption_key_id": id_of(&s_sym), "cinder_encryption_key_deletion_policy": "on_image_deletion"}),
+        &cinder.path,
+    );
+    let id_doomed = api.upload("doomed", props(&doomed.plain), &doomed.path);
+    let id_plain = api.upload("plain", json!({}), &plain);
+    let id_empty = api.create("no data", props(&upload.plain));
+    // its Barbican secret opens it, but a keytab line naming its id gives a wrong key
+    let keyed = lab.qemu_luks("keyed.luks", ext4(&lab, "keyed", MIB), pass.as_bytes(), "");
+    let id_keyed = api.upload("keyed", props(&keyed.plain), &keyed.path);
+    let kt = lab.key("keytab", format!("{id_keyed} {}\n", lab.key("wrong.key", b"wrong").display()).as_bytes());
+    let damaged = lab.qemu_luks("damaged.luks", ext4(&lab, "damaged", 4 * MIB), pass.as_bytes(), "");
+    let id_damaged = api.upload("damaged", props(&damaged.plain), &damaged.path);
+    // the file store's copy loses its second half (Glance still lists the full size)
+    let stored = glance.dir.join("state/images").join(&id_damaged);
+    let full = std::fs::metadata(&stored).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&stored).unwrap().set_len(full / 2).unwrap();
+    assert_eq!(api.show(&id_upload)["os_hash_algo"], "sha512");
+    assert!(api.list().len() > 3, "more images than one page of the test Glance holds");
+
+    let env = clouds_env(&lab, &osk.dir.join("clouds.yaml"));
+    let g = |id: &str| format!("glance://{id}");
+
+    // cat and inspect of one image, by id and by the name a mount shows
+    run(&env, &["cat", &g(&id_upload), "--os-cloud", "osk-demo"]).assert_bytes(&upload.plain);
+    run(&env, &["cat", &g(&id_cinder), "--os-cloud", "osk-appcred"]).assert_bytes(&cinder.plain);
+    run(&env, &["cat", &g(&shown("volume cinder", &id_cinder)), "--os-cloud", "osk-demo", "--offset", "1M"])
+        .assert_bytes(&cinder.plain[MIB..]);
+    let out = run(&env, &["inspect", "--json", &g(&id_cinder), "--os-cloud", "osk-demo"]);
+    let j: Value = serde_json::from_slice(out.ok()).unwrap();
+    assert_eq!(j["format"], "luks1", "{j}");
+    assert_eq!(j["openstack"]["glance"], true, "{j}");
+    assert_eq!(j["openstack"]["key_id"], id_of(&s_sym), "{j}");
+
+    // verify of one image: Glance's os_hash_value (sha512 of the stored data) and os_decrypt_size
+    let out = run(&env, &["verify", "--json", &g(&id_upload), "--os-cloud", "osk-demo"]);
+    let j: Value = serde_json::from_slice(out.ok()).unwrap_or_else(|e| panic!("{e}: {}", out.stderr));
+    assert_eq!(j["verdict"], "OK", "{j}");
+    assert_eq!(j["openstack"]["glance"], true, "{j}");
+    assert_eq!(j["openstack"]["os_hash_matches"], true, "{j}");
+    assert_eq!(j["openstack"]["decrypt_size_matches"], true, "{j}");
+    assert_eq!(j["sha256"]["plaintext"], util::sha256_hex(&upload.plain), "{j}");
+
+    // verify of every encrypted image: the three with data
+    let out = run(&env, &["verify", "glance://", "--os-cloud", "osk-demo"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_ne!(out.code(), 0, "{}\n{text}", out.stderr);
+    for id in [&id_upload, &id_cinder, &id_doomed, &id_keyed] {
+        assert!(text.lines().any(|l| l.starts_with("OK") && l.contains(id.as_str())), "{id}:\n{text}");
+    }
+    assert!(text.lines().any(|l| l.starts_with("FAIL") && l.contains(&id_damaged)), "{text}");
+    assert!(!text.contains(&id_plain) && !text.contains(&id_empty), "{text}");
+
+    // errors naming the image: no data, an unknown id, not an id, no credentials
+    let out = run(&env, &["cat", &g(&id_empty), "--os-cloud", "osk-demo"]);
+    assert_ne!(out.code(), 0);
+    assert!(out.stderr.contains(&id_empty) && out.stderr.contains("no data"), "{}", out.stderr);
+    let unknown = random_id();
+    let out = run(&env, &["cat", &g(&unknown), "--os-cloud", "osk-demo"]);
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    assert!(out.stderr.contains(&unknown) && out.stderr.contains("no image"), "{}", out.stderr);
+    let out = run(&env, &["cat", "glance://vol-7", "--os-cloud", "osk-demo"]);
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    assert!(out.stderr.contains("not an image id"), "{}", out.stderr);
+    let out = run(&clouds_env(&lab, &lab.root().join("none.yaml")), &["cat", &g(&id_upload)]);
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    // a damaged store: Glance sends fewer bytes than its Content-Range promises; never wrong bytes
+    let out = run(&env, &["cat", &g(&id_damaged), "--os-cloud", "osk-demo"]);
+    assert_ne!(out.code(), 0, "{}", out.stderr);
+    assert!(out.stderr.contains(&id_damaged), "{}", out.stderr);
+    assert!(out.stdout.len() < damaged.plain.len(), "{}", out.stderr);
+    util::assert_same("damaged: what was written", &out.stdout, &damaged.plain[..out.stdout.len()]);
+
+    // a mount of every encrypted image: the images with data, byte-exact, by range
+    let args = ["--os-cloud", "osk-appcred", "--keytab", kt.to_str().unwrap(), "-vv"];
+    let m = OsMount::start_from(&lab, os("glance://"), "mnt", &env, &args);
+    let names: Vec<String> =
+        std::fs::read_dir(m.path("")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    for (name, id) in [("user/upload", &id_upload), ("volume cinder", &id_cinder), ("doomed", &id_doomed)] {
+        assert!(names.contains(&shown(name, id)), "{} not in {names:?}", shown(name, id));
+    }
+    assert!(!names.iter().any(|n| n.contains(&id_plain) || n.contains(&id_empty)), "{names:?}");
+    let read = |name: &str, id: &str, len: usize| m.read_at(&shown(name, id), 0, len);
+    util::assert_same("upload via mount", &read("user/upload", &id_upload, upload.plain.len()).unwrap(), &upload.plain);
+    util::assert_same(
+        "cinder via mount",
+        &read("volume cinder", &id_cinder, cinder.plain.len()).unwrap(),
+        &cinder.plain,
+    );
+    // the keytab line named the image by its id: its (wrong) key, not Barbican's
+    m.assert_errno(&shown("keyed", &id_keyed), libc::EACCES);
+    // one Keystone token for Glance and Barbican; the listing followed `next`
+    assert_eq!(m.log().matches("keystone: POST").count(), 1, "{}", m.log());
+    assert!(m.log().contains("/v2/images?") && m.log().contains("marker="), "{}", m.log());
+    // deleted under the mount: EIO where bytes are not cached, and the log names the image
+    api.delete(&id_doomed);
+    let err = m.read_at(&shown("doomed", &id_doomed), 10 * MIB as u64, 4096).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    assert!(m.log().contains(&id_doomed), "{}", m.log());
+    // the others still read
+    util::assert_same("upload again", &read("user/upload", &id_upload, upload.plain.len()).unwrap(), &upload.plain);
+    drop(m);
+    api.clean();
+}
+
+/// `OS_IMAGE_ENDPOINT_OVERRIDE` replaces the catalog's `image` endpoint (with the `OS_*`
+/// credentials alone, no clouds.yaml): the real Glance at its URL serves the image; a closed port
+/// is an I/O error (exit 1) naming that URL.
+#[test]
+fn glance_endpoint_override() {
+    let (osk, glance) = glance!();
+    if !util::have(&["qemu-img"]) {
+        return;
+    }
+    let api = Api { url: &glance.url, token: osk.demo_token() };
+    let lab = Lab::new();
+    let pass = format!("override {}", &random_id()[..8]);
+    let secret = osk.store_passphrase(&api.token, &pass);
+    let img = lab.qemu_luks("o.luks", mark("override", 512 * KIB), pass.as_bytes(), "");
+    let id = api.upload(
+        &format!("override {}", &random_id()[..8]),
+        json!({"os_encrypt_format": "LUKSv1", "os_encrypt_key_id": id_of(&secret)}),
+        &img.path,
+    );
+    let mut env: Env = clouds_env(&lab, &lab.root().join("none.yaml"));
+    env.extend(osk.os_env());
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let with = |url: &str| {
+        let mut e = env.clone();
+        e.push(("OS_IMAGE_ENDPOINT_OVERRIDE".into(), url.into()));
+        e
+    };
+    run(&with(&format!("{}/v2/", glance.url)), &["cat", &format!("glance://{id}")]).assert_bytes(&img.plain);
+    let bad = format!("http://127.0.0.1:{closed}");
+    let out = run(&with(&bad), &["cat", &format!("glance://{id}")]);
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains(&bad), "{}", out.stderr);
+    api.delete(&id);
+}
+
+/// An image of Glance's http store (its data at a URL, added with `POST .../locations`): Glance
+/// answers 400 to a range request for it, and luksfs says plainly that this store cannot serve
+/// byte ranges (exit 5, naming the image) instead of reading anything else.
+#[test]
+fn glance_store_without_ranges() {
+    let (osk, glance) = glance!();
+    if !util::have(&["qemu-img", "python3"]) {
+        return;
+    }
+    let api = Api { url: &glance.url, token: osk.demo_token() };
+    let lab = Lab::new();
+    let pass = format!("http store {}", &random_id()[..8]);
+    let secret = osk.store_passphrase(&api.token, &pass);
+    let img = lab.qemu_luks("web/h.luks", mark("http store", 512 * KIB), pass.as_bytes(), "");
+    // the image's data served over HTTP from the lab
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = Command::new("python3")
+        .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string(), "--directory"])
+        .arg(img.path.parent().unwrap())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let file_url = format!("http://127.0.0.1:{port}/h.luks");
+    let t = Instant::now();
+    while agent().get(&file_url).call().map(|r| r.status().as_u16()).ok() != Some(200) {
+        assert!(t.elapsed() < Duration::from_secs(20), "python3 -m http.server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let id = api.create(
+        &format!("http {}", &random_id()[..8]),
+        json!({"os_encrypt_format": "LUKSv1", "os_encrypt_key_id": id_of(&secret)}),
+    );
+    let (status, v) = api.call("POST", &format!("/v2/images/{id}/locations"), Some(json!({"url": file_url})), None);
+    assert_eq!(status, 202, "POST /v2/images/{id}/locations: {v}");
+    let t = Instant::now();
+    while api.show(&id)["status"] != "active" {
+        assert!(t.elapsed() < Duration::from_secs(30), "image {id} not active: {}", api.show(&id));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let env = clouds_env(&lab, &osk.dir.join("clouds.yaml"));
+    let out = run(&env, &["cat", &format!("glance://{id}"), "--os-cloud", "osk-demo"]);
+    assert_eq!(out.code(), 5, "{}", out.stderr);
+    assert!(out.stdout.is_empty());
+    assert!(
+        out.stderr.contains(&id) && out.stderr.contains("(400)") && out.stderr.contains("cannot serve byte ranges"),
+        "{}",
+        out.stderr
+    );
+    api.delete(&id);
+    let _ = server.kill();
+    let _ = server.wait();
+}
