@@ -535,6 +535,7 @@ fn mount(a: MountArgs) -> Result<i32> {
         use_sidecars: barbican,
         all_volumes: a.all_volumes,
         verify: false,
+        backup_keys: barbican && default_key.is_none(),
     };
     let tree = Arc::new(Tree::scan(&location, &plan)?);
     log::info!("found {} images under {} in {:?}", tree.images.len(), source.display(), t0.elapsed());

@@ -173,6 +173,9 @@ pub struct KeyPlan {
     pub all_volumes: bool,
     /// The tree is for `verify`: every check of the data (a backup's md5s too).
     pub verify: bool,
+    /// A backup's key is the Barbican secret its metadata names (Barbican configured, and no
+    /// default key given on the command line).
+    pub backup_keys: bool,
 }
 
 impl KeyPlan {
@@ -328,10 +331,12 @@ impl Tree {
         };
         if key == KeySource::Default && plan.use_sidecars {
             let id = match item.backup() {
-                Some(b) => b.key_id().unwrap_or_else(|e| {
+                // a backup's metadata names its volume's key: used when no key was given
+                Some(b) if plan.backup_keys => b.key_id().unwrap_or_else(|e| {
                     log::warn!("{e}");
                     None
                 }),
+                Some(_) => None,
                 None => meta.as_ref().and_then(|m| m.key_id.clone()),
             };
             if let Some(id) = id {

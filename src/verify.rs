@@ -201,8 +201,14 @@ fn run_dir(a: &VerifyArgs, location: &Location) -> Result<i32> {
              sidecars), or run on a terminal to be prompted",
         ));
     }
-    let plan =
-        KeyPlan { keytab, default_options: a.opts.options(), use_sidecars: barbican, all_volumes: true, verify: true };
+    let plan = KeyPlan {
+        keytab,
+        default_options: a.opts.options(),
+        use_sidecars: barbican,
+        all_volumes: true,
+        verify: true,
+        backup_keys: barbican && default_key.is_none(),
+    };
     let tree = Tree::scan(location, &plan)?;
     let unlocker = Unlocker {
         keys: Arc::new(Keyring::new(default_key, a.key.os_cloud.clone())),

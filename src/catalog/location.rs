@@ -65,6 +65,20 @@ fn split(rest: &str, scheme: &str) -> Result<(String, String)> {
     Ok((name.to_string(), prefix))
 }
 
+/// Swift credentials the way the `swift` client takes them: a ready storage URL and token, v1 /
+/// tempauth variables, else Keystone (`--os-cloud`, `OS_CLOUD` or the `OS_*` variables: the
+/// catalog's `object-store` endpoint).
+pub fn swift_auth(os_cloud: Option<&str>) -> Result<SwiftAuth> {
+    match swift_auth_from_env() {
+        Ok(a) => Ok(a),
+        Err(e) => match crate::keys::barbican::KeyManager::shared(os_cloud) {
+            Ok(km) => Ok(SwiftAuth::Keystone(km)),
+            Err(k) if os_cloud.is_some() => Err(k),
+            Err(_) => Err(e),
+        },
+    }
+}
+
 /// Swift credentials from the environment, the way the `swift` client reads them.
 pub fn swift_auth_from_env() -> Result<SwiftAuth> {
     if let (Some(storage_url), Some(token)) = (env("OS_STORAGE_URL"), env("OS_AUTH_TOKEN")) {
@@ -73,9 +87,8 @@ pub fn swift_auth_from_env() -> Result<SwiftAuth> {
     match (env("ST_AUTH"), env("ST_USER"), env("ST_KEY")) {
         (Some(auth_url), Some(user), Some(key)) => Ok(SwiftAuth::V1 { auth_url, user, key }),
         _ => Err(Error::usage(
-            "no Swift credentials: set ST_AUTH, ST_USER and ST_KEY (v1/tempauth), or OS_STORAGE_URL \
-             and OS_AUTH_TOKEN (e.g. from `swift auth` or `openstack token issue` and the object-store \
-             endpoint)",
+            "no Swift credentials: give --os-cloud NAME (Keystone: clouds.yaml or the OS_* variables), \
+             or set ST_AUTH, ST_USER and ST_KEY (v1/tempauth), or OS_STORAGE_URL and OS_AUTH_TOKEN",
         )),
     }
 }
@@ -92,7 +105,7 @@ impl Location {
         }
         if let Some(rest) = s.strip_prefix("swift://") {
             let (container, prefix) = split(rest, "swift")?;
-            let store = SwiftStore::new(swift_auth_from_env()?, &container)?;
+            let store = SwiftStore::new(swift_auth(os_cloud)?, &container)?;
             return Ok(Location::Store { url: s.to_string(), store: Arc::new(store), prefix });
         }
         if let Some(rest) = s.strip_prefix("s3://") {

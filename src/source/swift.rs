@@ -4,8 +4,9 @@
 //!
 //! Authentication: tempauth / Swift v1 (`GET AUTH_URL` with `X-Auth-User`/`X-Auth-Key` gives
 //! `X-Storage-Url` and `X-Auth-Token`, as `ST_AUTH`/`ST_USER`/`ST_KEY` configure the `swift`
-//! client), or a ready storage URL and token (`OS_STORAGE_URL` + `OS_AUTH_TOKEN`). A 401
-//! re-authenticates once; transport errors and 5xx answers are retried with backoff.
+//! client), a ready storage URL and token (`OS_STORAGE_URL` + `OS_AUTH_TOKEN`), or Keystone (the
+//! `object-store` endpoint of the catalog, the `clouds.yaml`/`OS_*` credentials Barbican uses). A
+//! 401 re-authenticates once; transport errors and 5xx answers are retried with backoff.
 
 use super::{Listed, ObjectStore};
 use crate::{Error, Result};
@@ -23,6 +24,32 @@ pub enum SwiftAuth {
     V1 { auth_url: String, user: String, key: String },
     /// A storage URL (`…/v1/AUTH_account`) and a token obtained elsewhere.
     Token { storage_url: String, token: String },
+    /// Keystone: the token and the `object-store` endpoint of its service catalog, from the same
+    /// `clouds.yaml` / `OS_*` credentials as Barbican (`--os-cloud`); renewed as Barbican's are.
+    Keystone(std::sync::Arc<crate::keys::barbican::KeyManager>),
+}
+
+/// The storage URL and token of one request.
+enum Credentials {
+    Plain(String, String),
+    Keystone(crate::keys::barbican::ServiceToken),
+}
+
+impl Credentials {
+    fn url(&self) -> &str {
+        match self {
+            Credentials::Plain(u, _) => u,
+            Credentials::Keystone(s) => &s.endpoint,
+        }
+    }
+    fn token(&self) -> Result<&str> {
+        match self {
+            Credentials::Plain(_, t) => Ok(t),
+            Credentials::Keystone(s) => {
+                std::str::from_utf8(s.token.as_bytes()).map_err(|_| Error::io("the Keystone token is not text"))
+            }
+        }
+    }
 }
 
 /// One Swift container read as an object store.
@@ -71,9 +98,17 @@ impl SwiftStore {
             SwiftAuth::Token { storage_url, token } => {
                 Some((storage_url.trim_end_matches('/').to_string(), token.clone()))
             }
-            SwiftAuth::V1 { .. } => None,
+            SwiftAuth::V1 { .. } | SwiftAuth::Keystone(_) => None,
         };
         Ok(SwiftStore { agent, auth, container: container.to_string(), session: Mutex::new(session) })
+    }
+
+    fn credentials(&self) -> Result<Credentials> {
+        if let SwiftAuth::Keystone(km) = &self.auth {
+            return Ok(Credentials::Keystone(km.service("object-store", None)?));
+        }
+        let (url, token) = self.session()?;
+        Ok(Credentials::Plain(url, token))
     }
 
     fn session(&self) -> Result<(String, String)> {
@@ -111,9 +146,9 @@ impl SwiftStore {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (base, token) = self.session()?;
-            let url = format!("{base}/{}{path_and_query}", encode(&self.container, false));
-            let mut req = self.agent.get(&url).header("X-Auth-Token", &token);
+            let cred = self.credentials()?;
+            let url = format!("{}/{}{path_and_query}", cred.url(), encode(&self.container, false));
+            let mut req = self.agent.get(&url).header("X-Auth-Token", cred.token()?);
             if let Some((a, b)) = range {
                 req = req.header("Range", &format!("bytes={a}-{b}"));
             }
@@ -139,9 +174,16 @@ impl SwiftStore {
                     }
                 },
                 404 => return Ok(Answer::NotFound),
-                401 if !reauthed && matches!(self.auth, SwiftAuth::V1 { .. }) => {
+                401 if !reauthed && !matches!(self.auth, SwiftAuth::Token { .. }) => {
                     reauthed = true;
-                    *self.session.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                    match &cred {
+                        Credentials::Keystone(s) => {
+                            if let SwiftAuth::Keystone(km) = &self.auth {
+                                km.token_rejected(s.generation);
+                            }
+                        }
+                        Credentials::Plain(..) => *self.session.lock().unwrap_or_else(|e| e.into_inner()) = None,
+                    }
                 }
                 200 if range.is_some() => {
                     return Err(Error::io(format!("GET {url}: the server ignored the Range header (200, not 206)")));

@@ -796,3 +796,99 @@ fn backup_is_a_layer_of_the_volume_tree() {
     reader.read_exact_at(&mut got, 0).unwrap();
     assert_same("volume tree over a cinder backup", &got, &want);
 }
+
+/// Swift behind Keystone, as deployments run it (scripts/swift-up.sh --keystone: keystonemiddleware
+/// and keystoneauth, Swift registered as `object-store` in the catalog of the harness's
+/// Keystone): the objects of a chain of cinder backups (full + two incrementals) and a plain LUKS
+/// image in a container of the demo project are verified and read with the same `OS_*`
+/// credentials as Barbican, the storage URL taken from the catalog.
+#[test]
+fn swift_behind_keystone() {
+    let Some(b) = backups() else { return };
+    if !crate::util::have(&["curl", "apt-get", "dpkg"]) {
+        return;
+    }
+    let Some(osk) = crate::barbican::harness() else { return };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let t = tempfile::tempdir().unwrap();
+    let sw = t.path().join("swift");
+    let osk_env = osk.dir.join("osk.env");
+    let up = run_script(&[
+        root.join("scripts/swift-up.sh").as_os_str(),
+        sw.as_os_str(),
+        "--keystone".as_ref(),
+        osk_env.as_os_str(),
+    ]);
+    let _guard = SwiftUp(sw.clone());
+    if let Err(e) = up {
+        crate::util::skip(&format!("Swift (Keystone) did not start: {e}"));
+        return;
+    }
+    // a chain of posix backups, its objects uploaded under their own names, and a LUKS image
+    let top = b.rows.iter().find(|r| r.kind == "luks" && r.compression == "zstd" && r.state == 2).unwrap();
+    let cat = catalog(&b.dir.join("backups"));
+    let chain: Vec<_> = cat.chain(&top.backup).unwrap().into_iter().map(|(e, _)| e).collect();
+    let mut files = Vec::new();
+    for e in &chain {
+        let dir = e.prefix.rsplit_once('/').unwrap().0;
+        for f in std::fs::read_dir(b.dir.join("backups").join(dir)).unwrap() {
+            files.push(format!("{dir}/{}", f.unwrap().file_name().to_string_lossy()));
+        }
+    }
+    let env = &osk.env;
+    let upload = format!(
+        "set -e; cd {backups}; \\
+         tok=$(curl -fsS -D - -o /dev/null -H 'Content-Type: application/json' -d '{{\"auth\":{{\"identity\":{{\"methods\":[\"password\"],\"password\":{{\"user\":{{\"name\":\"demo\",\"domain\":{{\"id\":\"default\"}},\"password\":\"{pw}\"}}}}}},\"scope\":{{\"project\":{{\"name\":\"demo\",\"domain\":{{\"id\":\"default\"}}}}}}}}}}' {ks}/auth/tokens | \\
+               tr -d '\\r' | sed -n 's/^[Xx]-[Ss]ubject-[Tt]oken: //p'); \\
+         url=$(sed -n 's/^SWIFT_KEYSTONE_URL=//p' {sw}/swift.env | sed 's/%(project_id)s/{project}/'); \\
+         curl -fsS -X PUT -H \"X-Auth-Token: $tok\" $url/kbackups; \\
+         for f in {files}; do curl -fsS -X PUT -H \"X-Auth-Token: $tok\" -T $f $url/kbackups/$f; done; \\
+         curl -fsS -X PUT -H \"X-Auth-Token: $tok\" -T {image} $url/kbackups/images/vol-1.luks",
+        backups = b.dir.join("backups").display(),
+        pw = env["OSK_DEMO_PASSWORD"],
+        ks = osk.keystone,
+        sw = sw.display(),
+        project = env["OSK_DEMO_PROJECT_ID"],
+        files = files.join(" "),
+        image = b.dir.join("vol/luks.1").display(),
+    );
+    run_script(&["-c".as_ref(), upload.as_ref()]).unwrap();
+    let key = t.path().join("key");
+    std::fs::write(&key, PASS).unwrap();
+    let run = |args: &[&std::ffi::OsStr]| {
+        let mut c = std::process::Command::new(crate::util::bin());
+        c.args(args).env_remove("RUST_LOG");
+        for k in ["ST_AUTH", "ST_USER", "ST_KEY", "OS_STORAGE_URL", "OS_AUTH_TOKEN", "OS_CLOUD"] {
+            c.env_remove(k);
+        }
+        // the harness's application credential, as for Barbican
+        for (k, v) in env.iter().filter(|(k, _)| k.starts_with("OS_")) {
+            c.env(k, v);
+        }
+        crate::util::run_timed(c, std::time::Duration::from_secs(300))
+    };
+    let out = run(&[
+        "verify".as_ref(),
+        "swift://kbackups".as_ref(),
+        "--key-file".as_ref(),
+        key.as_os_str(),
+        "--json".as_ref(),
+    ]);
+    assert!(
+        out.code() == 0 || out.code() == 6,
+        "{} (exit {}): {}\n{}",
+        out.cmdline,
+        out.code(),
+        out.stderr,
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let reports = verify_reports(&out);
+    let rows: Vec<Row> =
+        b.rows.iter().filter(|r| chain.iter().any(|e| e.info.backup_id == r.backup)).cloned().collect();
+    assert_eq!(rows.len(), 3);
+    check_verified("swift behind keystone", &reports, &b.dir, &rows);
+    let out =
+        run(&["cat".as_ref(), "swift://kbackups/images/vol-1.luks".as_ref(), "--key-file".as_ref(), key.as_os_str()]);
+    assert_eq!(out.code(), 0, "{}: {}", out.cmdline, out.stderr);
+    assert_same("LUKS image in Swift behind Keystone", &out.stdout, &std::fs::read(b.dir.join("vol/plain.1")).unwrap());
+}
