@@ -223,7 +223,8 @@ impl GlanceStore {
                         let listed = self.sizes.lock().unwrap_or_else(|e| e.into_inner()).get(path_id(path)).copied();
                         check_content_range(header, a, b, listed).map_err(|e| e.context(what))?;
                     }
-                    match resp.body_mut().with_config().limit(limit).read_to_vec() {
+                    let expect = range.map_or(0, |(a, b)| b - a + 1);
+                    match super::read_body(resp.body_mut(), limit, expect) {
                         Ok(v) => return Ok(Answer::Body(v)),
                         Err(ureq::Error::BodyExceedsLimit(_)) => {
                             return Err(Error::corrupt(format!("{what}: Glance sent more than {limit} bytes")));

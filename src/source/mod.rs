@@ -78,11 +78,12 @@ impl ObjectStore for MemStore {
 }
 
 /// The body of an HTTP answer, at most `limit` bytes (more is [`ureq::Error::BodyExceedsLimit`]),
-/// read into a buffer sized from its `Content-Length` once (an object of 50 MiB read into a
-/// growing buffer was copied and faulted in again at every doubling).
-pub(crate) fn read_body(body: &mut ureq::Body, limit: u64) -> std::result::Result<Vec<u8>, ureq::Error> {
+/// read into a buffer sized once from its `Content-Length`, or from `expect` (the length of a
+/// range asked for) when the server sends it chunked (an object of 50 MiB read into a growing
+/// buffer was copied and faulted in again at every doubling).
+pub(crate) fn read_body(body: &mut ureq::Body, limit: u64, expect: u64) -> std::result::Result<Vec<u8>, ureq::Error> {
     use std::io::Read;
-    let hint = body.content_length().unwrap_or(0).min(limit).min(1 << 31) as usize;
+    let hint = body.content_length().unwrap_or(expect).min(limit).min(1 << 31) as usize;
     let mut buf = Vec::with_capacity(hint);
     body.with_config().limit(limit).reader().read_to_end(&mut buf).map_err(ureq::Error::from)?;
     Ok(buf)

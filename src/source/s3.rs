@@ -224,7 +224,7 @@ impl S3Store {
             log::debug!("s3: GET {url} -> {status}");
             let want = if range.is_some() { 206 } else { 200 };
             match status {
-                s if s == want => match super::read_body(resp.body_mut(), limit) {
+                s if s == want => match super::read_body(resp.body_mut(), limit, range.map_or(0, |(a, b)| b - a + 1)) {
                     Ok(v) => return Ok(Answer::Body(v)),
                     Err(ureq::Error::BodyExceedsLimit(_)) => {
                         return Err(Error::corrupt(format!("GET {url}: more than {limit} bytes")));

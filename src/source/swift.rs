@@ -163,7 +163,7 @@ impl SwiftStore {
             let status = resp.status().as_u16();
             log::debug!("swift: GET {url} -> {status}");
             match status {
-                s if s == want => match super::read_body(resp.body_mut(), limit) {
+                s if s == want => match super::read_body(resp.body_mut(), limit, range.map_or(0, |(a, b)| b - a + 1)) {
                     Ok(v) => return Ok(Answer::Body(v)),
                     Err(ureq::Error::BodyExceedsLimit(_)) => {
                         return Err(Error::corrupt(format!("GET {url}: more than {limit} bytes")));
