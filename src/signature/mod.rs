@@ -301,40 +301,44 @@ impl Properties {
     }
 }
 
-/// What a successful check established.
+/// The result of [`verify`].
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Verified {
-    /// The signing certificate.
-    pub certificate: CertInfo,
-    /// With `--ca`: the subject of the trusted certificate it chains to.
+pub struct Checked {
+    /// The signing certificate, when it could be parsed.
+    pub certificate: Option<CertInfo>,
+    /// With `--ca`, when the chain is good: the subject of the trusted certificate it chains to.
     pub anchor: Option<String>,
+    /// `Ok` when the signature is verified; otherwise what failed.
+    pub result: Result<(), SignatureError>,
 }
 
 /// Check `req` against the image data's `digest` (of `req.hash`): `certificate` is the payload of
 /// the Barbican secret `req.certificate_uuid` (PEM or DER), `anchors` the `--ca` certificates
 /// (`None`: the chain is not checked), `now` the time its validity is checked at.
-///
-/// On failure the certificate's facts, when it could be parsed, come with the error.
 pub fn verify(
     req: &Request,
     digest: &[u8],
     certificate: &[u8],
     anchors: Option<&[Certificate]>,
     now: SystemTime,
-) -> Result<Verified, (SignatureError, Option<CertInfo>)> {
-    let uuid = &req.certificate_uuid;
-    let leaf = cert::parse(certificate)
-        .map_err(|reason| (SignatureError::NotACertificate { uuid: uuid.clone(), reason }, None))?;
-    let info = CertInfo::of(&leaf);
-    let with_info = |e| (e, Some(info.clone()));
-    cert::check_validity(&leaf, now).map_err(with_info)?;
-    let anchor = match anchors {
-        Some(a) => Some(cert::chain(&leaf, a, now).map_err(with_info)?),
-        None => None,
+) -> Checked {
+    let leaf = match cert::parse(certificate) {
+        Ok(c) => c,
+        Err(reason) => {
+            let e = SignatureError::NotACertificate { uuid: req.certificate_uuid.clone(), reason };
+            return Checked { certificate: None, anchor: None, result: Err(e) };
+        }
     };
-    key::verify_image(req.key_type, req.hash, leaf.tbs_certificate().subject_public_key_info(), digest, &req.signature)
-        .map_err(with_info)?;
-    Ok(Verified { certificate: info, anchor })
+    let mut out = Checked { certificate: Some(CertInfo::of(&leaf)), anchor: None, result: Ok(()) };
+    out.result = (|| {
+        cert::check_validity(&leaf, now)?;
+        if let Some(a) = anchors {
+            out.anchor = Some(cert::chain(&leaf, a, now)?);
+        }
+        let spki = leaf.tbs_certificate().subject_public_key_info();
+        key::verify_image(req.key_type, req.hash, spki, digest, &req.signature)
+    })();
+    out
 }
 
 #[cfg(test)]
@@ -369,7 +373,8 @@ mod tests {
     #[test]
     fn every_malformed_property_is_named() {
         use SignatureError::*;
-        let cases: [(Properties, fn(&SignatureError) -> bool); 9] = [
+        type Check = fn(&SignatureError) -> bool;
+        let cases: [(Properties, Check); 9] = [
             (props("", "SHA-256", "RSA-PSS", UUID), |e| matches!(e, Missing("img_signature"))),
             (props("AA==", "", "RSA-PSS", UUID), |e| matches!(e, Missing("img_signature_hash_method"))),
             (props("AA==", "SHA-256", "", UUID), |e| matches!(e, Missing("img_signature_key_type"))),
@@ -413,9 +418,9 @@ mod tests {
     fn garbage_certificate_is_not_a_certificate() {
         let r = props("AA==", "SHA-256", "RSA-PSS", UUID).parse().unwrap();
         for payload in [&b""[..], b"hello", b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"] {
-            let (e, info) = verify(&r, &[0; 32], payload, None, SystemTime::now()).unwrap_err();
-            assert!(matches!(e, SignatureError::NotACertificate { .. }), "{e}");
-            assert!(info.is_none());
+            let c = verify(&r, &[0; 32], payload, None, SystemTime::now());
+            assert!(matches!(c.result, Err(SignatureError::NotACertificate { .. })), "{c:?}");
+            assert!(c.certificate.is_none());
         }
     }
 }
