@@ -2,17 +2,17 @@
 //!
 //! One pass over the image: worker threads decrypt large chunks ahead ([`crate::stream`]) while
 //! the calling thread hashes them in order (SHA-256 of the plaintext) and keeps the first and last
-//! bytes for [`crate::sniff`]; another thread hashes the ciphertext file (SHA-256, plus the
-//! Glance sidecar's `os_hash_algo` when there is one). Then the report: format, cipher, key slot,
-//! payload offset, decrypted size, qcow2 allocation, hashes and their checks, what the plaintext
-//! is, warnings, and a verdict:
+//! bytes for [`crate::sniff`]; another thread reads the ciphertext once and hashes it (SHA-256,
+//! the Glance sidecar's `os_hash_algo` and its image signature's hash method, one thread each).
+//! Then the report: format, cipher, key slot, payload offset, decrypted size, qcow2 allocation,
+//! hashes and their checks, the image signature, what the plaintext is, warnings, and a verdict:
 //!
 //! | verdict | exit | when |
 //! |---|---|---|
 //! | `OK` | 0 | decrypted, every check passed, the plaintext is recognised |
 //! | `WARN` | 6 | decrypted, but: unrecognised or all-zero plaintext, a disk-image container inside, a size that disagrees (sidecar, filesystem header, partition table), a check that could not be made |
 //! | `FAIL` | 3, 4, 5, 1 | wrong key, corrupt or truncated image, refused image, read error (the usual classes) |
-//! | `FAIL` | 7 | a hash mismatch: `--expect-sha256`, or the sidecar's `os_hash_value` |
+//! | `FAIL` | 7 | a hash mismatch: `--expect-sha256`, or the sidecar's `os_hash_value`; an image signature (`img_signature*`) not verified ([`crate::signature`]) |
 //!
 //! `verify DIR` checks every image under DIR (found by magic, as `mount` finds them, keys as
 //! `mount` gives them) and exits with the worst code (see [`worst`]).

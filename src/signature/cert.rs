@@ -91,7 +91,7 @@ fn unix(t: SystemTime) -> i128 {
     }
 }
 
-/// `c`'s validity period includes `now` (notBefore ≤ now ≤ notAfter, RFC 5280 §4.1.2.5).
+/// `c`'s validity period includes `now` (notBefore <= now <= notAfter, RFC 5280 4.1.2.5).
 pub fn check_validity(c: &Certificate, now: SystemTime) -> Result<(), SignatureError> {
     let v = c.tbs_certificate().validity();
     let now = unix(now);

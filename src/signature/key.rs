@@ -228,7 +228,7 @@ fn dsa_verify(der: &[u8], digest: &[u8], sig: &[u8]) -> Result<(), Failed> {
 }
 
 /// ECDSA on `curve` with a DER signature; the digest is truncated or zero-extended to the order's
-/// length by the verifier (SEC 1 §4.1.4).
+/// length by the verifier (SEC 1, 4.1.4).
 fn ecdsa_verify(curve: Curve, spki: &SubjectPublicKeyInfoOwned, digest: &[u8], sig: &[u8]) -> Result<(), Failed> {
     let point =
         spki.subject_public_key.as_bytes().ok_or_else(|| Failed::Key("a partial-byte key bit string".into()))?;

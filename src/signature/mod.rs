@@ -214,7 +214,7 @@ pub enum SignatureError {
         reason: String,
     },
     /// The signature does not verify over the image data.
-    #[error("the {key_type} signature does not match the image data ({hash} digest {digest}…)")]
+    #[error("the {key_type} signature does not match the image data ({hash} digest {digest}...)")]
     Mismatch {
         /// The key type.
         key_type: &'static str,
@@ -254,7 +254,7 @@ const SHOW: usize = 64;
 
 fn shown(s: &str) -> String {
     match s.char_indices().nth(SHOW) {
-        Some((i, _)) => format!("{}…", &s[..i]),
+        Some((i, _)) => format!("{}...", &s[..i]),
         None => s.to_string(),
     }
 }
