@@ -4,8 +4,13 @@
 //!
 //! Signatures are as `openssl dgst -sign` writes them: RSA the raw modulus-sized block, DSA and
 //! ECDSA the DER `SEQUENCE { r INTEGER, s INTEGER }`. RSASSA-PSS uses MGF1 with the signature's
-//! hash and the maximum salt length, `emLen - hLen - 2` with `emLen = ceil((modBits - 1) / 8)`
-//! (cursive's `padding.PSS.MAX_LENGTH`; what `openssl ... -sigopt rsa_pss_saltlen:-2` writes).
+//! hash. The salt length: cursive asks for `padding.PSS.MAX_LENGTH`, which `cryptography` (its
+//! Rust backend) passes to OpenSSL as `RSA_PSS_SALTLEN_MAX_SIGN` (-2), and OpenSSL reads -2 when
+//! *verifying* as "auto": any salt length is recovered from the encoded message. So Glance accepts
+//! both the maximum salt (`emLen - hLen - 2`: OpenSSL 3.0's default, `-sigopt
+//! rsa_pss_saltlen:-2`) and the digest-length salt that OpenSSL 3.1+ writes by default for the
+//! RHOSP guide's `openssl dgst -sigopt rsa_padding_mode:pss`; luksfs does the same
+//! (`rsa::pss::VerifyingKey::new_with_auto_salt_len`).
 
 use der::Decode;
 use der::oid::ObjectIdentifier as Oid;
@@ -176,29 +181,24 @@ fn rsa_key(der: &[u8]) -> Result<rsa::PublicKey, Failed> {
     rsa::PublicKey::try_from(spki_ref(der)?).map_err(|e| Failed::Key(e.to_string()))
 }
 
-/// RSASSA-PSS, MGF1 with `hash`, salt `emLen - hLen - 2`.
+/// RSASSA-PSS, MGF1 with `hash`, the salt length recovered from the signature (see the module
+/// documentation).
 fn rsa_pss(der: &[u8], hash: HashMethod, digest: &[u8], sig: &[u8]) -> Result<(), Failed> {
-    use rsa::traits::PublicKeyParts;
     let key = rsa_key(der)?;
-    let em_bits = key.n().bit_width().saturating_sub(1) as usize;
-    let salt = em_bits
-        .div_ceil(8)
-        .checked_sub(hash.output_len() + 2)
-        .ok_or_else(|| Failed::Key(format!("a {em_bits}-bit modulus is too small for {}", hash.name())))?;
     let sig = rsa::pss::Signature::try_from(sig).map_err(|_| Failed::Signature)?;
-    fn go<D>(key: rsa::PublicKey, salt: usize, digest: &[u8], sig: &rsa::pss::Signature) -> Result<(), Failed>
+    fn go<D>(key: rsa::PublicKey, digest: &[u8], sig: &rsa::pss::Signature) -> Result<(), Failed>
     where
         D: sha2::Digest + sha2::digest::FixedOutputReset,
     {
-        rsa::pss::VerifyingKey::<D>::new_with_salt_len(key, salt)
+        rsa::pss::VerifyingKey::<D>::new_with_auto_salt_len(key)
             .verify_prehash(digest, sig)
             .map_err(|_| Failed::Signature)
     }
     match hash {
-        HashMethod::Sha224 => go::<sha2::Sha224>(key, salt, digest, &sig),
-        HashMethod::Sha256 => go::<sha2::Sha256>(key, salt, digest, &sig),
-        HashMethod::Sha384 => go::<sha2::Sha384>(key, salt, digest, &sig),
-        HashMethod::Sha512 => go::<sha2::Sha512>(key, salt, digest, &sig),
+        HashMethod::Sha224 => go::<sha2::Sha224>(key, digest, &sig),
+        HashMethod::Sha256 => go::<sha2::Sha256>(key, digest, &sig),
+        HashMethod::Sha384 => go::<sha2::Sha384>(key, digest, &sig),
+        HashMethod::Sha512 => go::<sha2::Sha512>(key, digest, &sig),
     }
 }
 

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `img_signature` | the signature, base64 |
 //! | `img_signature_hash_method` | `SHA-224`, `SHA-256`, `SHA-384` or `SHA-512`: the hash of the image data that was signed |
-//! | `img_signature_key_type` | `RSA-PSS` (MGF1 with the same hash, maximum salt length), `DSA`, `ECC_SECP384R1`, `ECC_SECP521R1` |
+//! | `img_signature_key_type` | `RSA-PSS` (MGF1 with the same hash; the salt length as signed, see [`key`]), `DSA`, `ECC_SECP384R1`, `ECC_SECP521R1` |
 //! | `img_signature_certificate_uuid` | a Barbican secret of type `certificate` (PEM or DER X.509) whose public key made the signature |
 //!
 //! What is signed is the image data as Glance stores it: for an encrypted image, the ciphertext
@@ -106,7 +106,7 @@ impl HashMethod {
 /// binary curves that `cryptography` 47 dropped).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyType {
-    /// `RSA-PSS`: RSASSA-PSS, MGF1 with the signature's hash, maximum salt length.
+    /// `RSA-PSS`: RSASSA-PSS, MGF1 with the signature's hash, any salt length (see [`key`]).
     RsaPss,
     /// `DSA`: DSA, DER `SEQUENCE { r, s }`.
     Dsa,

@@ -158,11 +158,18 @@ fn der(dir: &Path, crt: &Path) -> Vec<u8> {
 /// The RHOSP guide's signature of `image` with `key`: `openssl dgst -<hash> -sign KEY
 /// [-sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:-2] -out SIG IMAGE`, base64 (one line).
 fn sign(dir: &Path, image: &Path, key: &Path, hash: &str, pss: bool) -> String {
+    sign_salt(dir, image, key, hash, pss.then_some("-2"))
+}
+
+/// [`sign`] with RSA-PSS and this `rsa_pss_saltlen` (`-2`: the maximum; `digest`: the digest
+/// length, OpenSSL 3.1+'s default), or without PSS (`None`).
+fn sign_salt(dir: &Path, image: &Path, key: &Path, hash: &str, salt: Option<&str>) -> String {
     let sig = dir.join("image.sig");
     let dgst = format!("-{}", hash.to_ascii_lowercase().replace('-', ""));
+    let saltlen = format!("rsa_pss_saltlen:{}", salt.unwrap_or(""));
     let mut a = vec!["dgst", &dgst, "-sign", key.to_str().unwrap()];
-    if pss {
-        a.extend(["-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:-2"]);
+    if salt.is_some() {
+        a.extend(["-sigopt", "rsa_padding_mode:pss", "-sigopt", &saltlen]);
     }
     a.extend(["-out", sig.to_str().unwrap(), image.to_str().unwrap()]);
     openssl(dir, &a);
@@ -280,6 +287,20 @@ fn signature_every_key_type_verifies() {
         assert_verified(&out, &v, key_type, hash, &name);
         assert_eq!(v["signature"]["ca"], json!("not checked (no --ca)"));
     }
+    // RSA-PSS with a digest-length salt (OpenSSL 3.1+'s default for `-sigopt
+    // rsa_padding_mode:pss`), which Glance accepts too
+    let k = key(dir, "salt-32", "rsa");
+    let cert = osk.store_certificate(&tok, &std::fs::read(self_signed(dir, "salt-32", &k)).unwrap());
+    let salt32 = sign_salt(dir, &img.path, &k, "SHA-256", Some("digest"));
+    // PKCS#1 v1.5 by the same key is not RSA-PSS
+    let sig = sign_salt(dir, &img.path, &k, "SHA-256", None);
+    sidecar(&img.path, props(&sig, "SHA-256", "RSA-PSS", id_of(&cert)));
+    let (out, v) = verify(osk, &img, &[]);
+    assert_eq!((out.code(), &v["signature"]["verified"]), (7, &json!(false)), "{v:#}");
+    sidecar(&img.path, props(&salt32, "SHA-256", "RSA-PSS", id_of(&cert)));
+    let (out, v) = verify(osk, &img, &[]);
+    assert_verified(&out, &v, "RSA-PSS", "SHA-256", "salt-32");
+
     // the text report and the one-line form of `verify DIR` say so too
     let mut c = Command::new(util::bin());
     c.env_remove("RUST_LOG").envs(osk.clouds_env());
@@ -287,7 +308,7 @@ fn signature_every_key_type_verifies() {
     let out = util::run_timed(c, Duration::from_secs(120));
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.code(), 0, "{text}");
-    assert!(text.contains("signature verified (DSA SHA-256, "), "{text}");
+    assert!(text.contains("signature verified (RSA-PSS SHA-256, CN=salt-32,O=luksfs tests)"), "{text}");
 }
 
 /// A tampered signature, tampered image data, an expired, a not-yet-valid and a wrong
