@@ -493,3 +493,92 @@ fn signature_chain_to_ca() {
     assert_eq!(out.code(), 2, "{}", out.stderr.clone());
     assert!(out.stderr.clone().contains("--ca: no PEM certificate"), "{}", out.cmdline);
 }
+
+/// The library check alone (no Barbican, so it runs wherever openssl does): every key type, the
+/// validity period at a given time, `--ca` anchors, keys of the wrong kind, PEM and DER.
+#[test]
+fn signature_library_checks() {
+    use luksfs::signature::{Properties, SignatureError, cert, verify};
+    use std::time::{Duration, SystemTime};
+    need!("openssl");
+    let lab = Lab::new();
+    let dir = lab.root();
+    let data = util::random("signed data", 300 * KIB);
+    let file = dir.join("data");
+    std::fs::write(&file, &data).unwrap();
+    let request = |sig: String, hash: &str, kt: &str| {
+        let p = Properties {
+            signature: Some(sig),
+            hash_method: Some(hash.into()),
+            key_type: Some(kt.into()),
+            certificate_uuid: Some("0c7a1c52-9c2d-4d3b-9f8e-2a5d7c1b3e4f".into()),
+        };
+        p.parse().unwrap()
+    };
+    for (kind, kt, hash, pss) in [
+        ("rsa", "RSA-PSS", "SHA-384", true),
+        ("p384", "ECC_SECP384R1", "SHA-256", false),
+        ("p521", "ECC_SECP521R1", "SHA-384", false),
+        ("dsa", "DSA", "SHA-224", false),
+    ] {
+        let name = format!("lib-{kind}");
+        let k = key(dir, &name, kind);
+        let crt = self_signed(dir, &name, &k);
+        let (pem, der) = (std::fs::read(&crt).unwrap(), der(dir, &crt));
+        let now = SystemTime::now();
+        let req = request(sign(dir, &file, &k, hash, pss), hash, kt);
+        let digest = req.hash.digest(&data);
+        for payload in [&pem, &der] {
+            let c = verify(&req, &digest, payload, None, now);
+            assert_eq!(c.result, Ok(()), "{kind}");
+            assert!(c.certificate.as_ref().unwrap().subject.contains(&format!("CN={name}")), "{c:?}");
+        }
+        // the same signature over other data, and 14 days are over in 15
+        let other = req.hash.digest(b"other data");
+        let c = verify(&req, &other, &pem, None, now);
+        assert!(matches!(c.result, Err(SignatureError::Mismatch { .. })), "{kind}: {c:?}");
+        let c = verify(&req, &digest, &pem, None, now + Duration::from_secs(15 * 86400));
+        assert!(matches!(c.result, Err(SignatureError::Expired { .. })), "{kind}: {c:?}");
+        let c = verify(&req, &digest, &pem, None, now - Duration::from_secs(86400));
+        assert!(matches!(c.result, Err(SignatureError::NotYetValid { .. })), "{kind}: {c:?}");
+        // anchored to itself
+        let anchors = cert::parse_bundle(&pem).unwrap();
+        let c = verify(&req, &digest, &der, Some(&anchors), now);
+        assert_eq!((c.result, c.anchor.is_some()), (Ok(()), true), "{kind}");
+    }
+
+    // a DSA CA issuing an RSA signer; a P-521 CA issuing a DSA signer
+    let dsa_ca_key = key(dir, "dsa-ca", "dsa");
+    let dsa_ca = ca_cert(dir, "dsa-ca", &dsa_ca_key);
+    let p521_ca_key = key(dir, "p521-ca", "p521");
+    let p521_ca = ca_cert(dir, "p521-ca", &p521_ca_key);
+    let mut bundle = std::fs::read(&dsa_ca).unwrap();
+    bundle.extend(std::fs::read(&p521_ca).unwrap());
+    let anchors = cert::parse_bundle(&bundle).unwrap();
+    assert_eq!(anchors.len(), 2);
+    for (name, kind, kt, pss, ca, ca_key) in [
+        ("rsa-by-dsa", "rsa", "RSA-PSS", true, &dsa_ca, &dsa_ca_key),
+        ("dsa-by-p521", "dsa", "DSA", false, &p521_ca, &p521_ca_key),
+    ] {
+        let k = key(dir, name, kind);
+        let crt = std::fs::read(issued(dir, name, &k, ca, ca_key)).unwrap();
+        let now = SystemTime::now();
+        let req = request(sign(dir, &file, &k, "SHA-256", pss), "SHA-256", kt);
+        let digest = req.hash.digest(&data);
+        let c = verify(&req, &digest, &crt, Some(&anchors), now);
+        assert_eq!(c.result, Ok(()), "{name}");
+        assert!(c.anchor.unwrap().contains("-ca"), "{name}");
+        // the issuer is not trusted
+        let only_other =
+            cert::parse_bundle(&std::fs::read(if ca == &dsa_ca { &p521_ca } else { &dsa_ca }).unwrap()).unwrap();
+        let c = verify(&req, &digest, &crt, Some(&only_other), now);
+        assert!(matches!(c.result, Err(SignatureError::Untrusted { .. })), "{name}: {c:?}");
+        // the issuing CA has expired by then (30 days), the signer (7 days) even earlier
+        let c = verify(&req, &digest, &crt, Some(&anchors), now + Duration::from_secs(8 * 86400));
+        assert!(matches!(c.result, Err(SignatureError::Expired { .. })), "{name}: {c:?}");
+        // a key type that does not fit the certificate
+        let wrong = request(sign(dir, &file, &k, "SHA-256", pss), "SHA-256", "ECC_SECP384R1");
+        let c = verify(&wrong, &digest, &crt, None, now);
+        assert!(matches!(c.result, Err(SignatureError::WrongKey { .. })), "{name}: {c:?}");
+    }
+}
