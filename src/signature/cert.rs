@@ -10,7 +10,7 @@
 
 use std::time::SystemTime;
 
-use der::{Decode, DecodePem, Encode};
+use der::{Decode, Encode};
 use x509_cert::Certificate;
 use x509_cert::ext::pkix::BasicConstraints;
 
@@ -48,8 +48,9 @@ impl CertInfo {
     }
 }
 
-/// One certificate, PEM (`-----BEGIN CERTIFICATE-----`, surrounding text allowed as in a file
-/// written by openssl) or DER. Castellan hands Glance DER; the RHOSP guide stores the PEM file.
+/// One certificate, PEM (`-----BEGIN CERTIFICATE-----`, text before it allowed as in a file
+/// written by `openssl x509 -text`; of several, the first) or DER. Castellan hands Glance DER;
+/// the RHOSP guide stores the PEM file.
 pub fn parse(payload: &[u8]) -> Result<Certificate, String> {
     if payload.len() > MAX_CERT_BYTES {
         return Err(format!("{} bytes, more than the {MAX_CERT_BYTES} allowed", payload.len()));
@@ -58,7 +59,9 @@ pub fn parse(payload: &[u8]) -> Result<Certificate, String> {
     if trimmed.starts_with(b"-----BEGIN") || find(payload, b"-----BEGIN CERTIFICATE-----").is_some() {
         let start = find(payload, b"-----BEGIN CERTIFICATE-----")
             .ok_or("a PEM document, but not a certificate (no BEGIN CERTIFICATE)")?;
-        return Certificate::from_pem(&payload[start..]).map_err(|e| format!("bad PEM certificate: {e}"));
+        let mut certs =
+            Certificate::load_pem_chain(&payload[start..]).map_err(|e| format!("bad PEM certificate: {e}"))?;
+        return if certs.is_empty() { Err("no PEM certificate in it".into()) } else { Ok(certs.swap_remove(0)) };
     }
     if payload.is_empty() {
         return Err("the secret is empty".into());
