@@ -223,9 +223,17 @@ fn verify(osk: &Osk, img: &Image, extra: &[&str]) -> (Out, Value) {
     (out, v)
 }
 
+/// The report matches `docs/schema/verify.schema.json`.
+#[track_caller]
+fn assert_schema(out: &Out) {
+    let scratch = tempfile::tempdir().unwrap();
+    crate::status::validate("verify.schema.json", &out.stdout, scratch.path());
+}
+
 /// The report's `signature` object, verified; exit 0.
 #[track_caller]
 fn assert_verified(out: &Out, v: &Value, key_type: &str, hash: &str, cn: &str) {
+    assert_schema(out);
     let s = &v["signature"];
     assert_eq!(out.code(), 0, "{}: {v:#}\n{}", out.cmdline, out.stderr.clone());
     assert_eq!(s["verified"], json!(true), "{s:#}");
@@ -238,6 +246,7 @@ fn assert_verified(out: &Out, v: &Value, key_type: &str, hash: &str, cn: &str) {
 /// FAIL, exit 7, the report's `signature.reason` and stderr containing `what`.
 #[track_caller]
 fn assert_fails(out: &Out, v: &Value, what: &str) {
+    assert_schema(out);
     let stderr = out.stderr.clone();
     assert_eq!(out.code(), 7, "{}: {v:#}\n{stderr}", out.cmdline);
     assert_eq!(v["verdict"], json!("FAIL"));
