@@ -1184,6 +1184,25 @@ mod tests {
         assert_eq!(h.finish(), "a9993e364706816aba3e25717850c26c9cd0d89d");
     }
 
+    /// One read of the source feeds every hash, through reused buffers: the digests are those of
+    /// the whole data, whatever the number of chunks and hashes.
+    #[test]
+    fn one_read_many_hashes() {
+        let data: Vec<u8> = (0..(3 * FILE_CHUNK + 12345)).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let algos = [OsAlgo::Sha256, OsAlgo::Sha512, OsAlgo::Sha384, OsAlgo::Sha1];
+        let (done, stop) = (AtomicU64::new(0), AtomicBool::new(false));
+        let got = hash_source_all(&data, algos.iter().map(|a| a.hasher()).collect(), &done, &stop).unwrap();
+        for (a, d) in algos.iter().zip(&got) {
+            let mut h = a.hasher();
+            h.update(&data);
+            assert_eq!(hex::encode(d), h.finish(), "{a:?}");
+        }
+        assert_eq!(done.load(Ordering::Relaxed), data.len() as u64);
+        assert_eq!(hash_source(&data[..0].to_vec(), OsAlgo::Sha256.hasher(), &done, &stop).unwrap().len(), 64);
+        stop.store(true, Ordering::Relaxed);
+        assert!(hash_source_all(&data, vec![OsAlgo::Sha256.hasher()], &done, &stop).is_err());
+    }
+
     #[test]
     fn sizes() {
         assert_eq!(human(1536), "1.5 KiB");
