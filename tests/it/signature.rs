@@ -591,3 +591,68 @@ fn signature_library_checks() {
         assert!(matches!(c.result, Err(SignatureError::WrongKey { .. })), "{name}: {c:?}");
     }
 }
+
+/// Through a real Glance (`glance://ID`, see `crate::glance`): an image signed as the RHOSP guide
+/// says is uploaded (Glance itself verifies the signature at upload, with cursive and the
+/// certificate in Barbican: a bad one is refused), then `verify glance://ID` checks it again;
+/// its `img_signature` PATCHed to a tampered value afterwards (Glance allows that on an active
+/// image) is a FAIL, exit 7.
+#[test]
+fn signature_of_a_glance_image() {
+    use crate::glance::{Api, glance};
+    let Some(g) = glance() else { return };
+    let osk = harness().unwrap();
+    need!("qemu-img", "openssl", "mkswap");
+    let lab = Lab::new();
+    let dir = lab.root();
+    let api = Api { url: &g.url, token: osk.demo_token() };
+    let img = image(&lab);
+    let pass = osk.store_passphrase(&api.token, "signature test passphrase");
+    let k = key(dir, "glance-signer", "rsa");
+    let cert = osk.store_certificate(&api.token, &std::fs::read(self_signed(dir, "glance-signer", &k)).unwrap());
+    let sig = sign(dir, &img.path, &k, "SHA-256", true);
+    // not named like crate::glance's images, whose test deletes those at its start
+    let base = json!({"name": format!("luksfs-sig {}", id_of(&cert)), "os_encrypt_format": "LUKSv1",
+        "os_encrypt_key_id": id_of(&pass), "os_decrypt_size": img.plain.len().to_string()});
+    let with = |sig: &str| {
+        let mut p = base.clone();
+        p.as_object_mut().unwrap().extend(props(sig, "SHA-256", "RSA-PSS", id_of(&cert)).as_object().unwrap().clone());
+        p
+    };
+    // Glance refuses an upload whose signature does not verify
+    let mut raw = base64::engine::general_purpose::STANDARD.decode(&sig).unwrap();
+    raw[7] ^= 0x40;
+    let bad = base64::engine::general_purpose::STANDARD.encode(&raw);
+    let refused = api.create("refused", with(&bad));
+    let (status, v) =
+        api.call("PUT", &format!("/v2/images/{refused}/file"), None, Some(&std::fs::read(&img.path).unwrap()));
+    assert!(status >= 400, "Glance accepted a bad signature: {status} {v}");
+    api.delete(&refused);
+
+    let id = api.upload("signed", with(&sig), &img.path);
+    let env: Vec<(String, String)> = osk.clouds_env().into_iter().collect();
+    let verify_glance = || {
+        let mut c = Command::new(util::bin());
+        c.env_remove("RUST_LOG").envs(env.iter().map(|(k, v)| (k, v)));
+        c.args(["verify", "--json", "--os-cloud", "osk-demo", &format!("glance://{id}")]);
+        let out = util::run_timed(c, Duration::from_secs(180));
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {}", out.cmdline, out.stderr));
+        (out, v)
+    };
+    let (out, v) = verify_glance();
+    assert_verified(&out, &v, "RSA-PSS", "SHA-256", "glance-signer");
+    assert_eq!(v["openstack"]["glance"], json!(true), "{v:#}");
+
+    // a tampered img_signature set afterwards
+    let resp = crate::barbican::agent()
+        .patch(format!("{}/v2/images/{id}", g.url))
+        .header("X-Auth-Token", &api.token)
+        .header("Content-Type", "application/openstack-images-v2.1-json-patch")
+        .send_json(json!([{"op": "replace", "path": "/img_signature", "value": bad}]))
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200, "PATCH img_signature");
+    let (out, v) = verify_glance();
+    assert_fails(&out, &v, "RSA-PSS signature does not match the image data");
+    api.delete(&id);
+}
