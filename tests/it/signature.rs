@@ -3,7 +3,9 @@
 //! (`openssl dgst -sha256 -sign KEY -sigopt rsa_padding_mode:pss -out SIG IMAGE`, then
 //! `base64 -w 0 SIG`), certificates stored in the real Barbican of [`crate::barbican::harness`]
 //! as `certificate` secrets, and the `img_signature*` properties in a Glance sidecar written as
-//! `openstack image show -f json` prints it. Run with `cargo test --test it -- signature::`.
+//! `openstack image show -f json` prints it; one signed image goes through a real Glance
+//! (`glance://ID`, which verifies the signature itself at upload). Run with
+//! `cargo test --test it -- signature::`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
