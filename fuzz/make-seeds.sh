@@ -30,8 +30,8 @@ out=${1:-$here/corpus}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export LC_ALL=C
-for t in luks1_header luks2_header qcow2_header qcow2_map lvm_metadata lvm_pv cinder_metadata cinder_sha256file mbr gpt qcow2_read; do mkdir -p "$out/$t"; done
-for t in luks1_header luks2_header qcow2_header qcow2_map lvm_metadata lvm_pv cinder_metadata cinder_sha256file mbr gpt qcow2_read; do
+for t in luks1_header luks2_header qcow2_header qcow2_map lvm_metadata lvm_pv cinder_metadata cinder_sha256file mbr gpt qcow2_read image_signature; do mkdir -p "$out/$t"; done
+for t in luks1_header luks2_header qcow2_header qcow2_map lvm_metadata lvm_pv cinder_metadata cinder_sha256file mbr gpt qcow2_read image_signature; do
     if compgen -G "$here/seeds/$t/*" >/dev/null; then cp "$here/seeds/$t"/* "$out/$t/"; fi
 done
 printf fuzz > "$tmp/key"
@@ -353,7 +353,37 @@ if command -v sgdisk >/dev/null; then
     fi
 fi
 
+# ---- image_signature (openssl): [key type | hash << 2] [signature length, 2 bytes BE] signature
+# certificate; each signs an empty file as `openssl dgst -sign` does for Glance
+if command -v openssl >/dev/null; then
+    : > "$tmp/empty"
+    n=0
+    for spec in "rsa 0 1 pss DER" "rsa 0 3 pss PEM" "dsa 1 1 - DER" "p384 2 2 - DER" "p521 3 3 - PEM"; do
+        read -r kind kt h pss form <<< "$spec"
+        k=$tmp/sig-$n.key
+        case $kind in
+            rsa) openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$k" 2> /dev/null ;;
+            dsa) openssl genpkey -genparam -algorithm DSA -pkeyopt dsa_paramgen_bits:2048 -out "$k.param" 2> /dev/null
+                openssl genpkey -paramfile "$k.param" -out "$k" ;;
+            *) openssl genpkey -algorithm EC -pkeyopt "ec_paramgen_curve:P-${kind#p}" -out "$k" ;;
+        esac
+        openssl req -x509 -new -key "$k" -days 3650 -subj "/CN=fuzz-$kind" -outform "$form" -out "$tmp/sig-$n.crt"
+        md=(-sha224 -sha256 -sha384 -sha512)
+        opts=()
+        [[ $pss == pss ]] && opts=(-sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:-2)
+        openssl dgst "${md[$h]}" -sign "$k" "${opts[@]}" -out "$tmp/sig-$n.bin" "$tmp/empty"
+        len=$(stat -c %s "$tmp/sig-$n.bin")
+        # shellcheck disable=SC2059  # the format is the byte
+        {
+            printf "\\x$(printf %02x $((kt + 4 * h)))"
+            printf "\\x$(printf %02x $((len >> 8)))\\x$(printf %02x $((len & 255)))"
+            cat "$tmp/sig-$n.bin" "$tmp/sig-$n.crt"
+        } > "$out/image_signature/openssl-$n-$kind-$form"
+        n=$((n + 1))
+    done
+fi
+
 for t in luks1_header luks2_header luks_keyslot qcow2_header qcow2_map volume_tree lvm_metadata lvm_pv \
-    cinder_metadata cinder_sha256file mbr gpt qcow2_read; do
+    cinder_metadata cinder_sha256file mbr gpt qcow2_read image_signature; do
     printf '%-13s %3d files %8d bytes\n' "$t" "$(find "$out/$t" -type f | wc -l)" "$(cat "$out/$t"/* | wc -c)"
 done

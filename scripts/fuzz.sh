@@ -76,6 +76,7 @@ dict_for() {
         cinder_*) echo dictionaries/cinder.dict ;;
         mbr) echo dictionaries/mbr.dict ;;
         gpt) echo dictionaries/gpt.dict ;;
+        image_signature) echo dictionaries/x509.dict ;;
         *) echo dictionaries/qcow2.dict ;;
     esac
 }

@@ -21,7 +21,7 @@ qemu-storage-daemon:qemu-utils mkfs.ext4:e2fsprogs e2fsck:e2fsprogs debugfs:e2fs
 sgdisk:gdisk sfdisk:fdisk lvm:lvm2 losetup:mount mkfs.vfat:dosfstools mcopy:mtools fio:fio vmtouch:vmtouch xxd:xxd jq:jq dpkg-source:dpkg-dev python3:python3
 xz:xz-utils script:bsdutils tar:tar fallocate:util-linux flock:util-linux curl:curl truncate:coreutils sha256sum:coreutils cc:gcc
 mount.fuse3:fuse3 findmnt:util-linux runuser:util-linux mount:mount useradd:passwd
-systemd-analyze:systemd man:man-db file:file dpkg-deb:dpkg getfattr:attr setpriv:util-linux dd:coreutils"
+systemd-analyze:systemd man:man-db file:file dpkg-deb:dpkg getfattr:attr setpriv:util-linux dd:coreutils openssl:openssl mkswap:util-linux"
 
 missing_pkgs() {
     local tp t p out=()

@@ -41,7 +41,8 @@ Exit codes:
   0  OK: decrypted, every check passed, the plaintext is recognised
   6  WARN: verified with warnings (unrecognised or all-zero plaintext, a size that disagrees,
      a check that could not be made)
-  7  FAIL: a hash check failed (--expect-sha256, or a Glance sidecar's os_hash_value)
+  7  FAIL: a hash check failed (--expect-sha256, or a Glance sidecar's os_hash_value), or the
+     image signature (img_signature* in the sidecar) is not verified
   3  FAIL: wrong key       4  FAIL: corrupt or truncated image
   5  FAIL: refused         1  FAIL: I/O or other error      2  usage
   A directory exits with the worst code of its images.
@@ -49,6 +50,7 @@ Exit codes:
 Examples:
   luksfs verify vol-1.luks --key-file vol-1.key
   luksfs verify vol-1.luks --key-file vol-1.key --expect-sha256 HEX
+  luksfs verify vol-7.luks --os-cloud prod --ca signing-ca.pem   (vol-7.luks.json: a signed image)
   luksfs verify /srv/backups --keytab backups.keytab --json > report.json";
 
 /// `luksfs list --help`.

@@ -28,6 +28,7 @@ pub mod mount_helper;
 pub mod progress;
 pub mod readiness;
 pub mod schema;
+pub mod signature;
 pub mod sniff;
 pub mod source;
 pub mod status;

@@ -2,17 +2,17 @@
 //!
 //! One pass over the image: worker threads decrypt large chunks ahead ([`crate::stream`]) while
 //! the calling thread hashes them in order (SHA-256 of the plaintext) and keeps the first and last
-//! bytes for [`crate::sniff`]; another thread hashes the ciphertext file (SHA-256, plus the
-//! Glance sidecar's `os_hash_algo` when there is one). Then the report: format, cipher, key slot,
-//! payload offset, decrypted size, qcow2 allocation, hashes and their checks, what the plaintext
-//! is, warnings, and a verdict:
+//! bytes for [`crate::sniff`]; another thread reads the ciphertext once and hashes it (SHA-256,
+//! the Glance sidecar's `os_hash_algo` and its image signature's hash method, one thread each).
+//! Then the report: format, cipher, key slot, payload offset, decrypted size, qcow2 allocation,
+//! hashes and their checks, the image signature, what the plaintext is, warnings, and a verdict:
 //!
 //! | verdict | exit | when |
 //! |---|---|---|
 //! | `OK` | 0 | decrypted, every check passed, the plaintext is recognised |
 //! | `WARN` | 6 | decrypted, but: unrecognised or all-zero plaintext, a disk-image container inside, a size that disagrees (sidecar, filesystem header, partition table), a check that could not be made |
 //! | `FAIL` | 3, 4, 5, 1 | wrong key, corrupt or truncated image, refused image, read error (the usual classes) |
-//! | `FAIL` | 7 | a hash mismatch: `--expect-sha256`, or the sidecar's `os_hash_value` |
+//! | `FAIL` | 7 | a hash mismatch: `--expect-sha256`, or the sidecar's `os_hash_value`; an image signature (`img_signature*`) not verified ([`crate::signature`]) |
 //!
 //! `verify DIR` checks every image under DIR (found by magic, as `mount` finds them, keys as
 //! `mount` gives them) and exits with the worst code (see [`worst`]).
@@ -28,6 +28,7 @@ use crate::image::{Format, Image, ImageOptions, Prepared, UnlockSettings};
 use crate::io::ReadAt;
 use crate::keys::{KeySource, Keyring, sidecar};
 use crate::qcow2::table::Storage;
+use crate::signature::{HashMethod, SignatureError};
 use crate::sniff::{self, Payload, human};
 use crate::volume::tree::{Origin, UnlockKey};
 use crate::volume::{ImageTree, Limits, Volume};
@@ -72,6 +73,10 @@ pub struct VerifyArgs {
     pub keytab: KeytabArgs,
     #[command(flatten)]
     pub prompt: PromptArgs,
+    /// Trusted certificates (PEM): the certificate of an image signature (`img_signature*` in the
+    /// image's metadata) must be one of them or be issued and signed by one.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
     /// Decryption threads (default: the number of cores, at least 2, at most 4).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=16))]
     pub threads: Option<u32>,
@@ -147,7 +152,12 @@ fn run_one(a: &VerifyArgs) -> Result<i32> {
     let settings = a.key.settings()?;
     let (opts, from_tab) = crate::unlock_one::keytab_line(&a.keytab, &a.source, a.opts.options())?;
     let progress = Progress::new(&a.source.display().to_string());
-    let checks = Checks { expect_sha256: a.expect_sha256.clone(), threads: threads(a) };
+    let checks = Checks {
+        expect_sha256: a.expect_sha256.clone(),
+        threads: threads(a),
+        ca: load_ca(a.ca.as_deref())?,
+        keyring: Arc::new(Keyring::new(None, a.key.os_cloud.clone())),
+    };
     let item = crate::catalog::resolve_one(&a.source, a.key.os_cloud.as_deref())?;
     let tree = ImageTree::on(item.open_verifying()?, &item.path, Path::new(""), &opts, Limits::default());
     // One key for every encrypted volume of the image, asked for once.
@@ -215,7 +225,12 @@ fn run_dir(a: &VerifyArgs, location: &Location) -> Result<i32> {
         settings,
         volume_keys: plan.volume_keys(),
     };
-    let checks = Checks { expect_sha256: None, threads: threads(a) };
+    let checks = Checks {
+        expect_sha256: None,
+        threads: threads(a),
+        ca: load_ca(a.ca.as_deref())?,
+        keyring: unlocker.keys.clone(),
+    };
     // A backup is checked end to end even when it holds no encryption (its digests, at least).
     let (with, without): (Vec<_>, Vec<_>) =
         tree.images.iter().partition(|e| e.tree.has_encryption() || e.backup.is_some());
@@ -312,6 +327,19 @@ fn run_dir(a: &VerifyArgs, location: &Location) -> Result<i32> {
 struct Checks {
     expect_sha256: Option<String>,
     threads: usize,
+    /// `--ca`: trust anchors for image signature certificates.
+    ca: Option<Arc<Vec<x509_cert::Certificate>>>,
+    /// Where image signature certificates come from (Barbican).
+    keyring: Arc<Keyring>,
+}
+
+/// The certificates of `--ca FILE` (a usage error when unreadable or without certificates).
+fn load_ca(path: Option<&Path>) -> Result<Option<Arc<Vec<x509_cert::Certificate>>>> {
+    let Some(path) = path else { return Ok(None) };
+    let pem = std::fs::read(path).map_err(|e| Error::from_io("--ca: cannot read", &e).with_path(path))?;
+    let certs =
+        crate::signature::cert::parse_bundle(&pem).map_err(|e| Error::usage(format!("--ca: {e}")).with_path(path))?;
+    Ok(Some(Arc::new(certs)))
 }
 
 /// One image's report: the JSON document and its verdict.
@@ -362,6 +390,15 @@ impl Report {
             j["plaintext"]["description"].as_str().unwrap_or("-"),
             j["sha256"]["plaintext"].as_str().unwrap_or("-"),
         );
+        let sig = &j["signature"];
+        if sig["verified"] == json!(true) {
+            s += &format!(
+                "; signature verified ({} {}, {})",
+                sig["key_type"].as_str().unwrap_or("-"),
+                sig["hash_method"].as_str().unwrap_or("-"),
+                sig["certificate"]["subject"].as_str().unwrap_or("-")
+            );
+        }
         for m in self.mismatches.iter().chain(&self.warnings) {
             s += &format!("; {m}");
         }
@@ -388,6 +425,15 @@ impl OsAlgo {
             "sha384" => Some(OsAlgo::Sha384),
             "sha512" => Some(OsAlgo::Sha512),
             _ => None,
+        }
+    }
+    /// The algorithm an image signature's hash method is.
+    fn of_signature(h: HashMethod) -> OsAlgo {
+        match h {
+            HashMethod::Sha224 => OsAlgo::Sha224,
+            HashMethod::Sha256 => OsAlgo::Sha256,
+            HashMethod::Sha384 => OsAlgo::Sha384,
+            HashMethod::Sha512 => OsAlgo::Sha512,
         }
     }
     fn hasher(self) -> Hasher {
@@ -420,13 +466,17 @@ impl Hasher {
             Hasher::Sha512(h) => h.update(b),
         }
     }
+    #[cfg(test)]
     fn finish(self) -> String {
+        hex::encode(self.finish_bytes())
+    }
+    fn finish_bytes(self) -> Vec<u8> {
         match self {
-            Hasher::Sha1(h) => hex::encode(h.finalize()),
-            Hasher::Sha224(h) => hex::encode(h.finalize()),
-            Hasher::Sha256(h) => hex::encode(h.finalize()),
-            Hasher::Sha384(h) => hex::encode(h.finalize()),
-            Hasher::Sha512(h) => hex::encode(h.finalize()),
+            Hasher::Sha1(h) => h.finalize().to_vec(),
+            Hasher::Sha224(h) => h.finalize().to_vec(),
+            Hasher::Sha256(h) => h.finalize().to_vec(),
+            Hasher::Sha384(h) => h.finalize().to_vec(),
+            Hasher::Sha512(h) => h.finalize().to_vec(),
         }
     }
 }
@@ -475,6 +525,8 @@ struct Streamed {
     all_zero: bool,
     cipher_sha256: String,
     os_hash: Option<String>,
+    /// The ciphertext's digest by the image signature's hash method.
+    signature_digest: Option<Vec<u8>>,
 }
 
 /// Check one image. `unlock` turns the opened image into a readable one (resolving the key).
@@ -659,10 +711,24 @@ fn verify_inner(
         }
     }
 
+    // The image signature's properties: checked now, the certificate after the data is hashed.
+    let signature = meta.as_ref().filter(|m| !m.signature.is_empty()).map(|m| m.signature.parse());
+    let signature_hash = match &signature {
+        Some(Ok(r)) => Some(r.hash),
+        _ => None,
+    };
+
     let image = unlock(prepared)?;
     j.insert("key_slot".into(), json!(image.slot()));
 
-    let s = stream(&image, &*src, os_algo, checks.threads, progress)?;
+    let s = stream(&image, &*src, os_algo, signature_hash, checks.threads, progress)?;
+    if let Some(parsed) = signature {
+        let (report, failure) = check_signature(parsed, s.signature_digest.as_deref(), checks, &meta_props(&meta));
+        j.insert("signature".into(), report);
+        if let Some(f) = failure {
+            mismatches.push(format!("image signature: {f}"));
+        }
+    }
     j.insert("sha256".into(), json!({"ciphertext": s.cipher_sha256, "plaintext": s.plain_sha256}));
     if let Some(want) = &checks.expect_sha256 {
         let matches = *want == s.plain_sha256;
@@ -763,6 +829,67 @@ fn verify_inner(
     }
 }
 
+/// The raw `img_signature*` properties of the image's metadata.
+fn meta_props(meta: &Option<sidecar::ImageMeta>) -> crate::signature::Properties {
+    meta.as_ref().map(|m| m.signature.clone()).unwrap_or_default()
+}
+
+/// Check an image signature whose properties parsed to `parsed`, over the ciphertext's `digest`
+/// (by its hash method): fetch the certificate, check it and the signature. Returns the
+/// `signature` JSON object and, when it is not verified, why.
+fn check_signature(
+    parsed: std::result::Result<crate::signature::Request, SignatureError>,
+    digest: Option<&[u8]>,
+    checks: &Checks,
+    props: &crate::signature::Properties,
+) -> (Value, Option<String>) {
+    let mut j = json!({
+        "key_type": props.key_type, "hash_method": props.hash_method,
+        "certificate_uuid": props.certificate_uuid, "certificate": null,
+        "ca": checks.ca.as_ref().map(|_| "checked").unwrap_or("not checked (no --ca)"),
+        "verified": false, "reason": null,
+    });
+    let outcome = parsed.and_then(|req| {
+        let digest = digest.ok_or_else(|| SignatureError::BadKey {
+            key_type: req.key_type.name(),
+            reason: "the image data was not hashed".into(),
+        })?;
+        let cert = checks.keyring.certificate(&req.certificate_uuid).map_err(|e| {
+            let (uuid, reason) = (req.certificate_uuid.clone(), e.message().to_string());
+            match e.kind() {
+                // a secret of another type
+                crate::ErrorKind::Usage => SignatureError::NotACertificate { uuid, reason },
+                _ => SignatureError::Unavailable { uuid, reason },
+            }
+        })?;
+        let anchors = checks.ca.as_deref().map(Vec::as_slice);
+        let c = crate::signature::verify(&req, digest, &cert, anchors, std::time::SystemTime::now());
+        if let Some(i) = &c.certificate {
+            j["certificate"] = cert_json(i);
+        }
+        if let Some(a) = &c.anchor {
+            j["ca"] = json!(format!("chains to {a}"));
+        }
+        c.result
+    });
+    match outcome {
+        Ok(()) => {
+            j["verified"] = json!(true);
+            (j, None)
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            j["reason"] = json!(reason);
+            (j, Some(reason))
+        }
+    }
+}
+
+fn cert_json(c: &crate::signature::CertInfo) -> Value {
+    json!({"subject": c.subject, "issuer": c.issuer, "serial": c.serial,
+           "not_before": c.not_before, "not_after": c.not_after})
+}
+
 /// A short description of an image without encrypted volumes (`GPT, 3 volumes`).
 fn describe_unencrypted(tree: &ImageTree) -> String {
     let kind = tree.root.layer().map_or("unreadable".to_string(), |l| l.kind.clone());
@@ -835,33 +962,36 @@ fn volumes_report(tree: &ImageTree, top: Option<&Volume>, threads: usize) -> (Ve
 }
 
 /// Read the whole plaintext once ([`crate::stream::for_each_chunk`]: `threads` workers decrypt
-/// ahead, chunks are hashed here in order) while another thread hashes the ciphertext file.
+/// ahead, chunks are hashed here in order) while another thread reads the ciphertext once and
+/// hashes it with SHA-256, the sidecar's `os_hash_algo` and the image signature's hash method
+/// ([`hash_source_all`]).
 fn stream(
     image: &Image,
     src: &dyn ReadAt,
     os_algo: Option<OsAlgo>,
+    signature_hash: Option<HashMethod>,
     threads: usize,
     progress: &mut Progress,
 ) -> Result<Streamed> {
     let size = image.size();
     let stop = AtomicBool::new(false);
-    // Bytes of the file hashed by each ciphertext thread (SHA-256; the sidecar's algorithm).
-    let (cipher_done, os_done) = (AtomicU64::new(0), AtomicU64::new(0));
+    // Bytes of the file hashed by every ciphertext hash.
+    let cipher_done = AtomicU64::new(0);
     progress.plain_total = size;
     progress.cipher_total = src.size();
+    // Each algorithm once: SHA-256 first, then the sidecar's, then the signature's.
+    let mut algos = vec![OsAlgo::Sha256];
+    for a in os_algo.into_iter().chain(signature_hash.map(OsAlgo::of_signature)) {
+        if !algos.contains(&a) {
+            algos.push(a);
+        }
+    }
 
     std::thread::scope(|s| {
-        // The ciphertext is hashed by its own threads (one per algorithm: SHA-512 has no CPU
-        // instructions here and would hold SHA-256 back), each reading the file.
-        let cipher = s.spawn(|| hash_source(src, OsAlgo::Sha256.hasher(), &cipher_done, &stop));
-        let (os_done, stop) = (&os_done, &stop);
-        let os = os_algo
-            .filter(|&a| a != OsAlgo::Sha256)
-            .map(|a| s.spawn(move || hash_source(src, a.hasher(), os_done, stop)));
-        let hashed = || match os {
-            Some(_) => cipher_done.load(Ordering::Relaxed).min(os_done.load(Ordering::Relaxed)),
-            None => cipher_done.load(Ordering::Relaxed),
-        };
+        let (cipher_done, stop) = (&cipher_done, &stop);
+        let hashers = algos.iter().map(|a| a.hasher()).collect();
+        let cipher = s.spawn(move || hash_source_all(src, hashers, cipher_done, stop));
+        let hashed = || cipher_done.load(Ordering::Relaxed);
         let mut sha = sha2::Sha256::new();
         let mut head = Vec::with_capacity(sniff::HEAD_LEN.min(size as usize));
         let mut tail: Vec<u8> = Vec::with_capacity(2 * sniff::TAIL_LEN);
@@ -887,39 +1017,100 @@ fn stream(
             stop.store(true, Ordering::Relaxed);
             return Err(e);
         }
-        while !cipher.is_finished() || os.as_ref().is_some_and(|h| !h.is_finished()) {
+        while !cipher.is_finished() {
             progress.draw(size, hashed());
             std::thread::sleep(Duration::from_millis(100));
         }
         progress.draw(size, hashed());
         progress.complete();
-        let failed = |_| Error::io("a ciphertext hashing thread failed");
-        let cipher_sha256 = cipher.join().map_err(failed)??;
-        let os_hash = match (os_algo, os) {
-            (_, Some(h)) => Some(h.join().map_err(failed)??),
-            (Some(_), None) => Some(cipher_sha256.clone()),
-            (None, None) => None,
-        };
-        Ok(Streamed { plain_sha256: hex::encode(sha.finalize()), head, tail, all_zero, cipher_sha256, os_hash })
+        let digests = cipher.join().map_err(|_| Error::io("the ciphertext hashing thread failed"))??;
+        let of = |a: OsAlgo| algos.iter().position(|&x| x == a).and_then(|i| digests.get(i)).cloned();
+        Ok(Streamed {
+            plain_sha256: hex::encode(sha.finalize()),
+            head,
+            tail,
+            all_zero,
+            cipher_sha256: of(OsAlgo::Sha256).map(hex::encode).unwrap_or_default(),
+            os_hash: os_algo.and_then(of).map(hex::encode),
+            signature_digest: signature_hash.and_then(|h| of(OsAlgo::of_signature(h))),
+        })
     })
 }
 
-/// The hash of the whole file at `path`; `done` counts the bytes hashed.
-/// Hash all of `src` (the image file, or whatever layer its bytes come from).
-fn hash_source(src: &dyn ReadAt, mut h: Hasher, done: &AtomicU64, stop: &AtomicBool) -> Result<String> {
-    let mut buf = vec![0u8; FILE_CHUNK];
-    let mut off = 0u64;
-    while off < src.size() {
-        if stop.load(Ordering::Relaxed) {
-            return Err(Error::io("stopped"));
+/// Hash all of `src` (the image file, or whatever layer its bytes come from) with `h`; `done`
+/// counts the bytes hashed.
+fn hash_source(src: &dyn ReadAt, h: Hasher, done: &AtomicU64, stop: &AtomicBool) -> Result<String> {
+    let mut d = hash_source_all(src, vec![h], done, stop)?;
+    Ok(hex::encode(d.pop().unwrap_or_default()))
+}
+
+/// Chunks read ahead of the slowest hash in [`hash_source_all`].
+const HASH_QUEUE: usize = 3;
+
+/// Hash all of `src` with each of `hashers`, reading it once: this thread reads [`FILE_CHUNK`]s
+/// and hands each to one thread per hash (SHA-512 has no CPU instructions here and would hold
+/// SHA-256 back; a source read over the network is fetched once). `done` counts the bytes every
+/// hash has taken. Returns the digests in the order of `hashers`.
+fn hash_source_all(
+    src: &dyn ReadAt,
+    hashers: Vec<Hasher>,
+    done: &AtomicU64,
+    stop: &AtomicBool,
+) -> Result<Vec<Vec<u8>>> {
+    let size = src.size();
+    let taken: Vec<AtomicU64> = hashers.iter().map(|_| AtomicU64::new(0)).collect();
+    std::thread::scope(|s| {
+        let taken = &taken;
+        let mut senders = Vec::with_capacity(hashers.len());
+        let mut workers = Vec::with_capacity(hashers.len());
+        for (i, mut h) in hashers.into_iter().enumerate() {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Arc<Vec<u8>>>(HASH_QUEUE);
+            senders.push(tx);
+            workers.push(s.spawn(move || {
+                for chunk in rx {
+                    h.update(&chunk);
+                    taken[i].fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    let all = taken.iter().map(|t| t.load(Ordering::Relaxed)).min().unwrap_or(0);
+                    done.fetch_max(all, Ordering::Relaxed);
+                }
+                h.finish_bytes()
+            }));
         }
-        let n = (src.size() - off).min(FILE_CHUNK as u64) as usize;
-        src.read_exact_at(&mut buf[..n], off)?;
-        h.update(&buf[..n]);
-        done.fetch_add(n as u64, Ordering::Relaxed);
-        off += n as u64;
-    }
-    Ok(h.finish())
+        // Buffers go round: one is reused once every hash thread has let go of it.
+        let mut pool: std::collections::VecDeque<Arc<Vec<u8>>> = std::collections::VecDeque::new();
+        let mut off = 0u64;
+        let mut result = Ok(());
+        while off < size {
+            if stop.load(Ordering::Relaxed) {
+                result = Err(Error::io("stopped"));
+                break;
+            }
+            let n = (size - off).min(FILE_CHUNK as u64) as usize;
+            let reuse = pool.front_mut().is_some_and(|b| Arc::get_mut(b).is_some());
+            let mut buf =
+                if reuse { pool.pop_front().unwrap_or_default() } else { Arc::new(Vec::with_capacity(FILE_CHUNK)) };
+            // unique here (fresh, or released by every hash thread): no copy is made
+            let b = Arc::make_mut(&mut buf);
+            b.resize(n, 0);
+            if let Err(e) = src.read_exact_at(b, off) {
+                result = Err(e);
+                break;
+            }
+            if senders.iter().any(|tx| tx.send(buf.clone()).is_err()) {
+                result = Err(Error::io("a ciphertext hashing thread failed"));
+                break;
+            }
+            off += n as u64;
+            pool.push_back(buf);
+            if pool.len() > HASH_QUEUE + 2 {
+                pool.pop_front();
+            }
+        }
+        drop(senders);
+        let digests: Vec<_> = workers.into_iter().map(|w| w.join()).collect();
+        result?;
+        digests.into_iter().map(|d| d.map_err(|_| Error::io("a ciphertext hashing thread failed"))).collect()
+    })
 }
 
 /// A one-line progress display on standard error, only when it is a terminal.
@@ -991,6 +1182,25 @@ mod tests {
         let mut h = OsAlgo::Sha1.hasher();
         h.update(b"abc");
         assert_eq!(h.finish(), "a9993e364706816aba3e25717850c26c9cd0d89d");
+    }
+
+    /// One read of the source feeds every hash, through reused buffers: the digests are those of
+    /// the whole data, whatever the number of chunks and hashes.
+    #[test]
+    fn one_read_many_hashes() {
+        let data: Vec<u8> = (0..(3 * FILE_CHUNK + 12345)).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let algos = [OsAlgo::Sha256, OsAlgo::Sha512, OsAlgo::Sha384, OsAlgo::Sha1];
+        let (done, stop) = (AtomicU64::new(0), AtomicBool::new(false));
+        let got = hash_source_all(&data, algos.iter().map(|a| a.hasher()).collect(), &done, &stop).unwrap();
+        for (a, d) in algos.iter().zip(&got) {
+            let mut h = a.hasher();
+            h.update(&data);
+            assert_eq!(hex::encode(d), h.finish(), "{a:?}");
+        }
+        assert_eq!(done.load(Ordering::Relaxed), data.len() as u64);
+        assert_eq!(hash_source(&data[..0].to_vec(), OsAlgo::Sha256.hasher(), &done, &stop).unwrap().len(), 64);
+        stop.store(true, Ordering::Relaxed);
+        assert!(hash_source_all(&data, vec![OsAlgo::Sha256.hasher()], &done, &stop).is_err());
     }
 
     #[test]

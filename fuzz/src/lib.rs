@@ -461,6 +461,7 @@ mod tests {
             qcow2_map(&d);
             lvm_metadata(&d);
             lvm_pv(&d);
+            image_signature(&d);
         }
     }
 
@@ -498,6 +499,33 @@ mod tests {
             r.read_at(0, &mut all).unwrap();
             assert!(r.decompressed_clusters() > 0, "{name}: no compressed cluster read");
             assert_eq!(&all[1000..1700], &[0x5a; 700][..], "{name}: the qemu-io pattern");
+        }
+    }
+
+    /// The committed `image_signature` seeds (openssl signatures of an empty file) verify, and
+    /// stop verifying when one bit of the signature flips.
+    #[test]
+    fn committed_image_signature_seeds_verify() {
+        use luksfs::signature::{HashMethod, KeyType, Request, verify};
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds/image_signature");
+        for e in std::fs::read_dir(dir).unwrap() {
+            let path = e.unwrap().path();
+            let mut d = std::fs::read(&path).unwrap();
+            image_signature(&d);
+            let sel = d[0];
+            let len = usize::from(u16::from_be_bytes([d[1], d[2]]));
+            let key_type =
+                [KeyType::RsaPss, KeyType::Dsa, KeyType::EccSecp384r1, KeyType::EccSecp521r1][usize::from(sel & 3)];
+            let hash = [HashMethod::Sha224, HashMethod::Sha256, HashMethod::Sha384, HashMethod::Sha512]
+                [usize::from((sel >> 2) & 3)];
+            let uuid = "0c7a1c52-9c2d-4d3b-9f8e-2a5d7c1b3e4f".to_string();
+            let now = std::time::SystemTime::now();
+            let req = Request { signature: d[3..3 + len].to_vec(), hash, key_type, certificate_uuid: uuid.clone() };
+            let c = verify(&req, &hash.digest(b""), &d[3 + len..], None, now);
+            assert_eq!(c.result, Ok(()), "{}", path.display());
+            d[3 + len / 2] ^= 1;
+            let req = Request { signature: d[3..3 + len].to_vec(), hash, key_type, certificate_uuid: uuid };
+            assert!(verify(&req, &hash.digest(b""), &d[3 + len..], None, now).result.is_err(), "{}", path.display());
         }
     }
 
@@ -650,5 +678,54 @@ pub fn partition_table(data: &[u8]) {
     usable.sort_unstable();
     for w in usable.windows(2) {
         assert!(w[0].1 <= w[1].0, "usable partitions {} and {} overlap", w[0].2, w[1].2);
+    }
+}
+
+/// `image_signature`: the certificate and signature of a Glance image signature, as `verify`
+/// gets them from Barbican and the image's metadata. Input: byte 0 picks the key type (bits 0-1:
+/// RSA-PSS, DSA, ECC_SECP384R1, ECC_SECP521R1) and the hash method (bits 2-3: SHA-224..SHA-512);
+/// bytes 1-2 (big endian) are the signature's length, then the signature, then the certificate
+/// payload (PEM or DER). The signed data is empty (the seeds, made by `fuzz/make-seeds.sh` with
+/// openssl, sign an empty file). [`luksfs::signature::verify`] runs without and with the
+/// certificate itself as the only `--ca` anchor, and [`luksfs::signature::cert::parse_bundle`]
+/// over the payload.
+///
+/// Checks: no panic; a verified signature comes with the certificate's facts; a certificate
+/// anchored to itself is never `Untrusted`; the outcome with an anchor differs from the one
+/// without only by being `Untrusted`, or not at all.
+pub fn image_signature(data: &[u8]) {
+    use luksfs::signature::{HashMethod, KeyType, Request, SignatureError, cert, verify};
+    let Some((&sel, rest)) = data.split_first() else { return };
+    if rest.len() < 2 {
+        return;
+    }
+    let sig_len = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+    let rest = &rest[2..];
+    if sig_len > rest.len() {
+        return;
+    }
+    let (signature, payload) = rest.split_at(sig_len);
+    let key_type = [KeyType::RsaPss, KeyType::Dsa, KeyType::EccSecp384r1, KeyType::EccSecp521r1][usize::from(sel & 3)];
+    let hash =
+        [HashMethod::Sha224, HashMethod::Sha256, HashMethod::Sha384, HashMethod::Sha512][usize::from((sel >> 2) & 3)];
+    let req = Request {
+        signature: signature.to_vec(),
+        hash,
+        key_type,
+        certificate_uuid: "0c7a1c52-9c2d-4d3b-9f8e-2a5d7c1b3e4f".into(),
+    };
+    let digest = hash.digest(b"");
+    // inside any sane certificate's validity period, so that the key is reached
+    let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+    let plain = verify(&req, &digest, payload, None, now);
+    if plain.result.is_ok() {
+        assert!(plain.certificate.is_some(), "verified without a certificate");
+    }
+    let _ = cert::parse_bundle(payload);
+    if let Ok(c) = cert::parse(payload) {
+        let anchored = verify(&req, &digest, payload, Some(std::slice::from_ref(&c)), now);
+        assert!(!matches!(anchored.result, Err(SignatureError::Untrusted { .. })), "self-anchored but untrusted");
+        assert_eq!(anchored.result, plain.result, "an anchor changed the outcome");
+        assert_eq!(anchored.certificate, plain.certificate);
     }
 }

@@ -323,6 +323,27 @@ impl KeyManager {
         Ok(pass)
     }
 
+    /// The payload of the secret `secret_ref` (id, href or `barbican:<either>`) and its
+    /// `secret_type`, as stored, not cached: for secrets that are not passphrases, such as the
+    /// `certificate` of a Glance image signature. The bytes are zeroized when dropped (the method
+    /// is not only for public material). Errors as for [`KeyManager::passphrase`].
+    pub fn payload(&self, secret_ref: &str) -> Result<Payload, Error> {
+        let id = parse_secret_ref(secret_ref)?;
+        self.fetch_payload(&id).map_err(|e| e.context(format_args!("Barbican secret {id}")))
+    }
+
+    fn fetch_payload(&self, id: &str) -> Result<Payload, Error> {
+        let meta = self.get(&format!("/v1/secrets/{id}"), "application/json", MAX_JSON)?;
+        let meta: SecretMeta = serde_json::from_slice(&meta)
+            .map_err(|e| Error::io(format!("unexpected secret metadata from Barbican: {e}")))?;
+        let secret_type = meta.secret_type.unwrap_or_else(|| "opaque".into());
+        let bytes =
+            Secret::new(self.get(&format!("/v1/secrets/{id}/payload"), "application/octet-stream", MAX_PAYLOAD)?);
+        self.n_fetch.fetch_add(1, Ordering::Relaxed);
+        log::debug!("Barbican secret {id}: payload fetched, type {secret_type}, {} bytes", bytes.len());
+        Ok(Payload { secret_type, bytes })
+    }
+
     fn fetch(&self, id: &str) -> Result<Secret, Error> {
         let meta = self.get(&format!("/v1/secrets/{id}"), "application/json", MAX_JSON)?;
         let meta: SecretMeta = serde_json::from_slice(&meta)
@@ -505,6 +526,15 @@ impl KeyManager {
             self.cfg.interface, self.auth_url
         ))
     }
+}
+
+/// A secret's payload as stored, with its type ([`KeyManager::payload`]).
+#[derive(Clone, Debug)]
+pub struct Payload {
+    /// `secret_type`: `certificate`, `passphrase`, `symmetric`, `opaque`, ...
+    pub secret_type: String,
+    /// The payload bytes (zeroized on drop).
+    pub bytes: Secret,
 }
 
 /// os-brick's `get_passphrase_from_secret`: a `passphrase` secret's payload as-is; any other

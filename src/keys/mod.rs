@@ -127,6 +127,19 @@ impl Keyring {
         m.as_deref().map_err(Clone::clone)
     }
 
+    /// The payload of the Barbican secret `id`, which must be of type `certificate` (the
+    /// certificate of a Glance image signature; public, so returned as plain bytes).
+    pub fn certificate(&self, id: &str) -> crate::Result<Vec<u8>> {
+        let p = self.manager()?.payload(id)?;
+        if p.secret_type != "certificate" {
+            return Err(crate::Error::usage(format!(
+                "Barbican secret {id} is a {} secret, not a certificate",
+                p.secret_type
+            )));
+        }
+        Ok(p.bytes.as_bytes().to_vec())
+    }
+
     /// The passphrase for `source`.
     pub fn passphrase(&self, source: &KeySource) -> crate::Result<Secret> {
         match source {

@@ -52,6 +52,9 @@ pub struct ImageMeta {
     pub hash_value: Option<String>,
     /// `checksum`: legacy MD5 of the stored image data, hex.
     pub checksum: Option<String>,
+    /// `img_signature`, `img_signature_hash_method`, `img_signature_key_type`,
+    /// `img_signature_certificate_uuid` (see [`crate::signature`]), unchecked.
+    pub signature: crate::signature::Properties,
 }
 
 impl ImageMeta {
@@ -86,6 +89,12 @@ impl ImageMeta {
             hash_algo: props.string("os_hash_algo")?,
             hash_value: props.string("os_hash_value")?,
             checksum: props.string("checksum")?,
+            signature: crate::signature::Properties {
+                signature: props.string("img_signature")?,
+                hash_method: props.string("img_signature_hash_method")?,
+                key_type: props.string("img_signature_key_type")?,
+                certificate_uuid: props.string("img_signature_certificate_uuid")?,
+            },
         })
     }
 }
@@ -342,6 +351,26 @@ mod tests {
         let m =
             ImageMeta::parse(r#"{"properties": {"cinder_encryption_key_id": "c", "os_encrypt_key_id": ""}}"#).unwrap();
         assert_eq!(m.key_id.as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn signature_properties_top_level_nested_and_format_dict() {
+        let m = ImageMeta::parse(
+            r#"{"img_signature": "c2ln", "properties": {"img_signature_hash_method": "SHA-256",
+                "img_signature_key_type": "RSA-PSS",
+                "img_signature_certificate_uuid": "0c7a1c52-9c2d-4d3b-9f8e-2a5d7c1b3e4f"}}"#,
+        )
+        .unwrap();
+        assert_eq!(m.signature.signature.as_deref(), Some("c2ln"));
+        assert_eq!(m.signature.hash_method.as_deref(), Some("SHA-256"));
+        assert_eq!(m.signature.key_type.as_deref(), Some("RSA-PSS"));
+        assert_eq!(m.signature.parse().unwrap().signature, b"sig");
+        let m = ImageMeta::parse(
+            r#"{"properties": "img_signature='c2ln', img_signature_certificate_uuid='0c7a1c52-9c2d-4d3b-9f8e-2a5d7c1b3e4f', img_signature_hash_method='SHA-512', img_signature_key_type='ECC_SECP521R1'"}"#,
+        )
+        .unwrap();
+        assert_eq!(m.signature.parse().unwrap().key_type, crate::signature::KeyType::EccSecp521r1);
+        assert!(ImageMeta::parse(OSC_DICT).unwrap().signature.is_empty());
     }
 
     #[test]

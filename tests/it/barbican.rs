@@ -240,6 +240,19 @@ impl Osk {
         )
     }
 
+    /// Store `payload` (a PEM or DER X.509 certificate) as a `certificate` secret, as the RHOSP
+    /// guide does (`openstack secret store --secret-type certificate --payload-content-type
+    /// application/octet-stream --payload-content-encoding base64 --payload "$(base64 CERT)"`);
+    /// returns the secret href.
+    pub fn store_certificate(&self, token: &str, payload: &[u8]) -> String {
+        self.store(
+            token,
+            serde_json::json!({"name": "luksfs-test-cert", "secret_type": "certificate", "algorithm": "RSA",
+                "payload": b64(payload), "payload_content_type": "application/octet-stream",
+                "payload_content_encoding": "base64"}),
+        )
+    }
+
     /// Store `text` as a `passphrase` secret; returns the secret href.
     pub fn store_passphrase(&self, token: &str, text: &str) -> String {
         self.store(

@@ -28,8 +28,8 @@ use crate::util::{self, KIB, Lab, MIB, Out, mark};
 const PREFIX: &str = "luksfs-it ";
 
 /// A running Glance.
-struct Glance {
-    url: String,
+pub(crate) struct Glance {
+    pub(crate) url: String,
     /// The directory of `glance-up.sh` (its file store is `state/images/`).
     dir: PathBuf,
 }
@@ -38,7 +38,7 @@ static GLANCE: OnceLock<Result<Glance, String>> = OnceLock::new();
 
 /// Glance, started on first use; `None` (after `SKIPPED: why`) when it can't be, a failure
 /// under `CI=true`.
-fn glance() -> Option<&'static Glance> {
+pub(crate) fn glance() -> Option<&'static Glance> {
     let osk = harness()?;
     match GLANCE.get_or_init(|| start(&osk.dir)) {
         Ok(g) => Some(g),
@@ -95,13 +95,13 @@ macro_rules! glance {
 }
 
 /// Glance's REST API as user demo.
-struct Api<'a> {
-    url: &'a str,
-    token: String,
+pub(crate) struct Api<'a> {
+    pub(crate) url: &'a str,
+    pub(crate) token: String,
 }
 
 impl Api<'_> {
-    fn call(&self, method: &str, path: &str, body: Option<Value>, data: Option<&[u8]>) -> (u16, Value) {
+    pub(crate) fn call(&self, method: &str, path: &str, body: Option<Value>, data: Option<&[u8]>) -> (u16, Value) {
         let url = format!("{}{path}", self.url);
         let a = agent();
         let resp = match (method, body, data) {
@@ -122,7 +122,7 @@ impl Api<'_> {
     }
 
     /// A new image named `PREFIX + name` with `props`; its id.
-    fn create(&self, name: &str, props: Value) -> String {
+    pub(crate) fn create(&self, name: &str, props: Value) -> String {
         let mut body = json!({"name": format!("{PREFIX}{name}"), "disk_format": "raw", "container_format": "bare"});
         body.as_object_mut().unwrap().extend(props.as_object().unwrap().clone());
         let (status, v) = self.call("POST", "/v2/images", Some(body), None);
@@ -131,7 +131,7 @@ impl Api<'_> {
     }
 
     /// [`Api::create`], then upload `file` as its data.
-    fn upload(&self, name: &str, props: Value, file: &Path) -> String {
+    pub(crate) fn upload(&self, name: &str, props: Value, file: &Path) -> String {
         let id = self.create(name, props);
         let data = std::fs::read(file).unwrap();
         let (status, v) = self.call("PUT", &format!("/v2/images/{id}/file"), None, Some(&data));
@@ -139,12 +139,12 @@ impl Api<'_> {
         id
     }
 
-    fn delete(&self, id: &str) {
+    pub(crate) fn delete(&self, id: &str) {
         let (status, v) = self.call("DELETE", &format!("/v2/images/{id}"), None, None);
         assert!(status == 204 || status == 404, "DELETE /v2/images/{id}: {status} {v}");
     }
 
-    fn show(&self, id: &str) -> Value {
+    pub(crate) fn show(&self, id: &str) -> Value {
         let (status, v) = self.call("GET", &format!("/v2/images/{id}"), None, None);
         assert_eq!(status, 200, "GET /v2/images/{id}: {v}");
         v

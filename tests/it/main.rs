@@ -29,6 +29,8 @@
 //!   (`scripts/cinder-backup-make.sh`), reassembled, decrypted, verified, damaged.
 //! * `partition`: MBR/GPT tables made by sgdisk/sfdisk against `formats::partition`, and
 //!   util-linux's own partition-table samples as a second judge.
+//! * `signature`: Glance image signatures (`img_signature*`) made with openssl, certificates in
+//!   the real Barbican, checked by `verify` (with and without `--ca`).
 //! * `corpus`: the third-party corpus in `../shared/corpus` (upstream cryptsetup images; the
 //!   generated visible corpus when `LUKSFS_CORPUS_DIR` points at one).
 //!
@@ -57,6 +59,7 @@ mod package;
 mod partition;
 mod qcow2;
 mod qcow2_plain;
+mod signature;
 mod status;
 mod stress;
 mod system;

@@ -23,7 +23,7 @@ fn os(s: &str) -> &OsStr {
 
 /// Check `doc` against `docs/schema/<schema>`; panics with the validator's findings.
 #[track_caller]
-fn validate(schema: &str, doc: &[u8], scratch: &Path) {
+pub(crate) fn validate(schema: &str, doc: &[u8], scratch: &Path) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let file = scratch.join(format!("doc-{}.json", schema.replace('/', "_")));
     std::fs::write(&file, doc).unwrap();
