@@ -60,6 +60,7 @@ step "tests (unit + integration)" run_tests
 step "doc tests" cargo test --locked --doc
 # shellcheck disable=SC2086  # CORPUS_ARGS is a word list
 step "corpus (quick, cat + mount, external)" scripts/corpus.sh --quick --via both --external ${CORPUS_ARGS:-}
+step "fuzz harness unit tests" cargo test --locked --manifest-path fuzz/Cargo.toml --lib
 step "fuzz smoke (${FUZZ_SMOKE_SECS:-30} s per target)" env FUZZ_NO_RECORD=1 scripts/fuzz.sh "${FUZZ_SMOKE_SECS:-30}"
 
 printf '\nall steps passed in %d s:\n' $((SECONDS - T0))
