@@ -211,7 +211,7 @@ impl GlanceStore {
                 }
             };
             let status = resp.status().as_u16();
-            log::debug!("glance: GET {url} -> {status}");
+            log::debug!("glance: GET {url} {range:?} -> {status}");
             let (want, limit) = match range {
                 Some((a, b)) => (206, b - a + 1),
                 None => (200, MAX_JSON),

@@ -3,7 +3,7 @@
 //! requests, never downloaded whole.
 //!
 //! Reads go by ranges kept in memory (the few most recent), so a probe's many small header reads
-//! cost one request. A reader that goes on where the last range ended is streaming, and each
+//! cost one request. A reader that twice goes on where the last range ended is streaming, and each
 //! request costs a round trip (Glance: ~20 ms) whatever its size: its ranges then double, up to
 //! [`MAX_WINDOW`], and the next range is fetched in the background while this one is read (the
 //! kernel's readahead, over HTTP). A random reader keeps fetching [`BLOCK`]s.
@@ -42,6 +42,9 @@ struct State {
     /// Where a sequential reader's next miss would start, and its window.
     next: u64,
     window: u64,
+    /// Misses in a row that went on where the previous range ended: a stream from the second
+    /// (a probe reading a header and then what follows it is not one).
+    streak: u32,
     /// Ranges being fetched (by a reader, or ahead): readers needing them wait.
     pending: Vec<(u64, u64)>,
     /// Ranges being fetched ahead.
@@ -93,7 +96,7 @@ impl ObjectReader {
                 st.recent.push(r);
                 // reading into the last range of a stream (not a probe's first block): fetch
                 // the next one ahead
-                if st.window > BLOCK && st.recent.last().is_some_and(|r| r.end() == st.next) {
+                if st.streak >= 2 && st.recent.last().is_some_and(|r| r.end() == st.next) {
                     self.fetch_ahead(&mut st);
                 }
                 return Ok(found);
@@ -104,12 +107,14 @@ impl ObjectReader {
             }
             break;
         }
-        // A miss. A stream goes on near where the last range ended (several threads of one
-        // reader arrive a little out of order): fetch from there, with a doubled window.
+        // A miss. A stream goes on where the last range ended, or just after it (the threads of
+        // one reader arrive a little out of order): fetch from there, with a doubled window. A
+        // probe jumping from header to header is no stream.
         let grown = (st.window * 2).min(MAX_WINDOW);
-        let sequential = st.next > 0 && pos >= st.next && pos - st.next < grown;
+        let sequential = st.next > 0 && pos >= st.next && pos - st.next < BLOCK;
         let (start, window) = if sequential { (st.next, grown) } else { (pos - pos % BLOCK, BLOCK) };
         st.window = window;
+        st.streak = if sequential { st.streak + 1 } else { 0 };
         let len = window.min(sh.size - start);
         st.pending.push((start, start + len));
         st.next = st.next.max(start + len);
@@ -126,15 +131,18 @@ impl ObjectReader {
         };
         keep(&mut st, Range { start, data: data.clone() });
         sh.landed.notify_all();
-        if sequential {
+        if st.streak >= 2 {
             self.fetch_ahead(&mut st);
         }
         Ok((start, data))
     }
 
-    /// Fetch the stream's next windows in the background (up to [`AHEAD`] at a time).
+    /// Fetch the stream's next windows in the background (up to [`AHEAD`] at a time, fewer while
+    /// the stream is young).
     fn fetch_ahead(&self, st: &mut State) {
-        while st.ahead < AHEAD && st.next < self.shared.size && self.fetch_one_ahead(st) {}
+        // one window ahead at first, more as the stream goes on
+        let limit = AHEAD.min(st.streak.saturating_sub(1) as usize);
+        while st.ahead < limit && st.next < self.shared.size && self.fetch_one_ahead(st) {}
     }
 
     /// Start fetching the next window; false when no thread could be started.
