@@ -11,6 +11,7 @@
 pub mod assets;
 pub mod cache;
 pub mod catalog;
+pub mod civil;
 pub mod cli;
 pub mod codec;
 pub mod crypto;

@@ -645,15 +645,7 @@ fn parse_timestamp(s: &str) -> Option<i64> {
         }
         _ => return None,
     };
-    // days from civil (Howard Hinnant)
-    let y2 = if mo <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    Some(days * 86400 + h * 3600 + mi * 60 + sec - offset)
+    Some(crate::civil::unix_seconds(y, mo, d, h, mi, sec) - offset)
 }
 
 fn status_words(status: u16) -> &'static str {
