@@ -95,18 +95,10 @@ if code == 401:
     req('PATCH', '/users/' + u['id'], {'user': {'password': glance_pw}}, token=t)
     time.sleep(1.1)
 req('PUT', '/projects/%s/users/%s/roles/%s' % (svc['id'], u['id'], roles['service']), token=t)
-ss = req('GET', '/services?type=image', token=t)[2]['services']
-s = ss[0] if ss else req('POST', '/services', {'service': {'name': 'glance', 'type': 'image'}}, token=t)[2]['service']
-eps = req('GET', '/endpoints?service_id=' + s['id'], token=t)[2]['endpoints']
-for iface in ('public', 'internal'):
-    mine = [e for e in eps if e['interface'] == iface]
-    if not mine:
-        req('POST', '/endpoints', {'endpoint': {'service_id': s['id'], 'interface': iface, 'url': url,
-                                                'region_id': 'RegionOne'}}, token=t)
-    elif mine[0]['url'] != url:
-        req('PATCH', '/endpoints/' + mine[0]['id'], {'endpoint': {'url': url}}, token=t)
-print('glance user', u['id'], 'image service', s['id'], 'at', url)
+print('glance user', u['id'])
 PY
+OSK_ADMIN_PASSWORD=$OSK_ADMIN_PASSWORD python3 "$HERE/keystone-service.py" "$OSK_KEYSTONE_URL" image glance "$URL" \
+    >>"$D/log/keystone.log" 2>&1 || { cat "$D/log/keystone.log" >&2; die "registering Glance in Keystone failed"; }
 
 # ------------------------------------------------------------- config -----
 cat >"$D/etc/glance-api.conf.new" <<C

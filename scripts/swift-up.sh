@@ -118,33 +118,8 @@ operator_roles = admin, member
 C
     SWIFT_KS_URL="http://127.0.0.1:$PP/v1/KEY_%(project_id)s"
     log "registering object-store at $SWIFT_KS_URL in $OSK_KEYSTONE_URL"
-    "$venv/bin/python" - "$OSK_KEYSTONE_URL" "$OSK_ADMIN_PASSWORD" "$SWIFT_KS_URL" <<'PY'
-import json, sys, urllib.request
-ks, pw, url = sys.argv[1:4]
-def req(method, path, body=None, token=None):
-    r = urllib.request.Request(ks + path, method=method,
-                               data=json.dumps(body).encode() if body is not None else None)
-    r.add_header('Content-Type', 'application/json')
-    if token:
-        r.add_header('X-Auth-Token', token)
-    with urllib.request.urlopen(r) as resp:
-        raw = resp.read()
-        return resp.headers, (json.loads(raw) if raw else None)
-h, _ = req('POST', '/auth/tokens', {'auth': {'identity': {'methods': ['password'], 'password': {'user': {
-    'name': 'admin', 'domain': {'id': 'default'}, 'password': pw}}},
-    'scope': {'project': {'name': 'admin', 'domain': {'id': 'default'}}}}})
-t = h['X-Subject-Token']
-svcs = req('GET', '/services?type=object-store', token=t)[1]['services']
-svc = svcs[0] if svcs else req('POST', '/services', {'service': {'name': 'swift', 'type': 'object-store'}}, token=t)[1]['service']
-eps = req('GET', '/endpoints?service_id=' + svc['id'], token=t)[1]['endpoints']
-for iface in ('public', 'internal'):
-    mine = [e for e in eps if e['interface'] == iface]
-    if not mine:
-        req('POST', '/endpoints', {'endpoint': {'service_id': svc['id'], 'interface': iface, 'url': url,
-                                                'region_id': 'RegionOne'}}, token=t)
-    elif mine[0]['url'] != url:
-        req('PATCH', '/endpoints/' + mine[0]['id'], {'endpoint': {'url': url}}, token=t)
-PY
+    OSK_ADMIN_PASSWORD=$OSK_ADMIN_PASSWORD python3 "$here/keystone-service.py" "$OSK_KEYSTONE_URL" object-store swift \
+        "$SWIFT_KS_URL" >/dev/null
 fi
 (
     cd "$D/etc"
