@@ -89,6 +89,28 @@ pub(crate) fn read_body(body: &mut ureq::Body, limit: u64, expect: u64) -> std::
     Ok(buf)
 }
 
+/// [`ObjectStore::get_range`] for a store read by inclusive HTTP ranges: `fetch(first, last)`
+/// answers the body (`None`: no such object), which must hold exactly `len` bytes.
+pub(crate) fn get_exact_range(
+    name: &str,
+    offset: u64,
+    len: usize,
+    fetch: impl FnOnce(u64, u64) -> Result<Option<Vec<u8>>>,
+) -> Result<Option<Vec<u8>>> {
+    if len == 0 {
+        return Ok(Some(Vec::new()));
+    }
+    let last = offset
+        .checked_add(len as u64 - 1)
+        .ok_or_else(|| Error::corrupt(format!("object {name}: range {offset}+{len} overflows")))?;
+    match fetch(offset, last)? {
+        Some(b) if b.len() != len => {
+            Err(Error::io(format!("object {name}: asked for {len} bytes at {offset}, got {} (short body)", b.len())))
+        }
+        body => Ok(body),
+    }
+}
+
 /// Attempts of one HTTP request to an object store: the first and three retries.
 pub(crate) const HTTP_ATTEMPTS: u32 = 4;
 
@@ -101,4 +123,23 @@ pub(crate) fn backoff(service: &str, what: String, attempt: u32) -> Result<()> {
     log::debug!("{service}: {what}; retrying");
     std::thread::sleep(std::time::Duration::from_millis(100 << (2 * (attempt - 1))));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_ranges() {
+        let got = get_exact_range("o", 10, 4, |a, b| Ok(Some(vec![0; (b - a + 1) as usize]))).unwrap();
+        assert_eq!(got.map(|v| v.len()), Some(4));
+        let short = get_exact_range("o", 10, 4, |_, _| Ok(Some(vec![0; 3]))).unwrap_err();
+        assert!(short.to_string().contains("short body"), "{short}");
+        assert_eq!(get_exact_range("o", 10, 4, |_, _| Ok(None)).unwrap(), None);
+        assert_eq!(get_exact_range("o", 0, 0, |_, _| unreachable!()).unwrap(), Some(Vec::new()));
+        assert_eq!(
+            get_exact_range("o", u64::MAX, 2, |_, _| unreachable!()).unwrap_err().kind(),
+            crate::ErrorKind::Corrupt
+        );
+    }
 }

@@ -304,20 +304,12 @@ impl ObjectStore for S3Store {
     }
 
     fn get_range(&self, name: &str, offset: u64, len: usize) -> Result<Option<Vec<u8>>> {
-        if len == 0 {
-            return Ok(Some(Vec::new()));
-        }
-        let last = offset
-            .checked_add(len as u64 - 1)
-            .ok_or_else(|| Error::corrupt(format!("object {name}: range {offset}+{len} overflows")))?;
-        match self.get_raw(Some(name), &[], Some((offset, last)), len as u64)? {
-            Answer::Body(b) if b.len() == len => Ok(Some(b)),
-            Answer::Body(b) => Err(Error::io(format!(
-                "object {name}: asked for {len} bytes at {offset}, got {} (short body)",
-                b.len()
-            ))),
-            Answer::NotFound => Ok(None),
-        }
+        super::get_exact_range(name, offset, len, |first, last| {
+            match self.get_raw(Some(name), &[], Some((first, last)), len as u64)? {
+                Answer::Body(b) => Ok(Some(b)),
+                Answer::NotFound => Ok(None),
+            }
+        })
     }
 }
 
