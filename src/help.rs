@@ -105,7 +105,7 @@ mod tests {
         let h = help("verify");
         assert!(h.contains("  6  WARN: verified with warnings"), "{h}");
         assert!(h.contains("  7  FAIL: a hash check failed"), "{h}");
-        assert_eq!(crate::verify::EXIT_WARN, 6);
-        assert_eq!(crate::verify::EXIT_MISMATCH, 7);
+        assert_eq!(crate::report::EXIT_WARN, 6);
+        assert_eq!(crate::report::EXIT_MISMATCH, 7);
     }
 }

@@ -814,6 +814,12 @@ impl Payload {
 mod tests {
     use super::*;
 
+    #[test]
+    fn sizes() {
+        assert_eq!(human(1536), "1.5 KiB");
+        assert_eq!(human(100), "100 bytes");
+    }
+
     fn buf(len: usize) -> Vec<u8> {
         vec![0u8; len]
     }

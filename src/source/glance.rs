@@ -31,7 +31,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Most images listed (pages of [`PAGE`]); more is refused rather than grown without end.
+/// Most images listed (pages of `PAGE`); more is refused rather than grown without end.
 pub const MAX_IMAGES: usize = 100_000;
 /// Images per listing request.
 const PAGE: usize = 500;
