@@ -159,7 +159,60 @@ fn reassembles_every_backup_byte_exact() {
 }
 
 /// An object store that counts whole-object fetches (around the real posix store).
-struct Counting(PosixStore, std::sync::atomic::AtomicUsize);
+/// Large uncompressed objects (a posix backup's are up to 2 GB) are read by range in pieces
+/// that the `_sha256file` checks, not whole: here with 64 KiB pieces of the 1 MiB objects.
+/// Every byte is the same as reading whole objects, no object is fetched whole, and a flipped
+/// byte fails only the piece that holds it.
+#[test]
+fn uncompressed_objects_are_read_in_checked_pieces() {
+    use luksfs::formats::cinder_backup::reader::ObjectChecks;
+    use std::sync::atomic::Ordering::Relaxed;
+    let Some(b) = backups() else { return };
+    let (_guard, dir) = scratch(b);
+    const PIECE: u64 = 64 << 10;
+    let mut ranged = 0;
+    for row in b.rows.iter().filter(|r| r.compression == "none") {
+        let what = format!("{} none state {} ({})", row.kind, row.state, row.backup);
+        let store = Arc::new(Counting(PosixStore::new(&dir).unwrap(), Default::default(), Default::default()));
+        let cat = Catalog::discover(store.clone(), "").unwrap();
+        let r = cat.open_with(&row.backup, CACHE, ObjectChecks::Digests).unwrap().with_piece_bytes(PIECE);
+        let before = store.1.load(Relaxed);
+        let want = std::fs::read(&row.expected).unwrap();
+        assert_same(&what, &read_all(&r), &want);
+        for (off, len) in [(1, 7), (PIECE - 3, 10), (1_000_000, 100_001), (want.len() as u64 - 4609, 4609)] {
+            let mut buf = vec![0u8; len];
+            r.read_exact_at(&mut buf, off).unwrap();
+            assert_same(&format!("{what} at {off}+{len}"), &buf, &want[off as usize..off as usize + len]);
+        }
+        // the _sha256file of each chain member whole, and only objects no larger than a piece
+        // (an incremental's few changed blocks) whole
+        let small: usize = r.chain().iter().map(|(_, m)| m.objects.iter().filter(|o| o.length <= PIECE).count()).sum();
+        let whole = store.1.load(Relaxed) - before;
+        assert!(whole <= r.chain().len() + small, "{what}: {whole} whole-object reads");
+        ranged += store.2.load(Relaxed);
+    }
+    assert!(ranged > 0, "no range was read");
+
+    let row = b.rows.iter().find(|r| r.kind == "luks" && r.compression == "none" && r.state == 0).unwrap();
+    let cat = catalog(&dir);
+    let objs = objects_of(&cat, &row.backup);
+    let (name, (_, off)) = objs.iter().nth(1).unwrap();
+    let mut bytes = std::fs::read(dir.join(name)).unwrap();
+    bytes[PIECE as usize + 5] ^= 1;
+    std::fs::write(dir.join(name), &bytes).unwrap();
+    let r = cat.open_with(&row.backup, CACHE, ObjectChecks::Digests).unwrap().with_piece_bytes(PIECE);
+    expect_corrupt(&r, off + PIECE, &["sha256"]);
+    let e = r.read_exact_at(&mut [0u8; 1], off + PIECE).unwrap_err();
+    assert!(e.is_digest_mismatch(), "{e}");
+    let want = std::fs::read(&row.expected).unwrap();
+    for at in [*off, off + 2 * PIECE] {
+        let mut buf = vec![0u8; PIECE as usize];
+        r.read_exact_at(&mut buf, at).unwrap();
+        assert_same("the pieces around it", &buf, &want[at as usize..(at + PIECE) as usize]);
+    }
+}
+
+struct Counting(PosixStore, std::sync::atomic::AtomicUsize, std::sync::atomic::AtomicUsize);
 
 impl ObjectStore for Counting {
     fn describe(&self) -> String {
@@ -173,6 +226,7 @@ impl ObjectStore for Counting {
         self.0.get(name, max)
     }
     fn get_range(&self, name: &str, offset: u64, len: usize) -> luksfs::Result<Option<Vec<u8>>> {
+        self.2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.0.get_range(name, offset, len)
     }
 }
@@ -186,7 +240,8 @@ fn objects_are_fetched_once() {
     let Some(b) = backups() else { return };
     let row = b.rows.iter().find(|r| r.kind == "raw" && r.compression == "zstd" && r.state == 0).unwrap();
     for cache in [64 << 20, 1 << 10] {
-        let store = Arc::new(Counting(PosixStore::new(b.dir.join("backups")).unwrap(), Default::default()));
+        let store =
+            Arc::new(Counting(PosixStore::new(b.dir.join("backups")).unwrap(), Default::default(), Default::default()));
         let cat = Catalog::discover(store.clone(), "").unwrap();
         let r = cat.open(&row.backup, cache).unwrap();
         let objects = r.chain()[0].1.objects.len();

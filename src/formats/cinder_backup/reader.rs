@@ -1,7 +1,9 @@
 //! Backups found in an [`ObjectStore`] ([`Catalog`]) and the reassembled volume of one of them
 //! read in place ([`BackupReader`]): each object is fetched when a read first touches it, its
 //! md5 checked, decompressed once into a bounded cache of chunks, its bytes checked against its
-//! backup's `_sha256file`, and copied out from there.
+//! backup's `_sha256file`, and copied out from there. A large uncompressed object (a posix
+//! backup's are up to 2 GB) is read in pieces by range instead, each piece checked against the
+//! `_sha256file` blocks it holds, when that covers every byte of it (mounts and `cat`).
 //! A missing object, a bad md5, corrupt compressed data or a missing parent fails the read with
 //! an error naming the backup, the object and the reason: never wrong bytes.
 
@@ -20,6 +22,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// An object's uncompressed bytes, shared by the cache and its readers (a `Vec` in an `Arc`:
 /// no copy after decompression).
 pub type Data = Arc<Vec<u8>>;
+
+/// What the cache holds: a chain member's object, and which piece of it (0 for a whole object).
+type Key = (usize, usize, u64);
+
+/// The size of the pieces a large uncompressed object is read in, by range (a multiple of
+/// every `_sha256file` block size cinder uses).
+pub const PIECE_BYTES: u64 = 8 << 20;
 
 /// What each fetched object is checked against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -195,8 +204,9 @@ impl Catalog {
                 last: Mutex::new(None),
                 checks,
                 shas: (0..metas).map(|_| OnceLock::new()).collect(),
+                piece: PIECE_BYTES,
             }),
-            next_miss: AtomicUsize::new(usize::MAX),
+            next_miss: Mutex::new(None),
             inflight: Arc::new(AtomicUsize::new(0)),
             prefetch: (cache_bytes / PREFETCH_BUDGET_SHARE).max(1),
         })
@@ -207,7 +217,7 @@ impl Catalog {
 /// are few and large (50 MiB is cinder's Swift default): split into per-core shards, or with
 /// quick_cache's default 3% kept for new items, an object larger than a shard's part would
 /// never be kept at all, and every read would fetch its whole object again.
-fn object_cache(items: usize, bytes: u64) -> quick_cache::sync::Cache<(usize, usize), Data, Bytes> {
+fn object_cache(items: usize, bytes: u64) -> quick_cache::sync::Cache<Key, Data, Bytes> {
     let options = quick_cache::OptionsBuilder::new()
         .estimated_items_capacity(items)
         .weight_capacity(bytes.max(1))
@@ -221,8 +231,8 @@ fn object_cache(items: usize, bytes: u64) -> quick_cache::sync::Cache<(usize, us
 #[derive(Clone)]
 struct Bytes;
 
-impl Weighter<(usize, usize), Data> for Bytes {
-    fn weight(&self, _key: &(usize, usize), val: &Data) -> u64 {
+impl Weighter<Key, Data> for Bytes {
+    fn weight(&self, _key: &Key, val: &Data) -> u64 {
         val.len() as u64
     }
 }
@@ -240,8 +250,8 @@ const PREFETCH_BUDGET_SHARE: u64 = 4;
 /// the decompression overlap the reader's own work.
 pub struct BackupReader {
     shared: Arc<Shared>,
-    /// The extent whose cache miss would continue a sequential run (`usize::MAX`: none yet).
-    next_miss: AtomicUsize,
+    /// The piece whose cache miss would continue a sequential run.
+    next_miss: Mutex<Option<Key>>,
     /// Prefetches running now.
     inflight: Arc<AtomicUsize>,
     /// Bytes that may be fetched ahead.
@@ -254,19 +264,40 @@ struct Shared {
     backup_id: String,
     chain: Vec<(BackupEntry, Metadata)>,
     map: ExtentMap,
-    cache: quick_cache::sync::Cache<(usize, usize), Data, Bytes>,
-    /// The object fetched last, kept even when the cache cannot hold it (a posix backup's objects
-    /// can be 2 GB): sequential reads within one large object fetch it once.
-    last: Mutex<Option<((usize, usize), Data)>>,
+    cache: quick_cache::sync::Cache<Key, Data, Bytes>,
+    /// The piece fetched last, kept even when the cache cannot hold it (a compressed object is
+    /// one piece, and can be large): sequential reads within it fetch it once.
+    last: Mutex<Option<(Key, Data)>>,
     checks: ObjectChecks,
     /// Each chain member's `_sha256file`, fetched when its first object is.
     shas: Vec<OnceLock<std::result::Result<Arc<Sha256File>, Error>>>,
+    /// The piece size of large uncompressed objects ([`PIECE_BYTES`]).
+    piece: u64,
+}
+
+/// One piece of an object, where the volume holds it.
+#[derive(Clone, Copy, Debug)]
+struct Unit {
+    key: Key,
+    src: Source,
+    /// The piece's first byte, in the object.
+    start: u64,
+    len: u64,
 }
 
 impl BackupReader {
     /// The volume size in bytes.
     pub fn size(&self) -> u64 {
         self.shared.map.size()
+    }
+
+    /// Read large uncompressed objects in pieces of `bytes` (default [`PIECE_BYTES`]); a size
+    /// that is not a multiple of a backup's `_sha256file` block reads its objects whole.
+    pub fn with_piece_bytes(mut self, bytes: u64) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.piece = bytes.max(1);
+        }
+        self
     }
 
     /// The backup this reader shows.
@@ -294,31 +325,37 @@ impl BackupReader {
         self.shared.sha256file(b)
     }
 
-    /// A cache miss on extent `i`: when it continues a run of misses on consecutive extents,
-    /// fetch the next objects ahead.
-    fn missed(&self, i: usize) {
-        let sequential = self.next_miss.swap(i + 1, Ordering::Relaxed) == i;
+    /// A cache miss on `unit`: when it continues a run of misses on consecutive pieces, fetch
+    /// the next pieces ahead.
+    fn missed(&self, unit: &Unit) {
+        let next = self.shared.unit_after(unit);
+        let sequential = {
+            let mut want = self.next_miss.lock().unwrap_or_else(|e| e.into_inner());
+            let hit = *want == Some(unit.key);
+            *want = next.map(|u| u.key);
+            hit
+        };
         if !sequential {
             return;
         }
-        let extents = self.shared.map.extents();
         let mut budget = self.prefetch;
-        for ext in extents.iter().skip(i + 1).take(PREFETCH) {
-            let Some(src) = ext.source else { continue };
-            let len = self.shared.chain[src.backup].1.objects[src.object].length;
-            if len > budget || self.inflight.load(Ordering::Relaxed) >= PREFETCH {
+        let mut ahead = next;
+        for _ in 0..PREFETCH {
+            let Some(u) = ahead else { break };
+            if u.len > budget || self.inflight.load(Ordering::Relaxed) >= PREFETCH {
                 break;
             }
-            budget -= len;
-            if self.shared.cache.contains_key(&(src.backup, src.object)) {
+            budget -= u.len;
+            ahead = self.shared.unit_after(&u);
+            if self.shared.cache.contains_key(&u.key) {
                 continue;
             }
             self.inflight.fetch_add(1, Ordering::Relaxed);
             let (shared, inflight) = (self.shared.clone(), self.inflight.clone());
             let spawned = std::thread::Builder::new().name("backup-prefetch".into()).spawn(move || {
-                // a failure is not reported here: the read that needs the object fetches it
+                // a failure is not reported here: the read that needs the piece fetches it
                 // again and reports it
-                let _ = shared.object(src);
+                let _ = shared.unit(&u);
                 inflight.fetch_sub(1, Ordering::Relaxed);
             });
             if spawned.is_err() {
@@ -348,21 +385,28 @@ impl BackupReader {
             let ext = self.shared.map.extents()[i];
             let n = (ext.end - pos).min((buf.len() - done) as u64) as usize;
             let out = &mut buf[done..done + n];
-            match ext.source {
-                None => out.fill(0),
+            let n = match ext.source {
+                None => {
+                    out.fill(0);
+                    n
+                }
                 Some(src) => {
-                    let data = match self.shared.cached((src.backup, src.object)) {
+                    let unit = self.shared.unit_at(src, pos)?;
+                    let obj = &self.shared.chain[src.backup].1.objects[src.object];
+                    let at = pos - obj.offset - unit.start;
+                    let n = n.min((unit.len - at) as usize);
+                    let data = match self.shared.cached(unit.key) {
                         Some(d) => d,
                         None => {
-                            self.missed(i);
-                            self.shared.object(src)?
+                            self.missed(&unit);
+                            self.shared.unit(&unit)?
                         }
                     };
-                    let obj = &self.shared.chain[src.backup].1.objects[src.object];
-                    let at = (pos - obj.offset) as usize;
-                    out.copy_from_slice(&data[at..at + n]);
+                    let at = at as usize;
+                    out[..n].copy_from_slice(&data[at..at + n]);
+                    n
                 }
-            }
+            };
             done += n;
         }
         Ok(())
@@ -370,18 +414,111 @@ impl BackupReader {
 }
 
 impl Shared {
+    /// The whole object (cached when it is read whole anyway).
     fn object(&self, src: Source) -> Result<Data> {
-        let key = (src.backup, src.object);
-        if let Some(data) = self.cached(key) {
+        let len = self.chain[src.backup].1.objects[src.object].length;
+        let unit = self.unit_at(src, self.chain[src.backup].1.objects[src.object].offset)?;
+        if unit.len == len {
+            return self.unit(&unit);
+        }
+        self.fetch(src)
+    }
+
+    /// How object `src` is read: whole, or in pieces of `self.piece` when it is large,
+    /// uncompressed, and its backup's `_sha256file` blocks cover every byte of every piece (only
+    /// where its md5 need not be checked: the md5 is over the whole object).
+    fn piece_len(&self, src: Source) -> Result<u64> {
+        let obj = &self.chain[src.backup].1.objects[src.object];
+        if self.checks != ObjectChecks::Digests
+            || obj.compression != super::metadata::Compression::None
+            || obj.length <= self.piece
+        {
+            return Ok(obj.length);
+        }
+        let cs = self.sha256file(src.backup)?.chunk_size;
+        let aligned = cs > 0
+            && self.piece.is_multiple_of(cs)
+            && obj.offset.is_multiple_of(cs)
+            && (obj.length.is_multiple_of(cs) || obj.offset.saturating_add(obj.length) >= self.map.size());
+        Ok(if aligned { self.piece } else { obj.length })
+    }
+
+    /// The piece of object `src` that holds volume byte `pos` (within the object).
+    fn unit_at(&self, src: Source, pos: u64) -> Result<Unit> {
+        let obj = &self.chain[src.backup].1.objects[src.object];
+        let piece = self.piece_len(src)?;
+        let index = (pos - obj.offset) / piece;
+        let start = index * piece;
+        Ok(Unit { key: (src.backup, src.object, index), src, start, len: piece.min(obj.length - start) })
+    }
+
+    /// The next piece a sequential reader needs after `u` (skipping zeros), if any.
+    fn unit_after(&self, u: &Unit) -> Option<Unit> {
+        let obj = &self.chain[u.src.backup].1.objects[u.src.object];
+        let mut pos = obj.offset + u.start + u.len;
+        // a few extents of zeros at most are skipped: the prefetch is a hint
+        for _ in 0..8 {
+            let ext = self.map.extents()[self.map.lookup_index(pos)?];
+            match ext.source {
+                Some(src) => return self.unit_at(src, pos).ok(),
+                None => pos = ext.end,
+            }
+        }
+        None
+    }
+
+    /// The bytes of one piece (cached, or fetched now).
+    fn unit(&self, u: &Unit) -> Result<Data> {
+        if let Some(data) = self.cached(u.key) {
             return Ok(data);
         }
-        let data = self.cache.get_or_insert_with(&key, || self.fetch(src))?;
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((key, data.clone()));
+        let data = self.cache.get_or_insert_with(&u.key, || {
+            let obj = &self.chain[u.src.backup].1.objects[u.src.object];
+            if u.len == obj.length { self.fetch(u.src) } else { self.fetch_piece(u) }
+        })?;
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((u.key, data.clone()));
         Ok(data)
     }
 
-    /// The object, if the cache or the last-object slot holds it.
-    fn cached(&self, key: (usize, usize)) -> Option<Data> {
+    /// One piece of a large uncompressed object, read by range and checked against the
+    /// `_sha256file` blocks it holds (which cover all of it: see [`Self::piece_len`]).
+    fn fetch_piece(&self, u: &Unit) -> Result<Data> {
+        let (entry, meta) = &self.chain[u.src.backup];
+        let obj = &meta.objects[u.src.object];
+        let ctx = |e: Error| e.context(format!("cinder backup {}", entry.info.backup_id));
+        self.check_name(entry, &obj.name).map_err(ctx)?;
+        log::debug!("cinder backup {}: fetching {} bytes {}+{}", entry.info.backup_id, obj.name, u.start, u.len);
+        let name = object_path(&entry.prefix, &obj.name);
+        let data = self
+            .store
+            .get_range(&name, u.start, u.len as usize)
+            .map_err(ctx)?
+            .ok_or_else(|| ctx(Error::corrupt(format!("object {} is missing", obj.name))))?;
+        if data.len() as u64 != u.len {
+            return Err(ctx(Error::corrupt(format!(
+                "object {}: {} bytes at {} read, {} asked for",
+                obj.name,
+                data.len(),
+                u.start,
+                u.len
+            ))));
+        }
+        if !self.check_digests(u.src.backup, obj.offset + u.start, &data).map_err(ctx)? {
+            return Err(ctx(Error::corrupt(format!("object {}: a piece not covered by the _sha256file", obj.name))));
+        }
+        Ok(Arc::new(data))
+    }
+
+    /// A chunk object's name must be one of its backup's.
+    fn check_name(&self, entry: &BackupEntry, name: &str) -> Result<()> {
+        if !names::is_chunk_of(name, &entry.prefix) && !names::is_chunk_of(name, base_name(&entry.prefix)) {
+            return Err(Error::corrupt(format!("object {name} is not named like a chunk of {}", entry.prefix)));
+        }
+        Ok(())
+    }
+
+    /// The piece, if the cache or the last-piece slot holds it.
+    fn cached(&self, key: Key) -> Option<Data> {
         self.cache.get(&key).or_else(|| {
             let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
             last.as_ref().filter(|(k, _)| *k == key).map(|(_, d)| d.clone())
@@ -393,12 +530,7 @@ impl Shared {
         let obj = &meta.objects[src.object];
         log::debug!("cinder backup {}: fetching object {}", entry.info.backup_id, obj.name);
         let ctx = |e: Error| e.context(format!("cinder backup {}", entry.info.backup_id));
-        if !names::is_chunk_of(&obj.name, &entry.prefix) && !names::is_chunk_of(&obj.name, base_name(&entry.prefix)) {
-            return Err(ctx(Error::corrupt(format!(
-                "object {} is not named like a chunk of {}",
-                obj.name, entry.prefix
-            ))));
-        }
+        self.check_name(entry, &obj.name).map_err(ctx)?;
         let name = object_path(&entry.prefix, &obj.name);
         // cinder stores an object uncompressed when compressing did not shrink it, so no
         // stored object is longer than its data
@@ -411,7 +543,7 @@ impl Shared {
         if self.checks == ObjectChecks::All {
             chunks::check_md5(obj, &data).map_err(|e| ctx(e.into()))?;
         }
-        let covered = self.check_digests(src.backup, obj, &data).map_err(ctx)?;
+        let covered = self.check_digests(src.backup, obj.offset, &data).map_err(ctx)?;
         if self.checks == ObjectChecks::Digests && !covered {
             chunks::check_md5(obj, &data).map_err(|e| ctx(e.into()))?;
         }
@@ -437,16 +569,16 @@ impl Shared {
             .clone()
     }
 
-    /// Check the uncompressed bytes of object `obj` of chain member `b` against that backup's
-    /// `_sha256file`: every hash block the object holds whole (cinder aligns objects to hash
-    /// blocks). Returns whether those blocks covered every byte of the object (when not, a block
-    /// shared with a neighbouring object was left to the md5).
-    fn check_digests(&self, b: usize, obj: &super::metadata::ObjectEntry, data: &[u8]) -> Result<bool> {
+    /// Check `data`, uncompressed volume bytes of chain member `b` from volume offset `offset`
+    /// (an object, or a piece of one), against that backup's `_sha256file`: every hash block it
+    /// holds whole (cinder aligns objects to hash blocks). Returns whether those blocks covered
+    /// every byte (when not, a block shared with a neighbouring object was left to the md5).
+    fn check_digests(&self, b: usize, offset: u64, data: &[u8]) -> Result<bool> {
         let shas = self.sha256file(b)?;
         let cs = shas.chunk_size;
-        let end = obj.offset + data.len() as u64;
-        let mut block = obj.offset.div_ceil(cs);
-        let mut covered = obj.offset.is_multiple_of(cs);
+        let end = offset + data.len() as u64;
+        let mut block = offset.div_ceil(cs);
+        let mut covered = offset.is_multiple_of(cs);
         while block * cs < end {
             let start = block * cs;
             let stop = (start + cs).min(end);
@@ -454,7 +586,7 @@ impl Shared {
             let want = shas.sha256s.get(block as usize);
             match want {
                 Some(want) if whole => {
-                    let piece = &data[(start - obj.offset) as usize..(stop - obj.offset) as usize];
+                    let piece = &data[(start - offset) as usize..(stop - offset) as usize];
                     let got: [u8; 32] = Sha256::digest(piece).into();
                     if got != *want {
                         return Err(CinderError::Sha256 { block, offset: start, end: stop }.into());
