@@ -148,6 +148,7 @@ fn run_dir(a: &VerifyArgs, location: &Location) -> Result<i32> {
         all_volumes: true,
         verify: true,
         backup_keys: barbican && default_key.is_none(),
+        os_cloud: a.key.os_cloud.clone(),
     };
     let tree = Tree::scan(location, &plan)?;
     let unlocker = Unlocker {
