@@ -113,6 +113,7 @@ fn choose(backup_id: &str, os_cloud: Option<&str>, volume_meta: impl FnOnce() ->
     }
 }
 
+#[derive(Debug)]
 enum Lookup {
     Key(String),
     NoKey,
