@@ -49,8 +49,15 @@ PY=$VENV/bin/python
 alive() { [ -f "$D/run/cinder-api.pid" ] && grep -qa cinder-api "/proc/$(cat "$D/run/cinder-api.pid")/cmdline" 2>/dev/null; }
 PORT=
 [ -f "$D/cinder.env" ] && PORT=$(sed -n 's#^CINDER_URL=http://127.0.0.1:##p' "$D/cinder.env")
+# a stopped cinder-api comes back on its old port when that is free (the catalog stays right)
 if ! alive || [ -z "$PORT" ]; then
-    PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    PORT=$("$PY" -c 'import socket, sys
+s = socket.socket()
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1] or "x")))
+except (OSError, ValueError):
+    s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])' "$PORT")
 fi
 URL=http://127.0.0.1:$PORT
 

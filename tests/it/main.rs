@@ -42,6 +42,7 @@
 mod util;
 
 mod barbican;
+mod cinder_api;
 mod cinder_backup;
 mod corpus;
 mod errors;
