@@ -11,6 +11,7 @@
 //! fallback when Cinder is not in the catalog, not reachable, answers 404 (the record was
 //! deleted), or refuses (403, 5xx: said in the log and the report).
 //!
+//! A backup whose `volume_meta` names no key is of an unencrypted volume: Cinder is not asked.
 //! Each backup is looked up once per process (the answer is kept, see [`chosen`]); a lookup is
 //! at most two requests (a 401 renews the token once) within the key manager's timeouts; the
 //! token is never logged.
@@ -75,11 +76,13 @@ pub fn backup_key_id(backup: &BackupItem, os_cloud: Option<&str>) -> BackupKeyId
     cell.get_or_init(|| {
         let chosen = choose(&id, os_cloud, || backup.key_id());
         match (&chosen.id, chosen.source) {
-            (Some(k), KeyIdSource::CinderApi) => log::info!("backup {id}: key {k} from the Cinder API ({})", chosen.why),
+            (Some(k), KeyIdSource::CinderApi) => {
+                log::info!("backup {id}: key {k} from the Cinder API ({})", chosen.why)
+            }
             (Some(k), KeyIdSource::VolumeMeta) => {
                 log::warn!("backup {id}: key {k} from its volume_meta (the original volume's key): {}", chosen.why)
             }
-            (None, _) => log::warn!("backup {id}: no key id ({})", chosen.why),
+            (None, _) => log::debug!("backup {id}: no key id ({})", chosen.why),
         }
         chosen
     })
@@ -91,14 +94,24 @@ pub fn chosen(backup_id: &str) -> Option<BackupKeyId> {
     memo().lock().unwrap_or_else(|e| e.into_inner()).get(backup_id).and_then(|c| c.get().cloned())
 }
 
-fn choose(backup_id: &str, os_cloud: Option<&str>, volume_meta: impl FnOnce() -> Result<Option<String>>) -> BackupKeyId {
-    let fallback = |why: String| {
-        let id = volume_meta().unwrap_or_else(|e| {
-            log::warn!("{e}");
-            None
-        });
-        BackupKeyId { id, source: KeyIdSource::VolumeMeta, why }
+fn choose(
+    backup_id: &str,
+    os_cloud: Option<&str>,
+    volume_meta: impl FnOnce() -> Result<Option<String>>,
+) -> BackupKeyId {
+    let meta_id = volume_meta().unwrap_or_else(|e| {
+        log::warn!("{e}");
+        None
+    });
+    let Some(meta_id) = meta_id else {
+        // the backup manager clones a key only for an encrypted volume, whose key volume_meta names
+        return BackupKeyId {
+            id: None,
+            source: KeyIdSource::VolumeMeta,
+            why: "its volume_meta names no key (a backup of an unencrypted volume): Cinder not asked".into(),
+        };
     };
+    let fallback = |why: String| BackupKeyId { id: Some(meta_id.clone()), source: KeyIdSource::VolumeMeta, why };
     let km = match KeyManager::shared(os_cloud) {
         Ok(km) => km,
         Err(e) => return fallback(format!("the Cinder API was not asked: {}", e.message())),
@@ -156,7 +169,11 @@ fn lookup(km: &KeyManager, backup_id: &str) -> Result<Lookup> {
                 reauthed = true;
                 km.token_rejected(t.generation);
             }
-            401 => return Err(Error::io(format!("the Cinder API rejects the token (401) after re-authenticating: GET {url}"))),
+            401 => {
+                return Err(Error::io(format!(
+                    "the Cinder API rejects the token (401) after re-authenticating: GET {url}"
+                )));
+            }
             403 => {
                 return Err(Error::io(format!(
                     "the Cinder API refuses (403 forbidden): these credentials may not read backup {backup_id}"
@@ -185,13 +202,16 @@ fn service(km: &KeyManager) -> Result<crate::keys::barbican::ServiceToken> {
         }
     }
     let e = first.unwrap_or_else(|| Error::io("no Cinder endpoint"));
-    Err(Error::io(format!("Cinder is not in the service catalog: {}", e.message())))
+    Err(Error::io(format!(
+        "Cinder is not in the service catalog (neither block-storage nor volumev3): {}",
+        e.message()
+    )))
 }
 
 /// The `encryption_key_id` of a `{"backup": {...}}` answer, which must be about `backup_id`.
 fn parse(body: &[u8], backup_id: &str, url: &str) -> Result<Lookup> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| Error::io(format!("the Cinder API: GET {url}: not JSON: {e}")))?;
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| Error::io(format!("the Cinder API: GET {url}: not JSON: {e}")))?;
     let Some(b) = v.get("backup") else {
         return Err(Error::io(format!("the Cinder API: GET {url}: no \"backup\" in the answer")));
     };
