@@ -142,11 +142,7 @@ fn lookup(km: &KeyManager, backup_id: &str) -> Result<Lookup> {
     let mut reauthed = false;
     loop {
         let t = service(km)?;
-        // catalogs list Cinder as .../v3/<project id>, or .../v3 (the project then goes in the path)
-        let url = match (t.endpoint.ends_with("/v3"), &t.project_id) {
-            (true, Some(p)) => format!("{}/{p}/backups/{backup_id}", t.endpoint),
-            _ => format!("{}/backups/{backup_id}", t.endpoint),
-        };
+        let url = backup_url(&t.endpoint, t.project_id.as_deref(), backup_id);
         let token = std::str::from_utf8(t.token.as_bytes()).map_err(|_| Error::io("unusable token"))?;
         let resp = km
             .agent()
@@ -180,13 +176,22 @@ fn lookup(km: &KeyManager, backup_id: &str) -> Result<Lookup> {
                 )));
             }
             406 => {
-                return Err(Error::io(format!(
-                    "the Cinder API does not offer microversion 3.64 (406): it cannot show the backup's own key"
-                )));
+                return Err(Error::io(
+                    "the Cinder API does not offer microversion 3.64 (406): it cannot show the backup's own key",
+                ));
             }
             500..=599 => return Err(Error::io(format!("the Cinder API failed ({status}) on GET {url}"))),
             _ => return Err(Error::io(format!("the Cinder API answered {status} to GET {url}"))),
         }
+    }
+}
+
+/// The URL of backup `backup_id` under Cinder's v3 `endpoint`: catalogs list it as
+/// `.../v3/<project id>`, or as `.../v3` (the project then goes in the path).
+fn backup_url(endpoint: &str, project_id: Option<&str>, backup_id: &str) -> String {
+    match project_id {
+        Some(p) if endpoint.ends_with("/v3") => format!("{endpoint}/{p}/backups/{backup_id}"),
+        _ => format!("{endpoint}/backups/{backup_id}"),
     }
 }
 
@@ -245,6 +250,13 @@ mod tests {
         let other = r#"{"backup": {"id": "x", "encryption_key_id": "k"}}"#;
         assert!(parse(other.as_bytes(), ID, "u").unwrap_err().message().contains("another backup"));
         assert!(parse(b"<html>", ID, "u").is_err());
+    }
+
+    #[test]
+    fn urls() {
+        assert_eq!(backup_url("http://c:8776/v3/p1", Some("p1"), ID), format!("http://c:8776/v3/p1/backups/{ID}"));
+        assert_eq!(backup_url("https://c/volume/v3", Some("p2"), ID), format!("https://c/volume/v3/p2/backups/{ID}"));
+        assert_eq!(backup_url("https://c/volume/v3", None, ID), format!("https://c/volume/v3/backups/{ID}"));
     }
 
     #[test]
