@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::barbican::{Env, OsMount, clouds_env, harness, id_of, luksfs, os, random_id};
+use crate::barbican::{Env, OsMount, clouds_env, harness, id_of, luksfs, os, p, random_id};
 use crate::cinder_backup::{KEY_ID, PASS, backups, catalog, plain_of};
 use crate::util::{self, Lab};
 
@@ -171,6 +171,12 @@ fn backup_key_from_the_cinder_api() {
         assert_eq!(j["backup"]["encryption_key_id"], KEY_ID, "{j}");
         assert_eq!(j["sha256"]["plaintext"], util::sha256_hex(&plain), "{j}");
     }
+    // a key given on the command line wins: Cinder is not asked, nothing is said of it
+    let key_file = lab.root().join("pass");
+    std::fs::write(&key_file, PASS).unwrap();
+    let (out, j) = verify_json(&env, &dir.join(&row.backup), &[cloud[0], cloud[1], "--key-file", p(&key_file)]);
+    assert!(out.code() == 0 || out.code() == 6, "{}: {}\n{j}", out.cmdline, out.stderr);
+    assert_eq!(j["backup"]["key_id_source"], Value::Null, "{j}");
     // inspect says which key would be used
     let out = run(&env, &[os("inspect"), os("--json"), folder.as_os_str(), os(cloud[0]), os(cloud[1])]);
     let j: Value = serde_json::from_slice(out.ok()).unwrap();
