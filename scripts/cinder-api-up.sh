@@ -12,6 +12,9 @@
 # credentials they use for Barbican. Records are put in its database with cinder's own objects
 # API by scripts/cinder-api-record.py.
 #
+# Policy: cinder's defaults, except that a user with the role `luksfs-no-backups` may not read
+# backups (403), so tests can see how a refusal is reported.
+#
 # Writes DIR/cinder.env:
 #   CINDER_URL      the API root (http://127.0.0.1:PORT)
 #   CINDER_CONF     its configuration (for scripts/cinder-api-record.py --config-file)
@@ -89,6 +92,8 @@ osapi_volume_workers = 1
 transport_url = fake://
 [oslo_messaging_notifications]
 driver = noop
+[oslo_policy]
+policy_file = $D/etc/policy.yaml
 [oslo_concurrency]
 lock_path = $D/state/lock
 [coordination]
@@ -106,6 +111,12 @@ project_name = service
 project_domain_name = Default
 # keystonemiddleware looks for the 'internal' identity endpoint by default
 interface = public
+C
+
+# cinder's default rule for reading a backup, except for users with the role luksfs-no-backups
+# (if Keystone has one): they get 403, for the tests of how a refusal is reported
+cat >"$D/etc/policy.yaml" <<'C'
+"backup:get": "(rule:xena_system_admin_or_project_reader) and not role:luksfs-no-backups"
 C
 
 # a running cinder-api with another configuration (an older version of this script) is restarted

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::barbican::{Env, OsMount, clouds_env, harness, id_of, luksfs, os, p, random_id};
+use crate::barbican::{Env, OsMount, Osk, agent, clouds_env, harness, id_of, luksfs, os, p, random_id};
 use crate::cinder_backup::{KEY_ID, PASS, backups, catalog, plain_of};
 use crate::util::{self, Lab};
 
@@ -214,15 +214,90 @@ fn backup_key_from_the_cinder_api() {
     // Cinder has no such backup (404)
     c.record(&["delete", "--id", &row.backup]);
     fallback(&env, &cloud, "404");
+    // Cinder refuses (403: cinder-api-up.sh's policy for users with the role luksfs-no-backups)
+    record();
+    fallback(&refused_env(&lab, osk), &[], "403");
     // Cinder not in the catalog (of the region asked for)
     let mut elsewhere: Env = lab_os_env(&lab, osk);
     elsewhere.push(("OS_REGION_NAME".into(), "RegionTwo".into()));
     fallback(&elsewhere, &[], "not in the service catalog");
     // cinder-api stopped
-    record();
     c.down();
     let _restart = Restart(c, osk.dir.join("osk.env"));
     fallback(&env, &cloud, "not reachable");
+}
+
+/// `OS_*` password credentials of user luksfs-no-backups in project demo, with the roles member
+/// and luksfs-no-backups (cinder-api-up.sh's policy refuses it backups); made, or its password
+/// set, through Keystone's API as admin.
+fn refused_env(lab: &Lab, osk: &Osk) -> Env {
+    const NAME: &str = "luksfs-no-backups";
+    let ks = &osk.keystone;
+    let admin = osk.token("admin", osk.var("OSK_ADMIN_PASSWORD"), "admin");
+    let a = agent();
+    let call = |method: &str, path: &str, body: Option<Value>| -> Value {
+        let url = format!("{ks}{path}");
+        let r = match (method, body) {
+            ("GET", _) => a.get(&url).header("X-Auth-Token", &admin).call(),
+            ("PUT", _) => a.put(&url).header("X-Auth-Token", &admin).send_empty(),
+            ("POST", Some(b)) => a.post(&url).header("X-Auth-Token", &admin).send_json(&b),
+            ("PATCH", Some(b)) => a.patch(&url).header("X-Auth-Token", &admin).send_json(&b),
+            other => panic!("{other:?}"),
+        };
+        let mut r = r.unwrap();
+        let status = r.status().as_u16();
+        let text = r.body_mut().read_to_string().unwrap_or_default();
+        assert!((200..300).contains(&status), "{method} {path}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    };
+    let role = |name: &str| -> String {
+        let found = call("GET", &format!("/roles?name={name}"), None);
+        match found["roles"].as_array().and_then(|r| r.first()) {
+            Some(r) => r["id"].as_str().unwrap().to_string(),
+            None => call("POST", "/roles", Some(serde_json::json!({"role": {"name": name}})))["role"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        }
+    };
+    let (member, refused) = (role("member"), role(NAME));
+    let password = random_id();
+    let users = call("GET", &format!("/users?name={NAME}"), None);
+    let user = match users["users"].as_array().and_then(|u| u.first()) {
+        Some(u) => {
+            let id = u["id"].as_str().unwrap().to_string();
+            call("PATCH", &format!("/users/{id}"), Some(serde_json::json!({"user": {"password": password}})));
+            // a password change revokes earlier tokens with 1-second granularity
+            std::thread::sleep(Duration::from_millis(1100));
+            id
+        }
+        None => call(
+            "POST",
+            "/users",
+            Some(serde_json::json!({"user": {"name": NAME, "domain_id": "default", "password": password}})),
+        )["user"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    };
+    let project = osk.var("OSK_DEMO_PROJECT_ID");
+    for r in [&member, &refused] {
+        call("PUT", &format!("/projects/{project}/users/{user}/roles/{r}"), None);
+    }
+    let mut env = clouds_env(lab, &lab.root().join("no-clouds.yaml"));
+    for (k, v) in [
+        ("OS_AUTH_URL", ks.as_str()),
+        ("OS_AUTH_TYPE", "password"),
+        ("OS_USERNAME", NAME),
+        ("OS_PASSWORD", &password),
+        ("OS_PROJECT_ID", project),
+        ("OS_USER_DOMAIN_NAME", "Default"),
+        ("OS_REGION_NAME", "RegionOne"),
+        ("OS_INTERFACE", "public"),
+    ] {
+        env.push((k.into(), v.into()));
+    }
+    env
 }
 
 /// The harness's `OS_*` variables (demo's application credential), no clouds.yaml.
