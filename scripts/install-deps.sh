@@ -107,7 +107,7 @@ if [ -n "$pkgs" ] || ((qemu_old)); then
     fi
 fi
 
-# python3 -m venv (cinder for the Cinder-backup tests, Keystone/Barbican): Debian splits it out
+# python3 -m venv (cinder for the Cinder-backup and cinder-api tests, Keystone/Barbican): Debian splits it out
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
     need_root "python3 venv" python3-venv
     log "installing python3-venv"

@@ -173,9 +173,11 @@ pub struct KeyPlan {
     pub all_volumes: bool,
     /// The tree is for `verify`: every check of the data (a backup's md5s too).
     pub verify: bool,
-    /// A backup's key is the Barbican secret its metadata names (Barbican configured, and no
-    /// default key given on the command line).
+    /// A backup's key is the Barbican secret the Cinder API or its metadata names (Barbican
+    /// configured, and no default key given on the command line): see [`crate::keys::cinder`].
     pub backup_keys: bool,
+    /// The OpenStack credentials (`--os-cloud`; `None`: `OS_CLOUD` or `OS_*`).
+    pub os_cloud: Option<String>,
 }
 
 impl KeyPlan {
@@ -331,11 +333,8 @@ impl Tree {
         };
         if key == KeySource::Default && plan.use_sidecars {
             let id = match item.backup() {
-                // a backup's metadata names its volume's key: used when no key was given
-                Some(b) if plan.backup_keys => b.key_id().unwrap_or_else(|e| {
-                    log::warn!("{e}");
-                    None
-                }),
+                // the backup's own key (Cinder API), else its volume's: used when no key was given
+                Some(b) if plan.backup_keys => crate::keys::cinder::backup_key_id(b, plan.os_cloud.as_deref()).id,
                 Some(_) => None,
                 None => meta.as_ref().and_then(|m| m.key_id.clone()),
             };

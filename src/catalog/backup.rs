@@ -34,10 +34,15 @@ impl BackupItem {
         Ok(Arc::new(self.catalog.open_with(&self.entry.info.backup_id, cache_bytes, checks)?))
     }
 
-    /// What the backup is, for `inspect` and `verify` (fetches the metadata of its chain).
+    /// What the backup is, for `inspect` and `verify` (fetches the metadata of its chain):
+    /// `encryption_key_id` is the one in its `volume_meta`; `key_id`, `key_id_source`
+    /// (`cinder-api`, `volume-meta`) and `key_id_reason` say which Barbican key was used and why
+    /// (null when the key was not taken from Barbican).
     pub fn facts(&self) -> Result<serde_json::Value> {
         let id = &self.entry.info.backup_id;
         let chain = self.catalog.chain(id)?;
+        // the key id used, when one was chosen for Barbican (keys::cinder)
+        let chosen = crate::keys::cinder::chosen(id);
         Ok(serde_json::json!({
             "id": id,
             "volume_id": self.entry.info.volume_id,
@@ -48,6 +53,9 @@ impl BackupItem {
             "chain": chain.iter().map(|(e, _)| e.info.backup_id.clone()).collect::<Vec<_>>(),
             "objects": chain.iter().map(|(_, m)| m.objects.len()).sum::<usize>(),
             "encryption_key_id": chain.last().and_then(|(_, m)| m.encryption_key_id.clone()),
+            "key_id": chosen.as_ref().and_then(|c| c.id.clone()),
+            "key_id_source": chosen.as_ref().map(|c| c.source.name()),
+            "key_id_reason": chosen.as_ref().map(|c| c.why.clone()),
         }))
     }
 

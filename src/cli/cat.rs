@@ -16,7 +16,11 @@ pub(super) fn cat(a: CatArgs) -> Result<i32> {
     let src = item.open()?;
     let tree = ImageTree::on(src, &item.path, Path::new(""), &opts, Limits::default());
     // One key for every encrypted volume on the way, asked for once (and only if needed).
-    let backup_key = crate::cli::unlock_one::backup_key_id(&item, &a.key);
+    // (a keytab line or --barbican-secret wins: Cinder is not asked then)
+    let backup_key = match (&a.barbican_secret, &from_tab) {
+        (None, None) => crate::cli::unlock_one::backup_key_id(&item, &a.key),
+        _ => None,
+    };
     let secret = a.barbican_secret.as_deref().or(backup_key.as_deref());
     let keys = crate::cli::unlock_one::ImageKey::new(&a.image, &a.key, from_tab, secret, &opts);
     let vol = match select_volume(&tree, a.volume.as_deref(), &|v| keys.key_for(v), settings) {

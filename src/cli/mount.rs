@@ -58,6 +58,7 @@ pub(super) fn mount(a: MountArgs) -> Result<i32> {
         all_volumes: a.all_volumes,
         verify: false,
         backup_keys: barbican && default_key.is_none(),
+        os_cloud: a.key.os_cloud.clone(),
     };
     let tree = Arc::new(Tree::scan(&location, &plan)?);
     log::info!("found {} images under {} in {:?}", tree.images.len(), source.display(), t0.elapsed());

@@ -135,7 +135,9 @@ fn no_key() -> Error {
 }
 
 /// The Barbican id of a Cinder backup's or Glance image's key, when the key is to come from
-/// Barbican: no key file given and Barbican configured (`--os-cloud`, `OS_*`).
+/// Barbican: no key file given and Barbican configured (`--os-cloud`, `OS_*`). A backup's is
+/// its own key as the Cinder API records it, else the one in its `volume_meta`
+/// ([`crate::keys::cinder`]).
 pub fn backup_key_id(item: &crate::catalog::Item, key: &KeyArgs) -> Option<String> {
     if key.key_file.is_some() || !Keyring::new(None, key.os_cloud.clone()).barbican_configured() {
         return None;
@@ -143,8 +145,5 @@ pub fn backup_key_id(item: &crate::catalog::Item, key: &KeyArgs) -> Option<Strin
     if let Some(m) = item.glance() {
         return m.key_id.clone();
     }
-    item.backup()?.key_id().unwrap_or_else(|e| {
-        log::warn!("{e}");
-        None
-    })
+    crate::keys::cinder::backup_key_id(item.backup()?, key.os_cloud.as_deref()).id
 }

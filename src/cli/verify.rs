@@ -91,7 +91,11 @@ fn run_one(a: &VerifyArgs) -> Result<i32> {
     let item = crate::catalog::resolve_one(&a.source, a.key.os_cloud.as_deref())?;
     let tree = ImageTree::on(item.open_verifying()?, &item.path, Path::new(""), &opts, Limits::default());
     // One key for every encrypted volume of the image, asked for once.
-    let backup_key = crate::cli::unlock_one::backup_key_id(&item, &a.key);
+    // (a keytab line or --barbican-secret wins: Cinder is not asked then)
+    let backup_key = match (&a.barbican_secret, &from_tab) {
+        (None, None) => crate::cli::unlock_one::backup_key_id(&item, &a.key),
+        _ => None,
+    };
     let secret = a.barbican_secret.as_deref().or(backup_key.as_deref());
     let keys = crate::cli::unlock_one::ImageKey::new(&a.source, &a.key, from_tab, secret, &opts);
     let settings = UnlockSettings { tries: a.prompt.tries, ..settings };
@@ -148,6 +152,7 @@ fn run_dir(a: &VerifyArgs, location: &Location) -> Result<i32> {
         all_volumes: true,
         verify: true,
         backup_keys: barbican && default_key.is_none(),
+        os_cloud: a.key.os_cloud.clone(),
     };
     let tree = Tree::scan(location, &plan)?;
     let unlocker = Unlocker {

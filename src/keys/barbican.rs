@@ -142,6 +142,8 @@ struct Session {
     endpoint: Option<String>,
     /// The token's service catalog, for the endpoints of other services ([`KeyManager::service`]).
     catalog: Arc<Vec<CatalogEntry>>,
+    /// The id of the project the token is scoped to.
+    project_id: Option<String>,
     renew_at: Instant,
     generation: u64,
 }
@@ -154,6 +156,8 @@ pub struct ServiceToken {
     pub token: Secret,
     /// The service's endpoint, without a trailing `/`.
     pub endpoint: String,
+    /// The id of the project the token is scoped to (for APIs whose paths name it).
+    pub project_id: Option<String>,
     /// Pass back to [`KeyManager::token_rejected`] after a 401.
     pub generation: u64,
 }
@@ -287,7 +291,7 @@ impl KeyManager {
                 .map(|u| u.trim_end_matches('/').to_string())
                 .ok_or_else(|| self.no_endpoint(&s.catalog, service_type))?,
         };
-        Ok(ServiceToken { token: s.token, endpoint, generation: s.generation })
+        Ok(ServiceToken { token: s.token, endpoint, project_id: s.project_id, generation: s.generation })
     }
 
     /// The token of `generation` was refused (401): the next request authenticates again.
@@ -498,7 +502,8 @@ impl KeyManager {
             tr.token.expires_at,
             renew_at.saturating_duration_since(Instant::now())
         );
-        Ok(Session { token, endpoint, catalog: Arc::new(tr.token.catalog), renew_at, generation })
+        let project_id = tr.token.project.as_ref().and_then(|p| p.id.clone());
+        Ok(Session { token, endpoint, catalog: Arc::new(tr.token.catalog), project_id, renew_at, generation })
     }
 
     fn no_endpoint(&self, catalog: &[CatalogEntry], service_type: &str) -> Error {
@@ -515,6 +520,7 @@ impl KeyManager {
             let what = match service_type {
                 "key-manager" => "Barbican",
                 "image" => "Glance",
+                "block-storage" | "volumev3" => "Cinder",
                 other => other,
             };
             format!(" (the catalog has no {service_type} service: is {what} deployed?)")

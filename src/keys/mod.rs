@@ -3,6 +3,7 @@
 //! formats or ciphers.
 
 pub mod barbican;
+pub mod cinder;
 pub mod clouds;
 pub mod keyfile;
 pub mod keytab;

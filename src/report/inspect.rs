@@ -209,6 +209,10 @@ pub fn report(arg: &Path, os_cloud: Option<&str>, options: &ImageOptions) -> Res
         }
         m.insert("volumes".into(), json!(vols));
         if let Some(b) = item.backup() {
+            // with OpenStack credentials: which Barbican key would be used (keys::cinder)
+            if crate::keys::Keyring::new(None, os_cloud.map(str::to_string)).barbican_configured() {
+                crate::keys::cinder::backup_key_id(b, os_cloud);
+            }
             m.insert("backup".into(), b.facts()?);
         }
     }

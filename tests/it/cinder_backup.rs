@@ -20,23 +20,23 @@ use sha2::Digest;
 use crate::util::{MIB, assert_same};
 
 const CACHE: u64 = 64 << 20;
-const PASS: &[u8] = b"luksfs-cinder-test";
-const KEY_ID: &str = "00000000-0000-4000-8000-00000000001c";
+pub(crate) const PASS: &[u8] = b"luksfs-cinder-test";
+pub(crate) const KEY_ID: &str = "00000000-0000-4000-8000-00000000001c";
 
 /// One row of the script's manifest.tsv.
 #[derive(Clone, Debug)]
-struct Row {
-    kind: String,
-    compression: String,
-    state: u32,
-    backup: String,
+pub(crate) struct Row {
+    pub(crate) kind: String,
+    pub(crate) compression: String,
+    pub(crate) state: u32,
+    pub(crate) backup: String,
     parent: Option<String>,
     expected: PathBuf,
 }
 
-struct Backups {
-    dir: PathBuf,
-    rows: Vec<Row>,
+pub(crate) struct Backups {
+    pub(crate) dir: PathBuf,
+    pub(crate) rows: Vec<Row>,
 }
 
 /// Make the backups under `target/cinder-it/<hash of the scripts>/`, once for all test processes
@@ -98,7 +98,7 @@ fn manifest(dir: &Path) -> Result<Vec<Row>, String> {
 
 /// The backups, made once per test process; `None` (skipped) when cinder cannot be installed
 /// or run, which under `CI=true` is a failure.
-fn backups() -> Option<&'static Backups> {
+pub(crate) fn backups() -> Option<&'static Backups> {
     static B: OnceLock<Result<Backups, String>> = OnceLock::new();
     if !crate::util::have(&["python3", "qemu-img", "qemu-io", "flock"]) {
         return None;
@@ -112,7 +112,7 @@ fn backups() -> Option<&'static Backups> {
     }
 }
 
-fn catalog(dir: &Path) -> Catalog {
+pub(crate) fn catalog(dir: &Path) -> Catalog {
     let store: Arc<dyn ObjectStore> = Arc::new(PosixStore::new(dir).unwrap());
     Catalog::discover(store, "").unwrap()
 }
@@ -450,7 +450,7 @@ fn sha256file_mismatch_and_bad_metadata_fail_verify() {
 }
 
 /// The plaintext a row's backup holds (a LUKS volume's decrypted view, or the raw volume).
-fn plain_of(b_dir: &Path, row: &Row) -> Vec<u8> {
+pub(crate) fn plain_of(b_dir: &Path, row: &Row) -> Vec<u8> {
     std::fs::read(b_dir.join(format!("vol/plain.{}", row.state))).unwrap()
 }
 

@@ -27,6 +27,8 @@
 //! * `package`: the .deb (slow): built, installed with dpkg, man pages and completions, removed.
 //! * `cinder_backup`: Cinder backups written by cinder's own posix driver
 //!   (`scripts/cinder-backup-make.sh`), reassembled, decrypted, verified, damaged.
+//! * `cinder_api`: a backup's own Barbican key through a real cinder-api
+//!   (`scripts/cinder-api-up.sh`), and the `volume_meta` fallback (404, 403, stopped, no catalog entry).
 //! * `partition`: MBR/GPT tables made by sgdisk/sfdisk against `formats::partition`, and
 //!   util-linux's own partition-table samples as a second judge.
 //! * `signature`: Glance image signatures (`img_signature*`) made with openssl, certificates in
@@ -42,6 +44,7 @@
 mod util;
 
 mod barbican;
+mod cinder_api;
 mod cinder_backup;
 mod corpus;
 mod errors;
