@@ -2,11 +2,13 @@
 //! image kept in a Swift container, an S3 bucket or Glance is probed and decrypted by range
 //! requests, never downloaded whole.
 //!
-//! Reads go by ranges kept in memory (the few most recent), so a probe's many small header reads
+//! Reads go by ranges kept in memory (the most recent), so a probe's many small header reads
 //! cost one request. A reader that twice goes on where the last range ended is streaming, and each
 //! request costs a round trip (Glance: ~20 ms) whatever its size: its ranges then double, up to
-//! [`MAX_WINDOW`], and the next range is fetched in the background while this one is read (the
-//! kernel's readahead, over HTTP). A random reader keeps fetching [`BLOCK`]s.
+//! [`MAX_WINDOW`], and the next ranges are fetched in the background while this one is read (the
+//! kernel's readahead, over HTTP). Several streams are followed at once ([`STREAMS`]: `verify`
+//! hashes the ciphertext in one thread while others decrypt it, at other offsets), each with its
+//! own window. A random reader keeps fetching [`BLOCK`]s.
 
 use super::ObjectStore;
 use crate::io::{ReadAt, past_end, within};
@@ -20,8 +22,12 @@ pub const MAX_WINDOW: u64 = 16 << 20;
 /// Ranges a stream fetches ahead at once (one connection each: an HTTP client reads one
 /// connection far slower than a store serves several).
 const AHEAD: usize = 3;
-/// Ranges kept (the most recently used): the one being read and those fetched ahead.
-const KEPT: usize = AHEAD + 3;
+/// Streams followed at once; a miss that continues none of them starts a new one in place of
+/// the least recently used.
+pub const STREAMS: usize = 3;
+/// Ranges kept (the most recently used): for each of two streams, the one being read and those
+/// fetched ahead.
+const KEPT: usize = 2 * (AHEAD + 2);
 
 /// A fetched range of the object.
 struct Range {
@@ -35,20 +41,61 @@ impl Range {
     }
 }
 
+/// One sequential reader's progress.
+#[derive(Clone, Copy)]
+struct Stream {
+    /// Tells the stream apart from the one that may later take its slot.
+    id: u64,
+    /// Where its next miss would start, and its window.
+    next: u64,
+    window: u64,
+    /// Ranges in a row that went on where the previous one ended (fetched on a miss, or ahead
+    /// and then read): a stream from the second (a probe reading a header and then what follows
+    /// it is not one).
+    streak: u32,
+    /// The end of the range its reader is in.
+    reading: u64,
+    /// When it was last used (a counter).
+    used: u64,
+}
+
 #[derive(Default)]
 struct State {
     /// Most recently used last.
     recent: Vec<Range>,
-    /// Where a sequential reader's next miss would start, and its window.
-    next: u64,
-    window: u64,
-    /// Misses in a row that went on where the previous range ended: a stream from the second
-    /// (a probe reading a header and then what follows it is not one).
-    streak: u32,
+    streams: Vec<Stream>,
+    /// Counts misses and hits, to order the streams by use; and gives streams their ids.
+    clock: u64,
     /// Ranges being fetched (by a reader, or ahead): readers needing them wait.
     pending: Vec<(u64, u64)>,
     /// Ranges being fetched ahead.
     ahead: usize,
+}
+
+impl State {
+    fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    /// The stream a miss at `pos` continues: it goes on where that stream's last range ended, or
+    /// just after it (the threads of one reader arrive a little out of order).
+    fn continued(&self, pos: u64) -> Option<usize> {
+        self.streams.iter().position(|s| s.next > 0 && pos >= s.next && pos - s.next < BLOCK)
+    }
+
+    /// A new stream in a free slot, or in the least recently used one.
+    fn start_stream(&mut self) -> usize {
+        let id = self.tick();
+        let s = Stream { id, next: 0, window: BLOCK, streak: 0, reading: 0, used: id };
+        if self.streams.len() < STREAMS {
+            self.streams.push(s);
+            return self.streams.len() - 1;
+        }
+        let i = (0..self.streams.len()).min_by_key(|&i| self.streams[i].used).unwrap_or(0);
+        self.streams[i] = s;
+        i
+    }
 }
 
 /// One object, read by range.
@@ -68,13 +115,12 @@ struct Shared {
 impl ObjectReader {
     /// Object `name` of `store`, `size` bytes long (as the store's listing says).
     pub fn new(store: Arc<dyn ObjectStore>, name: &str, size: u64) -> ObjectReader {
-        let state = State { window: BLOCK, ..State::default() };
         ObjectReader {
             shared: Arc::new(Shared {
                 store,
                 name: name.to_string(),
                 size,
-                state: Mutex::new(state),
+                state: Mutex::new(State::default()),
                 landed: Condvar::new(),
             }),
         }
@@ -92,12 +138,21 @@ impl ObjectReader {
         loop {
             if let Some(i) = st.recent.iter().position(|r| r.start <= pos && pos < r.end()) {
                 let r = st.recent.remove(i);
-                let found = (r.start, r.data.clone());
+                let (found, end) = ((r.start, r.data.clone()), r.end());
                 st.recent.push(r);
-                // reading into the last range of a stream (not a probe's first block): fetch
-                // the next one ahead
-                if st.streak >= 2 && st.recent.last().is_some_and(|r| r.end() == st.next) {
-                    self.fetch_ahead(&mut st);
+                // reading on into a range a stream fetched (not a probe's first block): keep
+                // its next ones coming
+                let ahead = AHEAD as u64 * MAX_WINDOW;
+                if let Some(s) = st.streams.iter().position(|s| s.streak >= 2 && end <= s.next && s.next - end <= ahead)
+                {
+                    let now = st.tick();
+                    let stream = &mut st.streams[s];
+                    stream.used = now;
+                    if stream.reading != end {
+                        stream.reading = end;
+                        stream.streak = (stream.streak + 1).min(AHEAD as u32 + 1);
+                    }
+                    self.fetch_ahead(&mut st, s);
                 }
                 return Ok(found);
             }
@@ -107,17 +162,28 @@ impl ObjectReader {
             }
             break;
         }
-        // A miss. A stream goes on where the last range ended, or just after it (the threads of
-        // one reader arrive a little out of order): fetch from there, with a doubled window. A
-        // probe jumping from header to header is no stream.
-        let grown = (st.window * 2).min(MAX_WINDOW);
-        let sequential = st.next > 0 && pos >= st.next && pos - st.next < BLOCK;
-        let (start, window) = if sequential { (st.next, grown) } else { (pos - pos % BLOCK, BLOCK) };
-        st.window = window;
-        st.streak = if sequential { st.streak + 1 } else { 0 };
+        // A miss: it continues a stream (fetch from where that stream ended, with a doubled
+        // window), or starts one (a block; a probe jumping from header to header never grows one).
+        let (s, start, window) = match st.continued(pos) {
+            Some(s) => {
+                let stream = &mut st.streams[s];
+                stream.streak += 1;
+                stream.window = (stream.window * 2).min(MAX_WINDOW);
+                (s, stream.next, stream.window)
+            }
+            None => {
+                let s = st.start_stream();
+                (s, pos - pos % BLOCK, BLOCK)
+            }
+        };
         let len = window.min(sh.size - start);
         st.pending.push((start, start + len));
-        st.next = st.next.max(start + len);
+        let now = st.tick();
+        let stream = &mut st.streams[s];
+        stream.next = stream.next.max(start + len);
+        stream.reading = start + len;
+        stream.used = now;
+        let id = stream.id;
         drop(st);
         let got = sh.fetch(start, len).map(Arc::new);
         let mut st = sh.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -131,28 +197,36 @@ impl ObjectReader {
         };
         keep(&mut st, Range { start, data: data.clone() });
         sh.landed.notify_all();
-        if st.streak >= 2 {
-            self.fetch_ahead(&mut st);
+        if let Some(s) = st.streams.iter().position(|s| s.id == id && s.streak >= 2) {
+            self.fetch_ahead(&mut st, s);
         }
         Ok((start, data))
     }
 
-    /// Fetch the stream's next windows in the background (up to [`AHEAD`] at a time, fewer while
-    /// the stream is young).
-    fn fetch_ahead(&self, st: &mut State) {
+    /// Keep stream `s`'s next windows coming in the background: up to [`AHEAD`] windows ahead of
+    /// the range its reader is in (fewer while the stream is young), at most [`AHEAD`] requests
+    /// in flight for all streams.
+    fn fetch_ahead(&self, st: &mut State, s: usize) {
         // one window ahead at first, more as the stream goes on
-        let limit = AHEAD.min(st.streak.saturating_sub(1) as usize);
-        while st.ahead < limit && st.next < self.shared.size && self.fetch_one_ahead(st) {}
+        let limit = AHEAD.min(st.streams[s].streak.saturating_sub(1) as usize);
+        loop {
+            let stream = &st.streams[s];
+            let short = stream.next - stream.reading < limit as u64 * stream.window;
+            if !(short && st.ahead < limit && stream.next < self.shared.size && self.fetch_one_ahead(st, s)) {
+                break;
+            }
+        }
     }
 
-    /// Start fetching the next window; false when no thread could be started.
-    fn fetch_one_ahead(&self, st: &mut State) -> bool {
-        let start = st.next;
-        st.window = (st.window * 2).min(MAX_WINDOW);
-        let len = st.window.min(self.shared.size - start);
+    /// Start fetching stream `s`'s next window; false when no thread could be started.
+    fn fetch_one_ahead(&self, st: &mut State, s: usize) -> bool {
+        let stream = &mut st.streams[s];
+        let (id, start) = (stream.id, stream.next);
+        stream.window = (stream.window * 2).min(MAX_WINDOW);
+        let len = stream.window.min(self.shared.size - start);
+        stream.next = start + len;
         st.ahead += 1;
         st.pending.push((start, start + len));
-        st.next = start + len;
         let sh = self.shared.clone();
         let spawned = std::thread::Builder::new().name("object-ahead".into()).spawn(move || {
             // a failure is not reported here: the read that needs the range fetches it again
@@ -164,7 +238,9 @@ impl ObjectReader {
                 Ok(data) => keep(&mut st, Range { start, data: Arc::new(data) }),
                 Err(e) => {
                     log::debug!("{e} (fetching ahead)");
-                    st.next = st.next.min(start);
+                    if let Some(s) = st.streams.iter_mut().find(|s| s.id == id) {
+                        s.next = s.next.min(start);
+                    }
                 }
             }
             sh.landed.notify_all();
@@ -172,7 +248,7 @@ impl ObjectReader {
         if spawned.is_err() {
             st.ahead -= 1;
             st.pending.retain(|&p| p != (start, start + len));
-            st.next = start;
+            st.streams[s].next = start;
             return false;
         }
         true
@@ -263,13 +339,53 @@ mod tests {
             off += n as u64;
         }
         assert!(got == data, "the stream differs");
-        assert_eq!(r.shared.state.lock().unwrap().window, MAX_WINDOW);
+        assert_eq!(r.shared.state.lock().unwrap().streams[0].window, MAX_WINDOW);
         // and random reads after it
         for off in [5 * BLOCK + 3, 77, 99 * BLOCK] {
             let mut b = vec![0u8; 4096];
             r.read_exact_at(&mut b, off).unwrap();
             assert_eq!(b, data[off as usize..off as usize + 4096]);
         }
+    }
+
+    /// A store that counts its range requests.
+    struct Counting(Arc<MemStore>, std::sync::atomic::AtomicUsize);
+
+    impl ObjectStore for Counting {
+        fn describe(&self) -> String {
+            self.0.describe()
+        }
+        fn list_sized(&self, prefix: &str) -> Result<Vec<crate::source::Listed>> {
+            self.0.list_sized(prefix)
+        }
+        fn get(&self, name: &str, max: u64) -> Result<Option<Vec<u8>>> {
+            self.0.get(name, max)
+        }
+        fn get_range(&self, name: &str, offset: u64, len: usize) -> Result<Option<Vec<u8>>> {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.0.get_range(name, offset, len)
+        }
+    }
+
+    /// Two sequential readers at different offsets (`verify` hashing the ciphertext while
+    /// decrypting it) are two streams, each with its growing window: a few large ranges, not a
+    /// block per read.
+    #[test]
+    fn two_interleaved_streams_each_grow_their_window() {
+        let (m, data) = object(120 * BLOCK);
+        let store = Arc::new(Counting(m, Default::default()));
+        let r = ObjectReader::new(store.clone(), "img", data.len() as u64);
+        let (mut a, mut b) = (0u64, 60 * BLOCK);
+        let mut buf = vec![0u8; 128 << 10];
+        while a < 48 * BLOCK {
+            for at in [&mut a, &mut b] {
+                r.read_exact_at(&mut buf, *at).unwrap();
+                assert!(buf == data[*at as usize..*at as usize + buf.len()], "bytes at {at}");
+                *at += buf.len() as u64;
+            }
+        }
+        let requests = store.1.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(requests <= 24, "{requests} range requests for two 48 MiB streams");
     }
 
     #[test]
