@@ -728,6 +728,10 @@ log "nested volumes: scripts/bench/nested.sh"
 log "cinder backups: scripts/bench/cinder.sh"
 { echo; "$HELPERS/cinder.sh" "$LUKSFS" "$W/cinder" "$S" "$REPS"; } >>"$W/table.md" 2>>"$LOGD/cinder.log" ||
     anomaly "scripts/bench/cinder.sh failed (see $LOGD/cinder.log)"
+# Glance images read in place (issue 15): a LUKS image in a real Glance, against curl.
+log "glance images: scripts/bench/glance.sh"
+{ echo; "$HELPERS/glance.sh" "$LUKSFS" "$W/glance" "$S" "$REPS"; } >>"$W/table.md" 2>>"$LOGD/glance.log" ||
+    anomaly "scripts/bench/glance.sh failed (see $LOGD/glance.log)"
 if [ -s "$ANOM" ]; then
     echo; echo "Anomalies seen in luksfs/qsd during the run:"; sed 's/^/  - /' "$ANOM"
     { echo; echo "Anomalies:"; sed 's/^/- /' "$ANOM"; } >>"$W/table.md"

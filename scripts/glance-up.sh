@@ -157,9 +157,11 @@ if alive; then
 else
     OS_GLANCE_CONFIG_DIR=$D/etc "$VENV/bin/glance-manage" --config-file "$D/etc/glance-api.conf" db_sync \
         >"$D/log/db_sync.log" 2>&1 || { tail -20 "$D/log/db_sync.log" >&2; die "glance-manage db_sync failed"; }
-    # (exec ...) >log: the server must not keep the caller's stdout open
+    # (exec ...) >log: the server must not keep the caller's stdout open. One process with 4
+    # threads serves requests side by side, as deployments do (uwsgi processes × threads); a
+    # sync worker would hold every other request while one long download is being read.
     (cd "$D" && OS_GLANCE_CONFIG_DIR=$D/etc exec "$VENV/bin/gunicorn" --bind "127.0.0.1:$PORT" --workers 1 \
-        --no-control-socket --name luksfs-glance glance.wsgi.api:application) >"$D/log/gunicorn.log" 2>&1 &
+        --threads 4 --no-control-socket --name luksfs-glance glance.wsgi.api:application) >"$D/log/gunicorn.log" 2>&1 &
     echo $! >"$D/run/glance.pid"
 fi
 for _ in $(seq $((TIMEOUT * 5))); do

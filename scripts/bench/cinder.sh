@@ -21,22 +21,15 @@
 #   Each figure on a fresh mount; the median of REPS.
 # Output: a markdown table on stdout (figure | backup | peer | ratio | target | verdict).
 set -Eeuo pipefail
-LUKSFS=${1:?usage: cinder.sh LUKSFS WORKDIR [SIZE_MIB] [REPS]}
-W=${2:?usage: cinder.sh LUKSFS WORKDIR [SIZE_MIB] [REPS]}
-SIZE=${3:-1024}
-REPS=${4:-3}
-HERE=$(cd "$(dirname "$0")/.." && pwd)
-mkdir -p "$W/mnt"
-W=$(cd "$W" && pwd)
-MOUNTS=()
+BENCH=cinder
+. "$(dirname "$0")/lib.sh"
+bench_args "$@"
 cleanup() {
-    local m
-    for m in "${MOUNTS[@]}"; do mountpoint -q "$m" 2>/dev/null && { fusermount3 -u "$m" 2>/dev/null || fusermount3 -uz "$m"; }; done
+    unmount_all
     [ -s "$W/vmtouch.pid" ] && kill "$(cat "$W/vmtouch.pid")" 2>/dev/null || true
     [ -d "$W/swift" ] && bash "$HERE/swift-down.sh" "$W/swift" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
-log() { printf '[cinder %s] %s\n' "$(date +%T)" "$*" >&2; }
 printf %s 'cinder bench passphrase' >"$W/key"
 KEY=$W/key
 VENV=$(bash "$HERE/cinder-backup-make.sh" --install)
@@ -85,21 +78,12 @@ start() { # SOURCE -> mounted at $MP; prints the exposed file
     MOUNTS=("$MP")
     ls -d "$MP"/*.raw | head -1
 }
-stop() { fusermount3 -u "$MP"; MOUNTS=(); sleep 0.2; }
-seqmb() { dd if="$1" iflag=nocache count=0 status=none; LC_ALL=C dd if="$1" of=/dev/null bs=1M 2>&1 | awk '/copied,/{for(i=1;i<=NF;i++) if($i=="copied,"){printf "%.0f", $1/$(i+1)/1e6}}'; }
 iops() { # FILE: 4 KiB random reads over its first 128 MiB, touched once first
     dd if="$1" of=/dev/null bs=1M count=128 status=none
     fio --name=rr --filename="$1" --readonly --rw=randread --bs=4k --size=128m --direct=0 --ioengine=psync \
         --iodepth=1 --invalidate=1 --numjobs=1 --runtime=10 --output-format=json 2>/dev/null |
         python3 -c 'import json,sys; print(int(json.load(sys.stdin)["jobs"][0]["read"]["iops"]))'
 }
-secs() { # COMMAND...: seconds it took; verify may exit 6 (WARN: random plaintext is unrecognised)
-    local t0 t1 rc=0
-    t0=$(date +%s%N); "$@" >/dev/null 2>>"$W/verify.log" || rc=$?; t1=$(date +%s%N)
-    [ $rc = 0 ] || [ $rc = 6 ] || { echo "failed (exit $rc): $*" >&2; exit 1; }
-    awk -v n=$((t1 - t0)) 'BEGIN {printf "%.2f", n / 1e9}'
-}
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 curl_all() { # every object of the Swift backup, by one sequential client (one connection)
     local tok url
     tok=$(curl -fsS -D - -o /dev/null -H "X-Auth-User: $SWIFT_USER" -H "X-Auth-Key: $SWIFT_KEY" "$SWIFT_AUTH_URL" |
@@ -133,8 +117,6 @@ for ((r = 1; r <= REPS; r++)); do
     log "rep $r: $(tail -n 8 "$W/cinder.tsv" | tr '\t\n' ' ;')"
 done
 fig() { awk -F'\t' -v f="$1" -v w="$2" '$1 == f && $2 == w {print $3}' "$W/cinder.tsv" | median; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
-verdict() { awk -v r="$1" -v t="$2" 'BEGIN {print (r >= t) ? "PASS" : "FAIL"}'; }
 vp=$(fig verify posix) vl=$(fig verify plain) vs=$(fig verify swift) vc=$(fig verify curl)
 sp=$(fig seq posix) sl=$(fig seq plain) rp=$(fig rand posix) rl=$(fig rand plain)
 echo "| Cinder backup figure ($SIZE MiB LUKS1 volume, 50 MiB objects, median of $REPS) | backup | peer | ratio | target | verdict |"

@@ -19,22 +19,18 @@
 #   ESP, LUKS2 -> LVM2), each probed as its own image until `ls` shows 100 `.d` folders.
 # Output: a markdown table on stdout (figure | nested | whole file | ratio | target | verdict).
 set -Eeuo pipefail
-LUKSFS=${1:?usage: nested.sh LUKSFS WORKDIR [SIZE_MIB] [REPS]}
-W=${2:?usage: nested.sh LUKSFS WORKDIR [SIZE_MIB] [REPS]}
-SIZE=${3:-1024}
-REPS=${4:-3}
-mkdir -p "$W/mnt"
-W=$(cd "$W" && pwd)
+BENCH=nested
+. "$(dirname "$0")/lib.sh"
+bench_args "$@"
 LVMC='global { activation = 0 } devices { obtain_device_list_from_udev = 0 } activation { udev_sync = 0 udev_rules = 0 }'
-MOUNTS=() LOOPS=()
+LOOPS=()
 cleanup() {
-    local m l
-    for m in "${MOUNTS[@]}"; do mountpoint -q "$m" 2>/dev/null && { fusermount3 -u "$m" 2>/dev/null || fusermount3 -uz "$m"; }; done
+    local l
+    unmount_all
     for l in "${LOOPS[@]}"; do losetup -d "$l" 2>/dev/null || true; done
     [ -s "$W/vmtouch.pid" ] && kill "$(cat "$W/vmtouch.pid")" 2>/dev/null || true
 }
 trap cleanup EXIT
-log() { printf '[nested %s] %s\n' "$(date +%T)" "$*" >&2; }
 printf %s 'nested bench passphrase' >"$W/key"
 KEY=$W/key
 enc() { # FILE: LUKS2 in place (16 MiB header in front), as scripts/bench.sh makes its LUKS2 image
@@ -80,16 +76,13 @@ start() { # SOURCE -> mounted at $MP, waits for FILE ($2, relative) to appear
     for ((i = 0; i < 600; i++)); do [ -e "$MP/$2" ] && return 0; sleep 0.05; done
     echo "nested.sh: $MP/$2 did not appear" >&2; ls -R "$MP" >&2; exit 1
 }
-stop() { fusermount3 -u "$MP"; MOUNTS=(); sleep 0.2; }
 NESTED_REL=disk.raw.d/bench--vg-data.raw
 WHOLE_REL=whole.luks2.raw
-seqmb() { dd if="$1" iflag=nocache count=0 status=none; LC_ALL=C dd if="$1" of=/dev/null bs=1M 2>&1 | awk '/copied,/{for(i=1;i<=NF;i++) if($i=="copied,"){printf "%.0f", $1/$(i+1)/1e6}}'; }
 iops() {
     fio --name=rr --filename="$1" --readonly --rw=randread --bs=4k --direct=0 --ioengine=psync --iodepth=1 \
         --invalidate=1 --numjobs=1 --runtime=10 --output-format=json 2>/dev/null |
         python3 -c 'import json,sys; print(int(json.load(sys.stdin)["jobs"][0]["read"]["iops"]))'
 }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # ---------------------------------------------------------------- bytes first
 # Both ciphertexts stay in the page cache for the run (this VM's DAMON pageout evicts cold file
@@ -134,8 +127,6 @@ done
 fig() { awk -F'\t' -v w="$1" -v f="$2" '$1 == w && $2 == f {print $3}' "$W/nested.tsv" | median; }
 ns=$(fig nested seq) ws=$(fig whole seq) nr=$(fig nested rand) wr=$(fig whole rand)
 lm=$(printf '%s\n' "${LIST_MS[@]}" | median)
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
-verdict() { awk -v r="$1" -v t="$2" 'BEGIN {print (r >= t) ? "PASS" : "FAIL"}'; }
 echo "| figure ($SIZE MiB, median of $REPS) | LV in LUKS2 in GPT p2 | whole-file LUKS2 | ratio | target | verdict |"
 echo "|---|---|---|---|---|---|"
 echo "| streaming, dd bs=1M (MB/s) | $ns | $ws | $(ratio "$ns" "$ws") | >= 0.95 | $(verdict "$(ratio "$ns" "$ws")" 0.95) |"

@@ -97,8 +97,8 @@ pub struct GlanceStore {
     sizes: Mutex<HashMap<String, u64>>,
 }
 
-enum Answer {
-    Body(Vec<u8>),
+enum Answer<T = Vec<u8>> {
+    Body(T),
     NotFound,
 }
 
@@ -190,6 +190,20 @@ impl GlanceStore {
     /// GET `path`: the body of a 200 (or, with `range = (first, last)`, of a 206 whose
     /// `Content-Range` is exactly that range of an image of the size listed), or `NotFound`.
     fn request(&self, path: &str, range: Option<(u64, u64)>, what: &str) -> Result<Answer> {
+        let expect = range.map_or(0, |(a, b)| b - a + 1);
+        self.answer(path, range, what, |body, limit| super::read_body(body, limit, expect))
+    }
+
+    /// [`Self::request`], with what is done with the body of the answer up to `take` (given the
+    /// body and its most bytes): read it whole, or hand it on as a reader. A failure of `take`
+    /// is retried as a failed request is.
+    fn answer<T>(
+        &self,
+        path: &str,
+        range: Option<(u64, u64)>,
+        what: &str,
+        mut take: impl FnMut(&mut ureq::Body, u64) -> std::result::Result<T, ureq::Error>,
+    ) -> Result<Answer<T>> {
         let mut reauthed = false;
         let mut attempt = 0;
         loop {
@@ -223,8 +237,7 @@ impl GlanceStore {
                         let listed = self.sizes.lock().unwrap_or_else(|e| e.into_inner()).get(path_id(path)).copied();
                         check_content_range(header, a, b, listed).map_err(|e| e.context(what))?;
                     }
-                    let expect = range.map_or(0, |(a, b)| b - a + 1);
-                    match super::read_body(resp.body_mut(), limit, expect) {
+                    match take(resp.body_mut(), limit) {
                         Ok(v) => return Ok(Answer::Body(v)),
                         Err(ureq::Error::BodyExceedsLimit(_)) => {
                             return Err(Error::corrupt(format!("{what}: Glance sent more than {limit} bytes")));
@@ -364,6 +377,31 @@ impl ObjectStore for GlanceStore {
             )),
             Answer::NotFound => Ok(None),
         }
+    }
+
+    /// Glance serves one request at a time and each costs a round trip: a stream is one GET.
+    fn streams_ranges(&self) -> bool {
+        true
+    }
+
+    /// One GET of the range, its body read as it arrives (see [`ObjectStore::open_range`]).
+    fn open_range(&self, name: &str, offset: u64, len: u64) -> Result<Option<super::RangeReader>> {
+        if !is_image_id(name) {
+            return Ok(None);
+        }
+        let Some(last) = offset.checked_add(len).and_then(|e| e.checked_sub(1)) else {
+            return Ok(Some(Box::new(std::io::empty())));
+        };
+        let what = format!("bytes {offset}-{last}");
+        let path = format!("/v2/images/{name}/file");
+        let answer = self.answer(&path, Some((offset, last)), &what, |body, limit| {
+            let body = std::mem::replace(body, ureq::Body::builder().data(Vec::new()));
+            Ok(Box::new(body.into_with_config().limit(limit).reader()) as super::RangeReader)
+        })?;
+        Ok(match answer {
+            Answer::Body(r) => Some(r),
+            Answer::NotFound => None,
+        })
     }
 }
 

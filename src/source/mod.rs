@@ -29,7 +29,24 @@ pub trait ObjectStore: Send + Sync {
     /// `len` bytes of the object from `offset`, or `None` when there is no such object; a range
     /// past the object's end is a [`crate::ErrorKind::Corrupt`] error.
     fn get_range(&self, name: &str, offset: u64, len: usize) -> Result<Option<Vec<u8>>>;
+    /// `len` bytes of the object from `offset` as a reader of one answer's body as it arrives
+    /// (one request however long the range; nothing is buffered beyond what the reader reads),
+    /// or `None` when there is no such object. A body that ends early is an I/O error of the
+    /// reader. The default reads the range whole with [`Self::get_range`]: only a store whose
+    /// [`Self::streams_ranges`] is true reads it as it arrives.
+    fn open_range(&self, name: &str, offset: u64, len: u64) -> Result<Option<RangeReader>> {
+        let len = usize::try_from(len).map_err(|_| Error::unsupported(format!("object {name}: range too large")))?;
+        Ok(self.get_range(name, offset, len)?.map(|v| Box::new(std::io::Cursor::new(v)) as RangeReader))
+    }
+    /// [`Self::open_range`] reads a body as it arrives (one request for a whole stream is then
+    /// cheaper than one per window).
+    fn streams_ranges(&self) -> bool {
+        false
+    }
 }
+
+/// The body of a range being read as it arrives ([`ObjectStore::open_range`]).
+pub type RangeReader = Box<dyn std::io::Read + Send>;
 
 /// One object of a listing.
 #[derive(Clone, Debug, PartialEq, Eq)]

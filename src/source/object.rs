@@ -9,6 +9,14 @@
 //! kernel's readahead, over HTTP). Several streams are followed at once ([`STREAMS`]: `verify`
 //! hashes the ciphertext in one thread while others decrypt it, at other offsets), each with its
 //! own window. A random reader keeps fetching [`BLOCK`]s.
+//!
+//! A store that can hand over a body as it arrives ([`ObjectStore::streams_ranges`]: Glance,
+//! which serves one request at a time, so that every request costs its whole round trip) gets
+//! one request per stream instead: a pipe thread reads the rest of the object from one GET in
+//! [`PIECE`]s, at most [`PIPE_AHEAD`] ahead of the stream's reader (further, the connection
+//! waits: TCP's own flow control), and closes it when the reader stays behind for
+//! [`PIPE_IDLE`]: a server that serves one request at a time would serve no other meanwhile,
+//! not even this reader's next one. The stream goes on by a miss and a new pipe.
 
 use super::ObjectStore;
 use crate::io::{ReadAt, past_end, within};
@@ -25,9 +33,26 @@ const AHEAD: usize = 3;
 /// Streams followed at once; a miss that continues none of them starts a new one in place of
 /// the least recently used.
 pub const STREAMS: usize = 3;
-/// Ranges kept (the most recently used): for each of two streams, the one being read and those
-/// fetched ahead.
-const KEPT: usize = 2 * (AHEAD + 2);
+/// Bytes of ranges kept (the most recently used): for each of two streams, the range being read
+/// and those fetched ahead.
+const KEPT_BYTES: u64 = 2 * (AHEAD as u64 + 2) * MAX_WINDOW;
+/// Where a stream's streak stops counting (it sets how far ahead it is read: see
+/// [`pipe_allowance`]).
+const MAX_STREAK: u32 = 8;
+
+/// How far ahead of its reader a pipe may read for a stream of `streak` ranges: one piece at
+/// first (a probe that read a header and what follows is no stream yet), doubling as the stream
+/// goes on, up to [`PIPE_AHEAD`].
+fn pipe_allowance(streak: u32) -> u64 {
+    PIPE_AHEAD.min(PIECE << streak.saturating_sub(2).min(8))
+}
+
+/// What a pipe reads at a time.
+pub const PIECE: u64 = 4 << 20;
+/// How far a pipe may run ahead of its stream's reader.
+pub const PIPE_AHEAD: u64 = 32 << 20;
+/// How long a pipe waits for its reader to come near before it closes its connection.
+pub const PIPE_IDLE: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// A fetched range of the object.
 struct Range {
@@ -53,8 +78,10 @@ struct Stream {
     /// and then read): a stream from the second (a probe reading a header and then what follows
     /// it is not one).
     streak: u32,
-    /// The end of the range its reader is in.
+    /// The end of the furthest range its readers are in (or wait for).
     reading: u64,
+    /// A pipe thread brings its bytes (from `next` on).
+    piped: bool,
     /// When it was last used (a counter).
     used: u64,
 }
@@ -70,6 +97,8 @@ struct State {
     pending: Vec<(u64, u64)>,
     /// Ranges being fetched ahead.
     ahead: usize,
+    /// The reader is gone: pipes stop.
+    closed: bool,
 }
 
 impl State {
@@ -84,10 +113,19 @@ impl State {
         self.streams.iter().position(|s| s.next > 0 && pos >= s.next && pos - s.next < BLOCK)
     }
 
+    /// The piped stream whose pipe will soon bring byte `pos`.
+    fn piping(&self, pos: u64) -> Option<usize> {
+        self.streams.iter().position(|s| s.piped && pos >= s.next && pos - s.next < PIPE_AHEAD + PIECE)
+    }
+
+    fn stream(&mut self, id: u64) -> Option<&mut Stream> {
+        self.streams.iter_mut().find(|s| s.id == id)
+    }
+
     /// A new stream in a free slot, or in the least recently used one.
     fn start_stream(&mut self) -> usize {
         let id = self.tick();
-        let s = Stream { id, next: 0, window: BLOCK, streak: 0, reading: 0, used: id };
+        let s = Stream { id, next: 0, window: BLOCK, streak: 0, reading: 0, piped: false, used: id };
         if self.streams.len() < STREAMS {
             self.streams.push(s);
             return self.streams.len() - 1;
@@ -110,6 +148,10 @@ struct Shared {
     state: Mutex<State>,
     /// Signalled when a range fetched ahead lands (or fails).
     landed: Condvar,
+    /// Signalled when a stream's reader moves on (a pipe waiting for it may go on).
+    consumed: Condvar,
+    /// The store hands over bodies as they arrive: streams are piped.
+    pipes: bool,
 }
 
 impl ObjectReader {
@@ -117,11 +159,13 @@ impl ObjectReader {
     pub fn new(store: Arc<dyn ObjectStore>, name: &str, size: u64) -> ObjectReader {
         ObjectReader {
             shared: Arc::new(Shared {
+                pipes: store.streams_ranges(),
                 store,
                 name: name.to_string(),
                 size,
                 state: Mutex::new(State::default()),
                 landed: Condvar::new(),
+                consumed: Condvar::new(),
             }),
         }
     }
@@ -142,21 +186,32 @@ impl ObjectReader {
                 st.recent.push(r);
                 // reading on into a range a stream fetched (not a probe's first block): keep
                 // its next ones coming
-                let ahead = AHEAD as u64 * MAX_WINDOW;
+                let ahead = (AHEAD as u64 * MAX_WINDOW).max(PIPE_AHEAD + PIECE);
                 if let Some(s) = st.streams.iter().position(|s| s.streak >= 2 && end <= s.next && s.next - end <= ahead)
                 {
                     let now = st.tick();
                     let stream = &mut st.streams[s];
                     stream.used = now;
-                    if stream.reading != end {
+                    if end > stream.reading {
                         stream.reading = end;
-                        stream.streak = (stream.streak + 1).min(AHEAD as u32 + 1);
+                        stream.streak = (stream.streak + 1).min(MAX_STREAK);
+                        sh.consumed.notify_all();
                     }
-                    self.fetch_ahead(&mut st, s);
+                    self.feed(&mut st, s);
                 }
                 return Ok(found);
             }
             if st.pending.iter().any(|&(a, b)| a <= pos && pos < b) {
+                st = sh.landed.wait(st).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            if let Some(s) = st.piping(pos) {
+                // its pipe brings it: say how far the reader is, and wait
+                let stream = &mut st.streams[s];
+                if pos > stream.reading {
+                    stream.reading = pos;
+                    sh.consumed.notify_all();
+                }
                 st = sh.landed.wait(st).unwrap_or_else(|e| e.into_inner());
                 continue;
             }
@@ -167,7 +222,7 @@ impl ObjectReader {
         let (s, start, window) = match st.continued(pos) {
             Some(s) => {
                 let stream = &mut st.streams[s];
-                stream.streak += 1;
+                stream.streak = (stream.streak + 1).min(MAX_STREAK);
                 stream.window = (stream.window * 2).min(MAX_WINDOW);
                 (s, stream.next, stream.window)
             }
@@ -198,9 +253,29 @@ impl ObjectReader {
         keep(&mut st, Range { start, data: data.clone() });
         sh.landed.notify_all();
         if let Some(s) = st.streams.iter().position(|s| s.id == id && s.streak >= 2) {
-            self.fetch_ahead(&mut st, s);
+            self.feed(&mut st, s);
         }
         Ok((start, data))
+    }
+
+    /// Keep stream `s`'s next bytes coming: its pipe (started now if it has none), or windows
+    /// fetched ahead.
+    fn feed(&self, st: &mut State, s: usize) {
+        if !self.shared.pipes {
+            return self.fetch_ahead(st, s);
+        }
+        let stream = &mut st.streams[s];
+        if stream.piped || stream.next >= self.shared.size {
+            return;
+        }
+        stream.piped = true;
+        let (id, from) = (stream.id, stream.next);
+        let sh = self.shared.clone();
+        let spawned = std::thread::Builder::new().name("object-pipe".into()).spawn(move || sh.pipe(id, from));
+        if spawned.is_err() {
+            st.streams[s].piped = false;
+            self.fetch_ahead(st, s);
+        }
     }
 
     /// Keep stream `s`'s next windows coming in the background: up to [`AHEAD`] windows ahead of
@@ -255,14 +330,95 @@ impl ObjectReader {
     }
 }
 
+/// Keep range `r` (the most recently used), dropping the least recently used beyond
+/// [`KEPT_BYTES`].
 fn keep(st: &mut State, r: Range) {
-    while st.recent.len() >= KEPT {
-        st.recent.remove(0);
+    let mut bytes: u64 = st.recent.iter().map(|r| r.data.len() as u64).sum::<u64>() + r.data.len() as u64;
+    while bytes > KEPT_BYTES && !st.recent.is_empty() {
+        bytes -= st.recent.remove(0).data.len() as u64;
     }
     st.recent.push(r);
 }
 
+impl Drop for ObjectReader {
+    fn drop(&mut self) {
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        self.shared.consumed.notify_all();
+        self.shared.landed.notify_all();
+    }
+}
+
 impl Shared {
+    /// The pipe of stream `id`: the object from `pos` to its end by one request, read in
+    /// [`PIECE`]s as the stream's reader comes near, each kept as a range. It ends at the end,
+    /// on a failure (the reads that need the bytes fetch them themselves and report it), when
+    /// its stream is replaced, or when its reader stays behind for [`PIPE_IDLE`].
+    fn pipe(&self, id: u64, mut pos: u64) {
+        use std::io::Read;
+        let end = self.size;
+        let mut body = match self.store.open_range(&self.name, pos, end - pos) {
+            Ok(Some(b)) => Some(b),
+            Ok(None) => None,
+            Err(e) => {
+                log::debug!("object {}: {e} (opening a stream at {pos})", self.name);
+                None
+            }
+        };
+        while let Some(reader) = body.as_mut() {
+            let n = PIECE.min(end - pos);
+            {
+                let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                let since = std::time::Instant::now();
+                loop {
+                    let closed = st.closed;
+                    let Some(s) = st.stream(id) else { return };
+                    if pos.saturating_sub(s.reading) < pipe_allowance(s.streak) && !closed {
+                        break;
+                    }
+                    let left = PIPE_IDLE.saturating_sub(since.elapsed());
+                    if closed || left.is_zero() {
+                        // the bytes up to `pos` are kept: the stream goes on from there
+                        s.piped = false;
+                        self.landed.notify_all();
+                        return;
+                    }
+                    st = self.consumed.wait_timeout(st, left).unwrap_or_else(|e| e.into_inner()).0;
+                }
+                st.pending.push((pos, pos + n));
+            }
+            let mut data = vec![0u8; n as usize];
+            let got = reader.read_exact(&mut data);
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.pending.retain(|&p| p != (pos, pos + n));
+            if let Err(e) = got {
+                log::debug!("object {}: {e} (reading a stream at {pos})", self.name);
+                body = None;
+            } else {
+                keep(&mut st, Range { start: pos, data: Arc::new(data) });
+                pos += n;
+                if let Some(s) = st.stream(id) {
+                    s.next = s.next.max(pos);
+                }
+                if pos >= end {
+                    body = None;
+                }
+            }
+            if body.is_none()
+                && let Some(s) = st.stream(id)
+            {
+                s.piped = false;
+                s.next = s.next.min(pos);
+            }
+            self.landed.notify_all();
+        }
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = st.stream(id) {
+            s.piped = false;
+            s.next = s.next.min(pos);
+        }
+        self.landed.notify_all();
+    }
+
     fn fetch(&self, start: u64, len: u64) -> Result<Vec<u8>> {
         let what = || format!("object {} of {}", self.name, self.store.describe());
         let len = usize::try_from(len).map_err(|_| Error::unsupported(format!("{}: range too large", what())))?;
@@ -386,6 +542,98 @@ mod tests {
         }
         let requests = store.1.load(std::sync::atomic::Ordering::Relaxed);
         assert!(requests <= 24, "{requests} range requests for two 48 MiB streams");
+    }
+
+    /// A store that hands over bodies as they arrive, counting its requests; its bodies break
+    /// after `breaks_after` bytes when that is set.
+    struct Piping {
+        mem: Arc<MemStore>,
+        opened: std::sync::atomic::AtomicUsize,
+        ranges: std::sync::atomic::AtomicUsize,
+        breaks_after: Option<u64>,
+    }
+
+    impl ObjectStore for Piping {
+        fn describe(&self) -> String {
+            self.mem.describe()
+        }
+        fn list_sized(&self, prefix: &str) -> Result<Vec<crate::source::Listed>> {
+            self.mem.list_sized(prefix)
+        }
+        fn get(&self, name: &str, max: u64) -> Result<Option<Vec<u8>>> {
+            self.mem.get(name, max)
+        }
+        fn get_range(&self, name: &str, offset: u64, len: usize) -> Result<Option<Vec<u8>>> {
+            self.ranges.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.mem.get_range(name, offset, len)
+        }
+        fn open_range(&self, name: &str, offset: u64, len: u64) -> Result<Option<crate::source::RangeReader>> {
+            use std::io::Read;
+            self.opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let v = self.mem.get_range(name, offset, len as usize)?.unwrap();
+            let cut = self.breaks_after.map_or(v.len(), |n| (n as usize).min(v.len()));
+            let broken = std::io::repeat(0).take(0).chain(std::io::Cursor::new(v[..cut].to_vec()));
+            Ok(Some(Box::new(broken.chain(Failing))))
+        }
+        fn streams_ranges(&self) -> bool {
+            true
+        }
+    }
+
+    /// A body that fails where it ends early.
+    struct Failing;
+
+    impl std::io::Read for Failing {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("connection reset"))
+        }
+    }
+
+    fn piping(len: u64, breaks_after: Option<u64>) -> (Arc<Piping>, ObjectReader, Vec<u8>) {
+        let (mem, data) = object(len);
+        let store = Arc::new(Piping { mem, opened: Default::default(), ranges: Default::default(), breaks_after });
+        let r = ObjectReader::new(store.clone(), "img", len);
+        (store, r, data)
+    }
+
+    fn stream_all(r: &ObjectReader, data: &[u8]) {
+        let mut off = 0u64;
+        let mut b = vec![0u8; 128 << 10];
+        while off < data.len() as u64 {
+            let n = (b.len() as u64).min(data.len() as u64 - off) as usize;
+            r.read_exact_at(&mut b[..n], off).unwrap();
+            assert!(b[..n] == data[off as usize..off as usize + n], "bytes at {off}");
+            off += n as u64;
+        }
+    }
+
+    /// A store that streams bodies gets one request for a stream (after the first blocks that
+    /// tell a stream from a probe), whatever its length.
+    #[test]
+    fn a_piped_stream_is_one_request() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (store, r, data) = piping(100 * BLOCK + 12345, None);
+        stream_all(&r, &data);
+        assert_eq!(store.opened.load(Relaxed), 1);
+        assert!(store.ranges.load(Relaxed) <= 3, "{} window requests", store.ranges.load(Relaxed));
+        // random reads afterwards, and a second stream from the start (the kept ranges, or one
+        // more pipe)
+        for off in [5 * BLOCK + 3, 77, 99 * BLOCK] {
+            let mut b = vec![0u8; 4096];
+            r.read_exact_at(&mut b, off).unwrap();
+            assert_eq!(b, data[off as usize..off as usize + 4096]);
+        }
+        stream_all(&r, &data);
+        assert!(store.opened.load(Relaxed) <= 2);
+    }
+
+    /// A body that breaks off mid-stream costs a request, never wrong bytes or a failed read.
+    #[test]
+    fn a_broken_pipe_falls_back_to_ranges() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (store, r, data) = piping(60 * BLOCK, Some(10 * BLOCK + 5));
+        stream_all(&r, &data);
+        assert!(store.opened.load(Relaxed) >= 2, "{} pipes", store.opened.load(Relaxed));
     }
 
     #[test]
