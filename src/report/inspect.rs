@@ -245,8 +245,8 @@ fn volumes(tree: &ImageTree) -> Vec<Value> {
             if let Some(p) = &l.problem {
                 e.insert("problem".into(), json!({"class": p.kind().name(), "reason": p.message()}));
             }
-            if !l.notes.is_empty() {
-                e.insert("notes".into(), json!(l.notes));
+            if !l.notes.is_empty() || !v.origin_notes.is_empty() {
+                e.insert("notes".into(), json!(v.origin_notes.iter().chain(&l.notes).collect::<Vec<_>>()));
             }
             if !l.facts.is_null() {
                 e.insert("facts".into(), l.facts.clone());
