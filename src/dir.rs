@@ -12,8 +12,8 @@
 use crate::catalog::{self, Entry, Item, Location, Reach};
 use crate::image::{ImageOptions, UnlockSettings};
 use crate::keys::{KeySource, Keyring, keytab, sidecar};
-use crate::volume::tree::UnlockKey;
 use crate::volume::span::Span;
+use crate::volume::tree::UnlockKey;
 use crate::volume::{ImageTree, Limits, Volume};
 use crate::{Error, ErrorKind, Result};
 use std::collections::{BTreeMap, HashSet};

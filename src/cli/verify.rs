@@ -174,10 +174,8 @@ fn run_dir(a: &VerifyArgs, location: &Location) -> Result<i32> {
         tree.sync(e);
     }
     // A backup is checked end to end even when it holds no encryption (its digests, at least).
-    let (with, without): (Vec<_>, Vec<_>) = tree
-        .images
-        .iter()
-        .partition(|e| e.tree.has_encryption() || e.backup.is_some() || e.tree.ctx.hosts_spanned());
+    let (with, without): (Vec<_>, Vec<_>) =
+        tree.images.iter().partition(|e| e.tree.has_encryption() || e.backup.is_some() || e.tree.ctx.hosts_spanned());
     for e in &without {
         let line = format!(
             "NONE  {}  no encrypted volume ({}); not checked\n",

@@ -97,6 +97,14 @@ impl ImageCtx {
         (seen.found.get(from..).unwrap_or_default().to_vec(), seen.found.len())
     }
 
+    /// Record a PV as if a probe had met it (tests of the source-wide pass).
+    #[cfg(test)]
+    pub(crate) fn record_pv(&self, pv: PvFound) {
+        let mut seen = self.lvm.lock().unwrap_or_else(|e| e.into_inner());
+        seen.readers.insert(pv.uuid.clone(), pv.reader.clone());
+        seen.found.push(pv);
+    }
+
     /// Whether some PV met in this image belongs to a VG with PVs not in this image.
     pub fn lvm_incomplete(&self) -> bool {
         let seen = self.lvm.lock().unwrap_or_else(|e| e.into_inner());

@@ -144,7 +144,8 @@ fn two_raw_disks_one_volume_group() {
 
     // The mount: byte-exact; LVs whole in one image stay there, once.
     let mnt = lab.root().join("mnt");
-    let m = Mount::start(&lab.src, &mnt, &["--all-volumes".as_ref(), "--key-file".as_ref(), key.as_os_str()], lab.root());
+    let m =
+        Mount::start(&lab.src, &mnt, &["--all-volumes".as_ref(), "--key-file".as_ref(), key.as_os_str()], lab.root());
     for (rel, lv) in [
         ("disk1.img.d/span--vg-root.raw", "root"),
         ("disk1.img.d/span--vg-stripes.raw", "stripes"),
@@ -222,7 +223,14 @@ fn each_pv_in_its_own_luks2_volume() {
         std::fs::OpenOptions::new().write(true).open(&out).unwrap().set_len(len + (32 << 20)).unwrap();
         let mut c = tool("cryptsetup");
         c.args(["reencrypt", "--encrypt", "--type", "luks2", "--reduce-device-size", "32M"])
-            .args(["--force-offline-reencrypt", "--batch-mode", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"])
+            .args([
+                "--force-offline-reencrypt",
+                "--batch-mode",
+                "--pbkdf",
+                "pbkdf2",
+                "--pbkdf-force-iterations",
+                "1000",
+            ])
             .arg("--key-file")
             .arg(&key)
             .arg(&out);
