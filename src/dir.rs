@@ -142,10 +142,15 @@ impl Unlocker {
                 loop {
                     let n = next.fetch_add(1, Ordering::Relaxed);
                     let Some(entry) = tree.images.get(n) else { break };
-                    for e in entry.tree.unlock_all(&|v| me.key_for(entry, v), me.settings) {
-                        log::error!("{e}");
+                    // An unlock may complete an LV spanning images: its host's new volumes (a
+                    // LUKS volume inside that LV) are unlocked in turn.
+                    let mut todo = vec![entry.clone()];
+                    while let Some(entry) = todo.pop() {
+                        for e in entry.tree.unlock_all(&|v| me.key_for(&entry, v), me.settings) {
+                            log::error!("{e}");
+                        }
+                        todo.extend(tree.sync(&entry));
                     }
-                    tree.sync(entry);
                 }
             });
             if let Err(e) = spawned {
@@ -424,15 +429,19 @@ impl Tree {
 
     /// Show the volumes of `image` that are not shown yet (after an unlock revealed them), and
     /// the LVs its new PVs complete together with other images' (in their host's folder).
-    pub fn sync(&self, image: &Arc<ImageEntry>) {
+    /// Returns the images that gained such an LV.
+    pub fn sync(&self, image: &Arc<ImageEntry>) -> Vec<Arc<ImageEntry>> {
         image.tree.volumes();
         self.span.add(&image.tree.ctx, true);
+        let mut hosts = Vec::new();
         for host in self.span.resolve() {
             if let Some(e) = self.images.iter().find(|e| Arc::ptr_eq(&e.tree.ctx, &host)) {
                 self.sync_one(e);
+                hosts.push(e.clone());
             }
         }
         self.sync_one(image);
+        hosts
     }
 
     /// Show the volumes of `image` that are not shown yet.

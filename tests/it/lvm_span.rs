@@ -12,6 +12,9 @@ use serde_json::Value;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+/// The passphrase of every LUKS volume here.
+const KEY: &[u8] = b"span secret";
+
 /// The two PV files, their PV UUIDs, and each LV's contents.
 struct Built {
     files: [PathBuf; 2],
@@ -19,13 +22,16 @@ struct Built {
     lvs: Vec<(String, Vec<u8>)>,
     /// A copy of the second PV taken before a later metadata change (an older seqno).
     stale: PathBuf,
+    /// The plaintext of the LUKS2 volume in LV `crypt`.
+    crypt_plain: Vec<u8>,
 }
 
 /// VG `span-vg` over two PV files: `root` (linear, one segment on each PV, holding an ext4),
-/// `stripes` (striped over both, 64 KiB chunks, seeded bytes), `only1` (on the second PV
-/// only) and, after the stale copy was taken, `later` (on the first only).
+/// `stripes` (striped over both, 64 KiB chunks, seeded bytes), `crypt` (linear over both,
+/// holding a LUKS2 volume made by cryptsetup), `only1` (on the second PV only) and, after the
+/// stale copy was taken, `later` (on the first only).
 fn build(lab: &Lab) -> Built {
-    let p = Pvs::new(lab, &[40, 48]);
+    let p = Pvs::new(lab, &[48, 56]);
     let (d0, d1) = (p.loops[0].clone(), p.loops[1].clone());
     p.lvm("pvcreate", &["-q", &d0, &d1]);
     p.lvm("vgcreate", &["-q", "-s", "4M", "span-vg", &d0, &d1]);
@@ -33,6 +39,8 @@ fn build(lab: &Lab) -> Built {
     p.lvm("lvextend", &["-q", "-L", "+16M", "span-vg/root", &d1]);
     p.lvm("lvcreate", &["-q", "-an", "-Zn", "-i", "2", "-I", "64k", "-L", "16M", "-n", "stripes", "span-vg"]);
     p.lvm("lvcreate", &["-q", "-an", "-Zn", "-L", "8M", "-n", "only1", "span-vg", &d1]);
+    p.lvm("lvcreate", &["-q", "-an", "-Zn", "-L", "4M", "-n", "crypt", "span-vg", &d0]);
+    p.lvm("lvextend", &["-q", "-L", "+8M", "span-vg/crypt", &d1]);
     let stale = lab.work.join("pv1-stale.img");
     std::fs::copy(&p.files[1], &stale).unwrap();
     p.lvm("lvcreate", &["-q", "-an", "-Zn", "-L", "4M", "-n", "later", "span-vg", &d0]);
@@ -47,8 +55,13 @@ fn build(lab: &Lab) -> Built {
     let files: Vec<std::fs::File> =
         p.files.iter().map(|f| std::fs::OpenOptions::new().write(true).open(f).unwrap()).collect();
     let mut lvs = Vec::new();
+    let crypt = lab.cs_luks2("../work/crypt.luks", random("span-crypt", 10 << 20), KEY, &[]);
     for row in &rows {
-        let data = if row.name == "root" {
+        let data = if row.name == "crypt" {
+            let mut d = std::fs::read(&crypt.path).unwrap();
+            d.resize(row.size as usize, 0);
+            d
+        } else if row.name == "root" {
             let fs = lab.work.join("root.ext4");
             let mut c = tool("mkfs.ext4");
             c.args(["-q", "-F", "-L", "spanroot"]).arg(&fs).arg(format!("{}K", row.size / 1024));
@@ -67,7 +80,7 @@ fn build(lab: &Lab) -> Built {
         }
         lvs.push((row.name.clone(), data));
     }
-    let built = Built { files: [p.files[0].clone(), p.files[1].clone()], uuids, lvs, stale };
+    let built = Built { files: [p.files[0].clone(), p.files[1].clone()], uuids, lvs, stale, crypt_plain: crypt.plain };
     drop(p); // loop devices detached
     built
 }
@@ -107,7 +120,7 @@ fn volume<'a>(img: &'a Value, name: &str) -> Option<&'a Value> {
 
 #[test]
 fn two_raw_disks_one_volume_group() {
-    if !have(&["root", "lvm", "losetup", "mkfs.ext4", "fuse"]) {
+    if !have(&["root", "lvm", "losetup", "mkfs.ext4", "cryptsetup", "fuse"]) {
         return;
     }
     let lab = Lab::new();
@@ -127,7 +140,7 @@ fn two_raw_disks_one_volume_group() {
     assert!(text.contains(&b.uuids[0]) && text.contains("span--vg-only1"), "{text}");
 
     // verify DIR names the LVs assembled across the two files, under the first PV's image.
-    let key = lab.key("unused.key", b"no encryption here");
+    let key = lab.key("key.txt", KEY);
     let text = Luksfs::new("verify").arg(&lab.src).key(&key).run();
     let line = String::from_utf8_lossy(&text.stdout).into_owned();
     assert!(line.contains("disk1.img") && line.contains("span--vg-root (ext4)"), "{line}");
@@ -141,6 +154,9 @@ fn two_raw_disks_one_volume_group() {
     let root = volume(host, "span--vg-root").unwrap();
     assert!(root["description"].as_str().unwrap().contains("ext4"), "{root:#}");
     assert!(volume(host, "span--vg-only1").is_none(), "only1 is disk2's own: {host:#}");
+    // The LUKS2 volume inside the assembled LV is unlocked and hashed too.
+    let inner = volume(host, "span--vg-crypt-luks").unwrap_or_else(|| panic!("{host:#}"));
+    assert_eq!(inner["sha256"], sha256_hex(&b.crypt_plain), "{inner:#}");
 
     // The mount: byte-exact; LVs whole in one image stay there, once.
     let mnt = lab.root().join("mnt");
@@ -155,6 +171,8 @@ fn two_raw_disks_one_volume_group() {
         let got = m.read(rel).unwrap_or_else(|e| panic!("{rel}: {e}\n{}", m.log()));
         assert_same(rel, &got, b.lv(lv));
     }
+    let got = m.read("disk1.img.d/span--vg-crypt-luks.raw").unwrap_or_else(|e| panic!("crypt-luks: {e}\n{}", m.log()));
+    assert_same("the LUKS2 volume inside the assembled LV", &got, &b.crypt_plain);
     for absent in ["disk2.img.d/span--vg-root.raw", "disk1.img.d/span--vg-only1.raw", "disk1.img.d/span--vg-root~2.raw"]
     {
         assert!(!m.path(absent).exists(), "{absent}");
@@ -165,7 +183,7 @@ fn two_raw_disks_one_volume_group() {
 
 #[test]
 fn a_pv_in_two_images_identical_or_not() {
-    if !have(&["root", "lvm", "losetup", "mkfs.ext4"]) {
+    if !have(&["root", "lvm", "losetup", "mkfs.ext4", "cryptsetup"]) {
         return;
     }
     let lab = Lab::new();
@@ -215,7 +233,7 @@ fn each_pv_in_its_own_luks2_volume() {
     }
     let lab = Lab::new();
     let b = build(&lab);
-    let key = lab.key("key.txt", b"span secret");
+    let key = lab.key("key.txt", KEY);
     for (i, f) in b.files.iter().enumerate() {
         let out = lab.place(&format!("disk{}.luks", i + 1));
         std::fs::copy(f, &out).unwrap();
@@ -247,12 +265,13 @@ fn each_pv_in_its_own_luks2_volume() {
         ("disk1.luks.d/span--vg-root.raw", "root"),
         ("disk1.luks.d/span--vg-stripes.raw", "stripes"),
         ("disk2.luks.d/span--vg-only1.raw", "only1"),
+        ("disk1.luks.d/span--vg-crypt-luks.raw", ""),
     ] {
         while !m.path(rel).exists() && t0.elapsed() < std::time::Duration::from_secs(60) {
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
         let got = m.read(rel).unwrap_or_else(|e| panic!("{rel}: {e}\n{}", m.log()));
-        assert_same(rel, &got, b.lv(lv));
+        assert_same(rel, &got, if lv.is_empty() { &b.crypt_plain } else { b.lv(lv) });
     }
     drop(m);
 
