@@ -198,10 +198,15 @@ pub fn report(arg: &Path, os_cloud: Option<&str>, options: &ImageOptions) -> Res
         (Value::Object(r), problem)
     };
     let vols = volumes(&tree);
+    // VGs with PVs in this image and others (found by a mount or verify of the directory).
+    let lvm_notes = tree.ctx.lvm_incomplete_notes();
     if let Value::Object(m) = &mut v {
+        if !lvm_notes.is_empty() {
+            m.insert("notes".into(), json!(lvm_notes));
+        }
         if let Some(l) = tree.root.layer() {
             if !l.notes.is_empty() {
-                m.insert("notes".into(), json!(l.notes));
+                m.insert("notes".into(), json!(l.notes.iter().chain(&lvm_notes).collect::<Vec<_>>()));
             }
             if !l.facts.is_null() {
                 m.insert(l.kind.to_lowercase().replace(' ', "_"), l.facts.clone());

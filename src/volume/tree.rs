@@ -111,6 +111,38 @@ impl ImageCtx {
         seen.found.iter().any(|f| f.vg.pvs.iter().any(|p| !seen.readers.contains_key(&p.uuid)))
     }
 
+    /// One note per VG with PVs met in this image but not all of them: its name and the PV
+    /// UUIDs not found here (at most [`NOTE_UUIDS`] listed). Volumes not yet unlocked are not
+    /// looked into.
+    pub fn lvm_incomplete_notes(&self) -> Vec<String> {
+        let seen = self.lvm.lock().unwrap_or_else(|e| e.into_inner());
+        let mut done = std::collections::HashSet::new();
+        let mut notes = Vec::new();
+        for f in &seen.found {
+            if !done.insert(f.vg.uuid.as_str()) {
+                continue;
+            }
+            let missing: Vec<_> = f.vg.pvs.iter().filter(|p| !seen.readers.contains_key(&p.uuid)).collect();
+            if missing.is_empty() {
+                continue;
+            }
+            let mut list: Vec<String> =
+                missing.iter().take(NOTE_UUIDS).map(|p| format!("{} ({})", p.uuid, p.name)).collect();
+            if missing.len() > NOTE_UUIDS {
+                list.push(format!("and {} more", missing.len() - NOTE_UUIDS));
+            }
+            notes.push(format!(
+                "LVM2 VG {} is incomplete in this image: {} of its {} PVs not found here: {}; LVs on them are \
+                 assembled only with other images of the same source (mount or verify of the directory)",
+                f.vg.name,
+                missing.len(),
+                f.vg.pvs.len(),
+                list.join(", ")
+            ));
+        }
+        notes
+    }
+
     /// Whether this image hosts volumes assembled from several images ([`super::span`]).
     pub fn hosts_spanned(&self) -> bool {
         !self.spanned.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
@@ -582,9 +614,6 @@ impl Volume {
                         });
                         let pvs: Vec<Option<Arc<dyn ReadAt>>> =
                             vg.pvs.iter().map(|p| known.readers.get(&p.uuid).cloned()).collect();
-                        if let Some(note) = incomplete_note(&vg, &pvs) {
-                            layer.notes.push(note);
-                        }
                         for (i, lv) in vg.lvs.iter().enumerate() {
                             if !lv.visible {
                                 layer.notes.push(format!("hidden LV {} not shown", lv.name));
@@ -767,27 +796,6 @@ impl Lock {
 
 /// Most PV UUIDs one note lists.
 const NOTE_UUIDS: usize = 8;
-
-/// "VG X is incomplete in this image: ..." naming the PVs of `vg` without a reader in `pvs`
-/// (at most [`NOTE_UUIDS`] of them), or `None` when every PV is here.
-fn incomplete_note(vg: &Vg, pvs: &[Option<Arc<dyn ReadAt>>]) -> Option<String> {
-    let missing: Vec<_> = vg.pvs.iter().zip(pvs).filter(|(_, r)| r.is_none()).map(|(p, _)| p).collect();
-    if missing.is_empty() {
-        return None;
-    }
-    let mut list: Vec<String> = missing.iter().take(NOTE_UUIDS).map(|p| format!("{} ({})", p.uuid, p.name)).collect();
-    if missing.len() > NOTE_UUIDS {
-        list.push(format!("and {} more", missing.len() - NOTE_UUIDS));
-    }
-    Some(format!(
-        "VG {} is incomplete in this image (so far): {} of its {} PVs not found here: {}; an LV on them is \
-         assembled only from other images of the same source (a mount or verify of the directory)",
-        vg.name,
-        missing.len(),
-        vg.pvs.len(),
-        list.join(", ")
-    ))
-}
 
 /// The VG and its LVs' segments, for `inspect`.
 fn lvm_facts(vg: &Vg) -> serde_json::Value {

@@ -132,8 +132,9 @@ fn two_raw_disks_one_volume_group() {
 
     // One image alone: the VG is incomplete there, and the note names the PV it lacks.
     let ins = Luksfs::new("inspect").arg(&d1).arg("--json").run();
+    crate::status::validate("inspect.schema.json", ins.ok(), &lab.work);
     let text = String::from_utf8_lossy(ins.ok()).into_owned();
-    assert!(text.contains("VG span-vg is incomplete in this image"), "{text}");
+    assert!(text.contains("LVM2 VG span-vg is incomplete in this image: 1 of its 2 PVs"), "{text}");
     assert!(text.contains(&b.uuids[1]) && !text.contains("span--vg-root"), "{text}");
     let ins = Luksfs::new("inspect").arg(&d2).run();
     let text = String::from_utf8_lossy(ins.ok()).into_owned();
@@ -144,7 +145,8 @@ fn two_raw_disks_one_volume_group() {
     let text = Luksfs::new("verify").arg(&lab.src).key(&key).run();
     let line = String::from_utf8_lossy(&text.stdout).into_owned();
     assert!(line.contains("disk1.img") && line.contains("span--vg-root (ext4)"), "{line}");
-    let (report, _) = verify_json(&lab.src, &key);
+    let (report, out) = verify_json(&lab.src, &key);
+    crate::status::validate("verify.schema.json", &out.stdout, &lab.work);
     let host = image(&report, "disk1.img");
     for (name, lv) in [("span--vg-root", "root"), ("span--vg-stripes", "stripes")] {
         let v = volume(host, name).unwrap_or_else(|| panic!("{name} not in {host:#}"));
