@@ -12,6 +12,7 @@
 use crate::catalog::{self, Entry, Item, Location, Reach};
 use crate::image::{ImageOptions, UnlockSettings};
 use crate::keys::{KeySource, Keyring, keytab, sidecar};
+use crate::volume::span::Span;
 use crate::volume::tree::UnlockKey;
 use crate::volume::{ImageTree, Limits, Volume};
 use crate::{Error, ErrorKind, Result};
@@ -141,10 +142,15 @@ impl Unlocker {
                 loop {
                     let n = next.fetch_add(1, Ordering::Relaxed);
                     let Some(entry) = tree.images.get(n) else { break };
-                    for e in entry.tree.unlock_all(&|v| me.key_for(entry, v), me.settings) {
-                        log::error!("{e}");
+                    // An unlock may complete an LV spanning images: its host's new volumes (a
+                    // LUKS volume inside that LV) are unlocked in turn.
+                    let mut todo = vec![entry.clone()];
+                    while let Some(entry) = todo.pop() {
+                        for e in entry.tree.unlock_all(&|v| me.key_for(&entry, v), me.settings) {
+                            log::error!("{e}");
+                        }
+                        todo.extend(tree.sync(&entry));
                     }
-                    tree.sync(entry);
                 }
             });
             if let Err(e) = spawned {
@@ -159,6 +165,9 @@ pub struct Tree {
     nodes: RwLock<Vec<Arc<Node>>>,
     /// The images shown, in scan order.
     pub images: Vec<Arc<ImageEntry>>,
+    /// The LVM2 PVs of every image of the source (shown or not), for volume groups spanning
+    /// several images; an LV assembled from them is shown in its host image's `<name>.d/`.
+    span: Span,
 }
 
 /// How each image gets its key and options.
@@ -238,7 +247,7 @@ impl Tree {
             }
             None => (SourceMeta::owned_by_me(SystemTime::now()), false),
         };
-        let mut tree = Tree { nodes: RwLock::new(Vec::new()), images: Vec::new() };
+        let mut tree = Tree { nodes: RwLock::new(Vec::new()), images: Vec::new(), span: Span::default() };
         tree.push(ROOT_INO, OsString::new(), root_meta, NodeKind::Dir(RwLock::default()));
         let mut dirs = Dirs::default();
         for entry in catalog::list(location)? {
@@ -282,8 +291,14 @@ impl Tree {
                 log::warn!("keytab names {} but no such image was found in the source", rel.display());
             }
         }
+        // Volume groups spanning several images: every image's PVs first, then one pass.
         for e in &tree.images {
-            tree.sync(e);
+            e.tree.volumes();
+            tree.span.add(&e.tree.ctx, true);
+        }
+        tree.span.resolve();
+        for e in &tree.images {
+            tree.sync_one(e);
         }
         Ok(tree)
     }
@@ -367,6 +382,10 @@ impl Tree {
         }
         if !(tree.has_encryption() || damaged || backup || (plan.all_volumes && has_volumes)) {
             log::debug!("{}: no encrypted volume: not shown", path.display());
+            // Its PVs may still complete a volume group of shown images (one host of those).
+            if tree.ctx.lvm_incomplete() {
+                self.span.add(&tree.ctx, false);
+            }
             return Ok(());
         }
         if damaged && let Some(e) = root_layer.and_then(|l| l.problem.clone()) {
@@ -408,8 +427,25 @@ impl Tree {
         Ok(())
     }
 
-    /// Show the volumes of `image` that are not shown yet (after an unlock revealed them).
-    pub fn sync(&self, image: &Arc<ImageEntry>) {
+    /// Show the volumes of `image` that are not shown yet (after an unlock revealed them), and
+    /// the LVs its new PVs complete together with other images' (in their host's folder).
+    /// Returns the images that gained such an LV.
+    pub fn sync(&self, image: &Arc<ImageEntry>) -> Vec<Arc<ImageEntry>> {
+        image.tree.volumes();
+        self.span.add(&image.tree.ctx, true);
+        let mut hosts = Vec::new();
+        for host in self.span.resolve() {
+            if let Some(e) = self.images.iter().find(|e| Arc::ptr_eq(&e.tree.ctx, &host)) {
+                self.sync_one(e);
+                hosts.push(e.clone());
+            }
+        }
+        self.sync_one(image);
+        hosts
+    }
+
+    /// Show the volumes of `image` that are not shown yet.
+    fn sync_one(&self, image: &Arc<ImageEntry>) {
         let mut shown = image.shown.lock().unwrap_or_else(|e| e.into_inner());
         for v in image.tree.volumes() {
             let key = Arc::as_ptr(&v) as usize;

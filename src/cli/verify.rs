@@ -166,9 +166,16 @@ fn run_dir(a: &VerifyArgs, location: &Location) -> Result<i32> {
         ca: load_ca(a.ca.as_deref())?,
         keyring: unlocker.keys.clone(),
     };
+    // Every image unlocked first: an LVM2 volume group may have its PVs in several of them (each
+    // LUKS volume holding one), and an LV assembled across them is reported with its host image.
+    // A failure here is met again, and reported, when its image is checked.
+    for e in &tree.images {
+        let _ = e.tree.unlock_all(&|v: &Volume| unlocker.key_for(e, v), settings);
+        tree.sync(e);
+    }
     // A backup is checked end to end even when it holds no encryption (its digests, at least).
     let (with, without): (Vec<_>, Vec<_>) =
-        tree.images.iter().partition(|e| e.tree.has_encryption() || e.backup.is_some());
+        tree.images.iter().partition(|e| e.tree.has_encryption() || e.backup.is_some() || e.tree.ctx.hosts_spanned());
     for e in &without {
         let line = format!(
             "NONE  {}  no encrypted volume ({}); not checked\n",

@@ -198,10 +198,15 @@ pub fn report(arg: &Path, os_cloud: Option<&str>, options: &ImageOptions) -> Res
         (Value::Object(r), problem)
     };
     let vols = volumes(&tree);
+    // VGs with PVs in this image and others (found by a mount or verify of the directory).
+    let lvm_notes = tree.ctx.lvm_incomplete_notes();
     if let Value::Object(m) = &mut v {
+        if !lvm_notes.is_empty() {
+            m.insert("notes".into(), json!(lvm_notes));
+        }
         if let Some(l) = tree.root.layer() {
             if !l.notes.is_empty() {
-                m.insert("notes".into(), json!(l.notes));
+                m.insert("notes".into(), json!(l.notes.iter().chain(&lvm_notes).collect::<Vec<_>>()));
             }
             if !l.facts.is_null() {
                 m.insert(l.kind.to_lowercase().replace(' ', "_"), l.facts.clone());
@@ -245,8 +250,8 @@ fn volumes(tree: &ImageTree) -> Vec<Value> {
             if let Some(p) = &l.problem {
                 e.insert("problem".into(), json!({"class": p.kind().name(), "reason": p.message()}));
             }
-            if !l.notes.is_empty() {
-                e.insert("notes".into(), json!(l.notes));
+            if !l.notes.is_empty() || !v.origin_notes.is_empty() {
+                e.insert("notes".into(), json!(v.origin_notes.iter().chain(&l.notes).collect::<Vec<_>>()));
             }
             if !l.facts.is_null() {
                 e.insert("facts".into(), l.facts.clone());

@@ -495,6 +495,9 @@ fn volumes_report(tree: &ImageTree, top: Option<&Volume>, threads: usize) -> (Ve
             "readable"
         };
         e.insert("state".into(), json!(state));
+        if !v.origin_notes.is_empty() {
+            e.insert("notes".into(), json!(v.origin_notes));
+        }
         let mut problem = v.failure();
         if let Some(layer) = v.layer() {
             e.insert("holds".into(), json!(layer.kind));

@@ -8,6 +8,7 @@
 //! | the decrypted view of a LUKS volume `PARENT` | `PARENT-luks` | `p3-cryptroot-luks` |
 //! | the guest disk of a qcow2 file `PARENT` | `PARENT-qcow2` | |
 //! | logical volume `LV` of volume group `VG` | as `/dev/mapper` shows it: dashes doubled | `laptop--vg-root` |
+//! | an LV whose PVs lie in several images ([`super::span`]) | the same, in the image holding its first PV | |
 //!
 //! Characters other than ASCII letters, digits, `.`, `_`, `+` and `-` become `_` (a GPT name
 //! "EFI System Partition" gives `EFI_System_Partition`). When two volumes of one image would get

@@ -49,6 +49,9 @@ pub struct ImageCtx {
     /// LVM2 PVs met so far in this image, by PV UUID, and the LVs already shown (by LV UUID):
     /// an LV spanning several PVs of the image is built by the PV that completes its set.
     lvm: Mutex<LvmSeen>,
+    /// Logical volumes whose PVs lie in several images of the source, hosted by this image
+    /// ([`super::span`]); walked after the root's tree by [`ImageTree::volumes`].
+    spanned: Mutex<Vec<Arc<Volume>>>,
     /// The image's own bytes are a volume to read (a Cinder backup's reassembled volume), not
     /// only a container of volumes: its root is served even when nothing in it is recognised
     /// and whatever a probe failed to read (a damaged object fails only the reads it touches).
@@ -62,9 +65,135 @@ impl ImageCtx {
     }
 }
 
-/// The LVM2 PVs of one image (readers by PV UUID) and the LVs shown (by LV UUID).
+/// The LVM2 PVs of one image (readers by PV UUID), the LVs shown (by LV UUID), and every PV met,
+/// in the order met (for the source-wide pass, [`super::span`]).
 #[derive(Default)]
-struct LvmSeen(std::collections::HashMap<String, Arc<dyn ReadAt>>, std::collections::HashSet<String>);
+struct LvmSeen {
+    readers: std::collections::HashMap<String, Arc<dyn ReadAt>>,
+    shown: std::collections::HashSet<String>,
+    found: Vec<PvFound>,
+}
+
+/// One LVM2 PV met in an image: what the source-wide pass ([`super::span`]) needs of it.
+#[derive(Clone)]
+pub struct PvFound {
+    /// PV UUID (dashed).
+    pub uuid: String,
+    /// The VG as this PV's newest valid metadata describes it.
+    pub vg: Arc<Vg>,
+    /// The PV's bytes.
+    pub reader: Arc<dyn ReadAt>,
+    /// Depth of the volume holding the PV.
+    pub depth: usize,
+    /// The volume holding the PV, as messages name it (`IMAGE: NAME`).
+    pub volume: PathBuf,
+}
+
+impl ImageCtx {
+    /// The PVs met in this image from the `from`-th on (in the order met), and how many there
+    /// are in all.
+    pub fn lvm_found(&self, from: usize) -> (Vec<PvFound>, usize) {
+        let seen = self.lvm.lock().unwrap_or_else(|e| e.into_inner());
+        (seen.found.get(from..).unwrap_or_default().to_vec(), seen.found.len())
+    }
+
+    /// Record a PV as if a probe had met it (tests of the source-wide pass).
+    #[cfg(test)]
+    pub(crate) fn record_pv(&self, pv: PvFound) {
+        let mut seen = self.lvm.lock().unwrap_or_else(|e| e.into_inner());
+        seen.readers.insert(pv.uuid.clone(), pv.reader.clone());
+        seen.found.push(pv);
+    }
+
+    /// Whether some PV met in this image belongs to a VG with PVs not in this image.
+    pub fn lvm_incomplete(&self) -> bool {
+        let seen = self.lvm.lock().unwrap_or_else(|e| e.into_inner());
+        seen.found.iter().any(|f| f.vg.pvs.iter().any(|p| !seen.readers.contains_key(&p.uuid)))
+    }
+
+    /// One note per VG with PVs met in this image but not all of them: its name and the PV
+    /// UUIDs not found here (at most [`NOTE_UUIDS`] listed). Volumes not yet unlocked are not
+    /// looked into.
+    pub fn lvm_incomplete_notes(&self) -> Vec<String> {
+        let seen = self.lvm.lock().unwrap_or_else(|e| e.into_inner());
+        let mut done = std::collections::HashSet::new();
+        let mut notes = Vec::new();
+        for f in &seen.found {
+            if !done.insert(f.vg.uuid.as_str()) {
+                continue;
+            }
+            let missing: Vec<_> = f.vg.pvs.iter().filter(|p| !seen.readers.contains_key(&p.uuid)).collect();
+            if missing.is_empty() {
+                continue;
+            }
+            let mut list: Vec<String> =
+                missing.iter().take(NOTE_UUIDS).map(|p| format!("{} ({})", p.uuid, p.name)).collect();
+            if missing.len() > NOTE_UUIDS {
+                list.push(format!("and {} more", missing.len() - NOTE_UUIDS));
+            }
+            notes.push(format!(
+                "LVM2 VG {} is incomplete in this image: {} of its {} PVs not found here: {}; LVs on them are \
+                 assembled only with other images of the same source (mount or verify of the directory)",
+                f.vg.name,
+                missing.len(),
+                f.vg.pvs.len(),
+                list.join(", ")
+            ));
+        }
+        notes
+    }
+
+    /// Whether this image hosts volumes assembled from several images ([`super::span`]).
+    pub fn hosts_spanned(&self) -> bool {
+        !self.spanned.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+
+    /// Add a volume read from several images of the source to this image (named, counted and
+    /// shown as its own): at `depth`, reading through `reader` (or broken with its error);
+    /// `notes` say where its parts come from.
+    pub fn host(
+        self: &Arc<Self>,
+        want: String,
+        origin: Origin,
+        size: u64,
+        depth: usize,
+        reader: Result<Arc<dyn ReadAt>>,
+        notes: Vec<String>,
+    ) -> Result<Arc<Volume>> {
+        let path = self.path.clone();
+        let n = self.count.fetch_add(1, Ordering::Relaxed);
+        if n >= self.limits.max_volumes {
+            return Err(Error::unsupported(format!(
+                "more than {} volumes in one image: the rest are not examined",
+                self.limits.max_volumes
+            ))
+            .with_path(path));
+        }
+        let mut v = Volume {
+            name: self.names.claim(want),
+            origin,
+            depth,
+            size,
+            offset: None,
+            image: self.clone(),
+            lock: None,
+            reader: OnceLock::new(),
+            decrypted: OnceLock::new(),
+            broken: None,
+            expanded: OnceLock::new(),
+            origin_notes: notes,
+        };
+        match reader {
+            Ok(r) => {
+                let _ = v.reader.set(r);
+            }
+            Err(e) => v.broken = Some(e.with_path(v.display())),
+        }
+        let v = Arc::new(v);
+        self.spanned.lock().unwrap_or_else(|e| e.into_inner()).push(v.clone());
+        Ok(v)
+    }
+}
 
 /// What a volume is, for people and for JSON.
 #[derive(Clone, Debug)]
@@ -135,6 +264,9 @@ pub struct Volume {
     /// Why it cannot be read at all (a partition past the end of its disk, ...).
     broken: Option<Error>,
     expanded: OnceLock<(Layer, Vec<Arc<Volume>>)>,
+    /// Where its parts come from, when that is worth saying (an LV assembled from PVs in
+    /// several images, and which copy of a duplicated PV was read).
+    pub origin_notes: Vec<String>,
 }
 
 /// How to unlock one encrypted volume: the passphrase and the key slot to try (all if `None`).
@@ -169,6 +301,7 @@ impl ImageTree {
             count: AtomicUsize::new(1),
             limits,
             lvm: Mutex::default(),
+            spanned: Mutex::default(),
             root_served: Default::default(),
         });
         let root = Arc::new(Volume {
@@ -183,6 +316,7 @@ impl ImageTree {
             decrypted: OnceLock::new(),
             broken: None,
             expanded: OnceLock::new(),
+            origin_notes: Vec::new(),
         });
         ImageTree { ctx, root }
     }
@@ -222,17 +356,30 @@ impl ImageTree {
         )
     }
 
-    /// Every volume known now, depth first (the root first). Locked volumes have no children yet.
+    /// Every volume known now, depth first (the root first), then the volumes assembled from
+    /// several images that this image hosts ([`ImageCtx::host`]) and theirs. Locked volumes have
+    /// no children yet.
     pub fn volumes(&self) -> Vec<Arc<Volume>> {
         let mut out = Vec::new();
         let mut stack = vec![self.root.clone()];
-        while let Some(v) = stack.pop() {
-            for c in v.children().iter().rev() {
-                stack.push(c.clone());
+        let mut spanned = 0;
+        loop {
+            while let Some(v) = stack.pop() {
+                for c in v.children().iter().rev() {
+                    stack.push(c.clone());
+                }
+                out.push(v);
             }
-            out.push(v);
+            // Expanding a volume may host more (a PV inside a spanned LV): read the list anew.
+            let next = self.ctx.spanned.lock().unwrap_or_else(|e| e.into_inner()).get(spanned).cloned();
+            match next {
+                Some(v) => {
+                    spanned += 1;
+                    stack.push(v);
+                }
+                None => return out,
+            }
         }
-        out
     }
 
     /// Whether any volume of the tree known now is encrypted.
@@ -457,9 +604,16 @@ impl Volume {
                         let vg = Arc::new(vg.clone());
                         layer.facts = lvm_facts(&vg);
                         let mut known = self.image.lvm.lock().unwrap_or_else(|e| e.into_inner());
-                        known.0.insert(vg.pvs[me].uuid.clone(), reader.clone());
+                        known.readers.insert(vg.pvs[me].uuid.clone(), reader.clone());
+                        known.found.push(PvFound {
+                            uuid: vg.pvs[me].uuid.clone(),
+                            vg: vg.clone(),
+                            reader: reader.clone(),
+                            depth: self.depth,
+                            volume: self.display(),
+                        });
                         let pvs: Vec<Option<Arc<dyn ReadAt>>> =
-                            vg.pvs.iter().map(|p| known.0.get(&p.uuid).cloned()).collect();
+                            vg.pvs.iter().map(|p| known.readers.get(&p.uuid).cloned()).collect();
                         for (i, lv) in vg.lvs.iter().enumerate() {
                             if !lv.visible {
                                 layer.notes.push(format!("hidden LV {} not shown", lv.name));
@@ -486,7 +640,7 @@ impl Volume {
                                 ));
                                 continue;
                             }
-                            if !known.1.insert(lv.uuid.clone()) {
+                            if !known.shown.insert(lv.uuid.clone()) {
                                 continue;
                             }
                             let want = name::dm(&vg.name, &lv.name);
@@ -555,6 +709,7 @@ impl Volume {
             decrypted: OnceLock::new(),
             broken: None,
             expanded: OnceLock::new(),
+            origin_notes: Vec::new(),
         })
     }
 
@@ -638,6 +793,9 @@ impl Lock {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+/// Most PV UUIDs one note lists.
+const NOTE_UUIDS: usize = 8;
 
 /// The VG and its LVs' segments, for `inspect`.
 fn lvm_facts(vg: &Vg) -> serde_json::Value {

@@ -27,14 +27,14 @@ fn config(loops: &[String]) -> String {
 }
 
 /// Image files attached to loop devices for lvm2; detached on drop.
-struct Pvs {
-    files: Vec<PathBuf>,
-    loops: Vec<String>,
+pub(crate) struct Pvs {
+    pub(crate) files: Vec<PathBuf>,
+    pub(crate) loops: Vec<String>,
     conf: String,
 }
 
 impl Pvs {
-    fn new(lab: &Lab, sizes_mib: &[u64]) -> Pvs {
+    pub(crate) fn new(lab: &Lab, sizes_mib: &[u64]) -> Pvs {
         let mut files = Vec::new();
         let mut loops = Vec::new();
         for (i, mib) in sizes_mib.iter().enumerate() {
@@ -51,7 +51,7 @@ impl Pvs {
     }
 
     /// `lvm SUB --config ... ARGS` must succeed; stdout.
-    fn lvm(&self, sub: &str, args: &[&str]) -> String {
+    pub(crate) fn lvm(&self, sub: &str, args: &[&str]) -> String {
         let mut c = tool("lvm");
         c.arg(sub).arg("--config").arg(&self.conf).args(args).env("LVM_SUPPRESS_FD_WARNINGS", "1");
         String::from_utf8(sh(c)).unwrap()
@@ -98,14 +98,14 @@ impl Pvs {
     }
 
     /// Device → (file index, PV UUID, pe_start bytes).
-    fn pv_table(&self) -> Vec<(String, String, u64)> {
+    pub(crate) fn pv_table(&self) -> Vec<(String, String, u64)> {
         self.report("pvs", "pv_name,pv_uuid,pe_start", &self.loops.iter().map(String::as_str).collect::<Vec<_>>())
             .into_iter()
             .map(|r| (r[0].clone(), r[1].clone(), r[2].parse().unwrap()))
             .collect()
     }
 
-    fn read(&self, i: usize) -> lvm::Pv {
+    pub(crate) fn read(&self, i: usize) -> lvm::Pv {
         let data = std::fs::read(&self.files[i]).unwrap();
         lvm::read_pv(&data, data.len() as u64).unwrap_or_else(|e| panic!("read_pv {}: {e}", self.files[i].display()))
     }
@@ -121,25 +121,25 @@ impl Drop for Pvs {
 
 /// One LV segment as `lvs` reports it.
 #[derive(Debug)]
-struct SegRow {
+pub(crate) struct SegRow {
     start_pe: u64,
     size_pe: u64,
     stripe_size: u64,
     /// (file index, first PV extent) per stripe
-    areas: Vec<(usize, u64)>,
+    pub(crate) areas: Vec<(usize, u64)>,
 }
 
 /// One LV as `lvs` reports it: name, size, segments (sorted), segment type of the first segment.
 #[derive(Debug)]
-struct LvRow {
-    name: String,
-    size: u64,
+pub(crate) struct LvRow {
+    pub(crate) name: String,
+    pub(crate) size: u64,
     segtype: String,
     origin: String,
-    segs: Vec<SegRow>,
+    pub(crate) segs: Vec<SegRow>,
 }
 
-fn lvs_table(p: &Pvs, vg: &str) -> Vec<LvRow> {
+pub(crate) fn lvs_table(p: &Pvs, vg: &str) -> Vec<LvRow> {
     let rows = p.report(
         "lvs",
         "lv_name,lv_size,seg_start_pe,seg_size_pe,seg_pe_ranges,stripes,stripe_size,segtype,origin",
@@ -181,7 +181,7 @@ fn lvs_table(p: &Pvs, vg: &str) -> Vec<LvRow> {
 
 /// Where lvm2's layout puts LV byte `off`: (file index, byte in file, bytes to the chunk end),
 /// by dm-stripe's rule (chunks of `stripe_size` dealt round-robin over the stripes).
-fn expect_map(row: &LvRow, pe_start: &[u64], extent: u64, off: u64) -> (usize, u64, u64) {
+pub(crate) fn expect_map(row: &LvRow, pe_start: &[u64], extent: u64, off: u64) -> (usize, u64, u64) {
     let seg = row.segs.iter().find(|s| off < (s.start_pe + s.size_pe) * extent).unwrap();
     let so = off - seg.start_pe * extent;
     let n = seg.areas.len() as u64;

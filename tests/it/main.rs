@@ -56,6 +56,7 @@ mod luks1;
 mod luks2;
 mod luks2_validation;
 mod lvm;
+mod lvm_span;
 mod mount;
 mod nested;
 mod package;
