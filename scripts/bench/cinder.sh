@@ -6,8 +6,9 @@
 # * Volume: SIZE MiB of seeded random plaintext in a LUKS1 image made by qemu-img (aes-xts-plain64,
 #   the format Cinder's encrypted volumes use). Backed up twice by cinder's own drivers
 #   (scripts/cinder-backup.py): PosixBackupDriver and SwiftBackupDriver (a real Swift,
-#   scripts/swift-up.sh, tempauth), 50 MiB objects (the Swift driver's default; the posix
-#   driver's 2 GB default would need 2 GB per object in memory, as cinder's own restore does),
+#   scripts/swift-up.sh, tempauth), 50 MiB objects (the Swift driver's default; with the posix
+#   driver's 2 GB default, verify would hold a 2 GB object at a time: it checks each object's
+#   md5, over the whole object),
 #   default zlib compression (a LUKS ciphertext does not shrink: cinder stores it uncompressed).
 # * Bytes first: the mounted posix backup and the plain image are compared with the plaintext.
 # * verify, posix: `luksfs verify BACKUP` (objects md5- and sha256file-checked, decrypted,
