@@ -85,15 +85,7 @@ pub fn collect(os_cloud: Option<&str>) -> Result<Facts> {
         };
         states.insert(key, state);
     }
-    Ok(Facts {
-        images: seen.len(),
-        cinder,
-        refs: found.refs,
-        bad: found.bad,
-        states,
-        barbican,
-        barbican_error: broken,
-    })
+    Ok(Facts { images: seen.len(), cinder, refs: found.refs, bad: found.bad, states, barbican, barbican_error: broken })
 }
 
 /// What Barbican says about secret `key` (an id [`crate::keys::barbican::parse_secret_ref`]

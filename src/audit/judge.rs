@@ -175,10 +175,7 @@ fn missing(key: &str, refs: &[KeyRef]) -> Finding {
     Finding {
         kind: "key_missing",
         key_id: key.to_string(),
-        message: format!(
-            "Barbican has no secret {key} (404): {} can no longer be decrypted",
-            who.join(", ")
-        ),
+        message: format!("Barbican has no secret {key} (404): {} can no longer be decrypted", who.join(", ")),
         references: refs.to_vec(),
         deleting_images: Vec::new(),
         fix: vec![
@@ -219,12 +216,15 @@ fn shared_risk(
         .iter()
         .filter(|r| {
             // (when the consumers are not known, every user may need one)
-            consumers
-                .is_none_or(|c| c.state == "unknown" || c.missing.contains(&format!("{} {}", r.kind.word(), r.id)))
+            consumers.is_none_or(|c| c.state == "unknown" || c.missing.contains(&format!("{} {}", r.kind.word(), r.id)))
         })
         .collect();
     if !unregistered.is_empty() {
-        fix.push("Register each user of the key as a secret consumer (Barbican then refuses to delete it):".into());
+        fix.push(
+            "Register each user of the key as a secret consumer (from API 1.2 on, Barbican refuses to \
+             delete a secret that has consumers unless forced):"
+                .into(),
+        );
         for r in unregistered {
             let service = if r.kind == HolderKind::Image { "glance" } else { "cinder" };
             fix.push(format!(
@@ -252,7 +252,9 @@ fn shared_risk(
 /// The references whose key id could not be read, as notes.
 pub fn bad_ref_notes(bad: &[BadRef]) -> Vec<String> {
     bad.iter()
-        .map(|b| format!("{} {}: its {} is not a Barbican secret id or href (not checked)", b.kind.word(), b.id, b.property))
+        .map(|b| {
+            format!("{} {}: its {} is not a Barbican secret id or href (not checked)", b.kind.word(), b.id, b.property)
+        })
         .collect()
 }
 

@@ -92,13 +92,7 @@ fn text<'a>(record: &'a Value, key: &str) -> Option<&'a str> {
 }
 
 impl Found {
-    fn add(
-        &mut self,
-        record: &Value,
-        kind: HolderKind,
-        property: &'static str,
-        policy_property: Option<&'static str>,
-    ) {
+    fn add(&mut self, record: &Value, kind: HolderKind, property: &'static str, policy_property: Option<&'static str>) {
         let Some(raw) = text(record, property) else { return };
         let id = text(record, "id").unwrap_or("").to_string();
         match parse_secret_ref(raw) {

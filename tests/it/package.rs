@@ -28,6 +28,7 @@ const INSTALLED: &[&str] = &[
     "/usr/share/luksfs/schema/verify.schema.json",
     "/usr/share/luksfs/schema/status.schema.json",
     "/usr/share/luksfs/schema/list.schema.json",
+    "/usr/share/luksfs/schema/audit.schema.json",
 ];
 
 fn installed() -> bool {
