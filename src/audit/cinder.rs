@@ -2,7 +2,8 @@
 //! listings from block storage API 3.64 on: `OpenStack-API-Version: volume 3.64`).
 //!
 //! Cinder is optional to the audit: when the service catalog has no `volumev3` /
-//! `block-storage` endpoint, or Cinder cannot be reached or refuses, the answer is
+//! `block-storage` endpoint (nor a `block_storage_endpoint_override` in the cloud's
+//! configuration), or Cinder cannot be reached or refuses, the answer is
 //! [`CinderPart::NotChecked`] with the reason, which the report states plainly.
 //!
 //! Paths: `{endpoint}/volumes/detail` and `{endpoint}/backups/detail`, where the endpoint is the
@@ -41,9 +42,10 @@ pub enum CinderPart {
 
 /// The project's volumes and backups, or why they could not be read.
 pub fn read(km: &KeyManager) -> CinderPart {
+    let overridden = km.config().block_storage_endpoint.as_deref();
     for kind in SERVICE_TYPES {
         // (the session is known good here: Glance was just read with it)
-        let Ok(t) = km.service(kind, None) else { continue };
+        let Ok(t) = km.service(kind, overridden) else { continue };
         return match list_both(km, kind, &t) {
             Ok((volumes, backups)) => CinderPart::Checked { volumes, backups },
             Err(e) => CinderPart::NotChecked(format!("Cinder ({kind} at {}): {e}", t.endpoint)),
@@ -123,7 +125,7 @@ pub fn next_link(page: &Value, links: &str) -> Option<String> {
 fn get_json(km: &KeyManager, kind: &str, url: &str) -> Result<Value> {
     let mut reauthed = false;
     loop {
-        let t = km.service(kind, None)?;
+        let t = km.service(kind, km.config().block_storage_endpoint.as_deref())?;
         let token = std::str::from_utf8(t.token.as_bytes()).map_err(|_| Error::io("unusable token"))?;
         let mut resp = km
             .agent()

@@ -1017,6 +1017,7 @@ mod tests {
             insecure: false,
             key_manager_endpoint: None,
             image_endpoint: None,
+            block_storage_endpoint: None,
         }
     }
     fn named(n: &str) -> IdOrName {

@@ -95,7 +95,8 @@ fn cinder_not_checked(j: &Value) {
 
 /// A project whose keys are each used once, or shared only by images that keep them: exit 0,
 /// no finding, every key present, no consumers registered; the text report says so and that
-/// Cinder was not checked.
+/// Cinder was not checked (not in the catalog; then, overridden to a port nothing listens on,
+/// not reachable).
 #[test]
 fn audit_clean_project_exits_0() {
     let Some(osk) = harness() else { return };
@@ -130,6 +131,17 @@ fn audit_clean_project_exits_0() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.code(), 0, "{text}\n{}", out.stderr);
     assert!(text.contains("Audited 4 images") && text.contains("NOT CHECKED") && text.contains("\nOK:"), "{text}");
+
+    // a Cinder that does not answer is said so, and is no error
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dead = format!("http://127.0.0.1:{port}/v3");
+    let env = clouds_env(&lab, &clouds(&lab, osk, &p, &[("block_storage_endpoint_override", &dead)]));
+    let out = audit(&env, true);
+    let j = parse(&out);
+    assert_eq!(out.code(), 0, "{j}\n{}", out.stderr);
+    assert_eq!(j["checked"]["cinder"]["checked"], false, "{j}");
+    let detail = j["checked"]["cinder"]["detail"].as_str().unwrap();
+    assert!(detail.contains("unreachable") && detail.contains(&dead), "{detail}");
     for id in &ids {
         api.delete(id);
     }
