@@ -156,7 +156,8 @@ fn audit_clean_project_exits_0() {
 /// test Glance, so it must follow `next`), an image whose key was deleted from Barbican (404),
 /// and an image whose key belongs to another project (403: cannot tell, not a risk). Exit 6;
 /// the JSON names both risks, the images that delete the key, the fixes, and the consumer one
-/// image registered.
+/// image registered. With Barbican unreachable, the keys are not checked (said so) and the
+/// shared key is still found.
 #[test]
 fn audit_shared_and_missing_keys_exit_6() {
     let Some(osk) = harness() else { return };
@@ -247,6 +248,19 @@ fn audit_shared_and_missing_keys_exit_6() {
     assert!(text.contains("RISK key_missing") && text.contains("RISK shared_key_deleted_with_image"), "{text}");
     assert!(text.contains(&format!("openstack image unset --property cinder_encryption_key_deletion_policy {a}")));
     assert!(text.contains("cannot tell (403)") && text.contains("2 risks found"), "{text}");
+
+    // Barbican unreachable: no key can be checked (said so), the shared key is still a risk
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dead = format!("http://127.0.0.1:{port}");
+    let env = clouds_env(&lab, &clouds(&lab, osk, &p, &[("key_manager_endpoint_override", &dead)]));
+    let out = audit(&env, true);
+    let j = parse(&out);
+    assert_eq!(out.code(), 6, "{j}\n{}", out.stderr);
+    let kinds: Vec<&str> = j["findings"].as_array().unwrap().iter().map(|f| f["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["shared_key_deleted_with_image"], "{j}");
+    assert_eq!(j["summary"]["not_checked"], 3, "{j}");
+    assert_eq!(j["checked"]["barbican"]["checked"], false, "{j}");
+    assert!(j["checked"]["barbican"]["detail"].as_str().unwrap().contains(&dead), "{j}");
     for id in [&a, &b, &c, &d, &lost, &other] {
         api.delete(id);
     }
