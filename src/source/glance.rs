@@ -163,11 +163,11 @@ impl GlanceStore {
                 return Err(Error::unsupported(format!("Glance lists more than {MAX_IMAGES} images")));
             }
             match page.get("next").and_then(Value::as_str) {
-                // only ever a path of the image list of this Glance: never another host
                 // a link to the same page again would never end
                 Some(next) if next == path => {
                     return Err(Error::io(format!("Glance image list: the next link {next:?} is the page itself")));
                 }
+                // only ever a path of the image list of this Glance: never another host
                 Some(next) if next.starts_with("/v2/images?") && !images.is_empty() => path = next.to_string(),
                 Some(next) if !images.is_empty() => {
                     return Err(Error::io(format!("Glance image list: unexpected next link {next:?}")));
