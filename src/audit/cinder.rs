@@ -6,19 +6,16 @@
 //! configuration), or Cinder cannot be reached or refuses, the answer is
 //! [`CinderPart::NotChecked`] with the reason, which the report states plainly.
 //!
-//! Paths: `{endpoint}/volumes/detail` and `{endpoint}/backups/detail`, where the endpoint is the
-//! catalog's URL, which normally ends in `/v3/{project_id}`; one that ends in `/v3` (or has no
-//! version) gets the token's project id appended. Paging: `limit`, then the `rel: next` href of
+//! Paths: `{project}/volumes/detail` and `{project}/backups/detail` under the endpoint
+//! [`crate::keys::cinder::service`] finds, made the project's URL by
+//! [`crate::keys::cinder::project_url`] (the code the backup key lookup uses). Paging: `limit`, then the `rel: next` href of
 //! `volumes_links` / `backups_links` (a `marker` link), followed only below that endpoint.
 
-use crate::keys::barbican::{KeyManager, ServiceToken};
+use crate::keys::barbican::KeyManager;
+use crate::keys::cinder::{MICROVERSION, project_url, service};
 use crate::{Error, Result};
 use serde_json::Value;
 
-/// Catalog service types of Cinder's v3 API, in order of preference.
-pub const SERVICE_TYPES: [&str; 2] = ["block-storage", "volumev3"];
-/// The microversion whose detail views carry `encryption_key_id`.
-pub const MICROVERSION: &str = "volume 3.64";
 /// Records per page.
 const PAGE: usize = 500;
 /// Most records of one kind read.
@@ -42,55 +39,24 @@ pub enum CinderPart {
 
 /// The project's volumes and backups, or why they could not be read.
 pub fn read(km: &KeyManager) -> CinderPart {
-    let overridden = km.config().block_storage_endpoint.as_deref();
-    for kind in SERVICE_TYPES {
-        // (the session is known good here: Glance was just read with it)
-        let Ok(t) = km.service(kind, overridden) else { continue };
-        return match list_both(km, kind, &t) {
-            Ok((volumes, backups)) => CinderPart::Checked { volumes, backups },
-            Err(e) => CinderPart::NotChecked(format!("Cinder ({kind} at {}): {e}", t.endpoint)),
-        };
+    // (the session is known good here: Glance was just read with it)
+    let t = match service(km) {
+        Ok(t) => t,
+        Err(e) => return CinderPart::NotChecked(e.message().to_string()),
+    };
+    let base = project_url(&t.endpoint, t.project_id.as_deref());
+    match list(km, &base, "volumes").and_then(|v| Ok((v, list(km, &base, "backups")?))) {
+        Ok((volumes, backups)) => CinderPart::Checked { volumes, backups },
+        Err(e) => CinderPart::NotChecked(format!("Cinder at {}: {e}", t.endpoint)),
     }
-    CinderPart::NotChecked(format!(
-        "Cinder is not in the service catalog (no {} endpoint, interface {})",
-        SERVICE_TYPES.join(" or "),
-        km.config().interface
-    ))
-}
-
-fn list_both(km: &KeyManager, kind: &str, t: &ServiceToken) -> Result<(Vec<Value>, Vec<Value>)> {
-    let base = project_url(&t.endpoint, t.project_id.as_deref())?;
-    let volumes = list(km, kind, &base, "volumes")?;
-    let backups = list(km, kind, &base, "backups")?;
-    Ok((volumes, backups))
-}
-
-/// The project's API URL: `endpoint` as it is when it names `project` (or any last path part
-/// after `/v3/`), else with `/v3` and the project id added.
-pub fn project_url(endpoint: &str, project: Option<&str>) -> Result<String> {
-    let e = endpoint.trim_end_matches('/');
-    if let Some((_, last)) = e.rsplit_once("/v3/")
-        && !last.is_empty()
-        && !last.contains('/')
-    {
-        return Ok(e.to_string());
-    }
-    let project = project.ok_or_else(|| Error::io("the token is not scoped to a project (no project id)"))?;
-    if !project.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-        return Err(Error::io("the token's project id is not usable in a URL"));
-    }
-    Ok(match e.strip_suffix("/v3") {
-        Some(_) => format!("{e}/{project}"),
-        None => format!("{e}/v3/{project}"),
-    })
 }
 
 /// Every record of `{base}/{what}/detail`, following the `next` links.
-fn list(km: &KeyManager, kind: &str, base: &str, what: &str) -> Result<Vec<Value>> {
+fn list(km: &KeyManager, base: &str, what: &str) -> Result<Vec<Value>> {
     let mut out = Vec::new();
     let mut url = format!("{base}/{what}/detail?limit={PAGE}");
     loop {
-        let page = get_json(km, kind, &url)?;
+        let page = get_json(km, &url)?;
         let items = page
             .get(what)
             .and_then(Value::as_array)
@@ -122,10 +88,10 @@ pub fn next_link(page: &Value, links: &str) -> Option<String> {
 }
 
 /// GET `url` (JSON, API 3.64); re-authenticates once on 401.
-fn get_json(km: &KeyManager, kind: &str, url: &str) -> Result<Value> {
+fn get_json(km: &KeyManager, url: &str) -> Result<Value> {
     let mut reauthed = false;
     loop {
-        let t = km.service(kind, km.config().block_storage_endpoint.as_deref())?;
+        let t = service(km)?;
         let token = std::str::from_utf8(t.token.as_bytes()).map_err(|_| Error::io("unusable token"))?;
         let mut resp = km
             .agent()
@@ -165,17 +131,6 @@ fn get_json(km: &KeyManager, kind: &str, url: &str) -> Result<Value> {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn project_urls() {
-        let p = Some("0123abcd");
-        assert_eq!(project_url("http://c:8776/v3/0123abcd/", p).unwrap(), "http://c:8776/v3/0123abcd");
-        assert_eq!(project_url("http://c:8776/v3", p).unwrap(), "http://c:8776/v3/0123abcd");
-        assert_eq!(project_url("https://h/volume/v3/", p).unwrap(), "https://h/volume/v3/0123abcd");
-        assert_eq!(project_url("http://c:8776", p).unwrap(), "http://c:8776/v3/0123abcd");
-        assert!(project_url("http://c:8776/v3", None).is_err());
-        assert!(project_url("http://c:8776/v3", Some("../x")).is_err());
-    }
 
     #[test]
     fn next_links() {
