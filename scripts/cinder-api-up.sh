@@ -22,7 +22,13 @@
 # Idempotent: a second run reuses the venv and the database and leaves a running cinder-api alone
 # (keeping its port). Stop it with scripts/cinder-api-down.sh DIR.
 #
-# Environment: LUKSFS_CINDER_VENV (target/cinder-venv), CINDER_START_TIMEOUT (60 seconds).
+# Environment: LUKSFS_CINDER_VENV (target/cinder-venv), CINDER_START_TIMEOUT (60 seconds),
+# CINDER_CATALOG (1; 0: register the service user but no catalog endpoints, for a second
+# cinder-api that clients reach with `block_storage_endpoint_override`), CINDER_PAGE_MAX (unset:
+# cinder's default; N: at most N records per page of a listing, so that clients follow `next`).
+#
+# Barbican (of the same Keystone's catalog) is its key manager: creating a volume of an
+# encrypted type through the API makes the volume's key there, with the caller's token.
 set -euo pipefail
 die() { echo "cinder-api-up: $*" >&2; exit 1; }
 log() { printf '[cinder-api-up] %s\n' "$*" >&2; }
@@ -72,10 +78,11 @@ CPW=$(cat "$D/state/password")
 {
     OSK_ADMIN_PASSWORD=$OSK_ADMIN_PASSWORD SERVICE_PASSWORD=$CPW python3 "$HERE/keystone-service.py" --user \
         "$OSK_KEYSTONE_URL" cinder &&
+        { [ "${CINDER_CATALOG:-1}" = 0 ] ||
         for t in volumev3:cinderv3 block-storage:cinder; do
             OSK_ADMIN_PASSWORD=$OSK_ADMIN_PASSWORD python3 "$HERE/keystone-service.py" "$OSK_KEYSTONE_URL" \
                 "${t%%:*}" "${t#*:}" "$URL/v3/%(project_id)s" || exit 1
-        done
+        done; }
 } >"$D/log/keystone.log" 2>&1 || { cat "$D/log/keystone.log" >&2; die "registering Cinder in Keystone failed"; }
 
 # ------------------------------------------------------------- config -----
@@ -90,6 +97,7 @@ osapi_volume_listen_port = $PORT
 osapi_volume_workers = 1
 # no broker: the API answers GETs from its database
 transport_url = fake://
+${CINDER_PAGE_MAX:+osapi_max_limit = $CINDER_PAGE_MAX}
 [oslo_messaging_notifications]
 driver = noop
 [oslo_policy]
@@ -111,6 +119,11 @@ project_name = service
 project_domain_name = Default
 # keystonemiddleware looks for the 'internal' identity endpoint by default
 interface = public
+[key_manager]
+backend = barbican
+[barbican]
+auth_endpoint = $OSK_KEYSTONE_URL
+barbican_endpoint_type = public
 C
 
 # cinder's default rule for reading a backup, except for users with the role luksfs-no-backups

@@ -71,6 +71,21 @@ Examples:
   luksfs status /mnt/plain --json | jq '.images[] | select(.state == \"failed\") | .reason'
   getfattr -d /mnt/plain/vol-1.luks.raw";
 
+/// `luksfs audit --help`: exit codes and examples.
+pub const AUDIT: &str = "\
+Checks (reads only; Glance, Cinder when in the catalog, Barbican):
+  every key referenced more than once where an image has deletion policy on_image_deletion
+  (deleting that image deletes the key for the others); every key Barbican no longer has (404);
+  the secret consumers registered for each key. Fixes are printed as commands.
+
+Exit codes:
+  0  no risk found     6  risks found     1  error (e.g. Glance unreachable)     2  usage
+
+Examples:
+  luksfs audit --os-cloud prod
+  luksfs audit --os-cloud prod --json | jq '.findings[] | {kind, key_id, fix}'
+  OS_CLOUD=prod luksfs audit --json > audit.json   (exit 6: risks; fixes in .findings[].fix)";
+
 /// `luksfs generate-assets --help`.
 pub const GENERATE_ASSETS: &str = "\
 Examples:
@@ -107,5 +122,12 @@ mod tests {
         assert!(h.contains("  7  FAIL: a hash check failed"), "{h}");
         assert_eq!(crate::report::EXIT_WARN, 6);
         assert_eq!(crate::report::EXIT_MISMATCH, 7);
+    }
+
+    #[test]
+    fn audit_help_lists_its_exit_codes() {
+        let h = help("audit");
+        assert!(h.contains("6  risks found") && h.contains("Examples:\n  luksfs audit --os-cloud"), "{h}");
+        assert_eq!(crate::audit::EXIT_RISKS, 6);
     }
 }

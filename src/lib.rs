@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 
 pub mod assets;
+pub mod audit;
 pub mod cache;
 pub mod catalog;
 pub mod civil;

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 const AFTER_HELP: &str = "\
 Exit codes: 0 success, 1 other error (I/O, ...), 2 usage, 3 no key slot opened with the key,
 4 corrupt or truncated image, 5 refused or unsupported feature;
-verify only: 6 verified with warnings, 7 a hash check failed.
+verify only: 6 verified with warnings, 7 a hash check failed; audit: 6 risks found.
 
 Examples:
   luksfs inspect vol-1.luks
@@ -78,6 +78,11 @@ pub enum Command {
     /// volumes, bytes read; and its cache hit rate. Asks the mount's daemon.
     #[command(after_help = crate::help::STATUS)]
     Status(crate::status::cmd::StatusArgs),
+    /// Audit an OpenStack project's Barbican keys: keys shared by images, volumes and backups
+    /// where deleting one image deletes the key for all (deletion policy on_image_deletion),
+    /// keys Barbican no longer has, and their secret consumers. Reads only; prints fixes.
+    #[command(after_help = crate::help::AUDIT)]
+    Audit(crate::audit::AuditArgs),
     /// Write man pages and shell completions into DIR (for packaging).
     #[command(hide = true, after_help = crate::help::GENERATE_ASSETS)]
     GenerateAssets(crate::assets::GenerateArgs),
@@ -92,6 +97,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Verify(a) => verify::run(a),
         Command::List(a) => crate::status::cmd::list(a),
         Command::Status(a) => crate::status::cmd::status(a),
+        Command::Audit(a) => crate::audit::run(a),
         Command::GenerateAssets(a) => crate::assets::run(a),
     };
     match result {

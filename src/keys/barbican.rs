@@ -368,6 +368,29 @@ impl KeyManager {
 
     /// GET `path` from Barbican; 200 → body. Re-authenticates once on 401.
     fn get(&self, path: &str, accept: &str, limit: u64) -> Result<Vec<u8>, Error> {
+        let (status, body, url) = self.get_answer(path, accept, limit)?;
+        if status == 200 {
+            return Ok(body);
+        }
+        let words = status_words(status);
+        Err(match status {
+            404 => Error::bad_key("no such secret (404)"),
+            403 => Error::bad_key("forbidden (403): these credentials may not read it"),
+            401 => Error::io("unauthorized (401): Barbican rejects the token"),
+            _ => Error::io(format!("{words} ({status}) from the key manager at {url}")),
+        })
+    }
+
+    /// What Barbican answers to `GET path` (`/v1/...`, JSON): its status, and the body of a 200
+    /// (empty otherwise). Re-authenticates once on 401. Err only when Barbican cannot be asked
+    /// (no endpoint, Keystone refuses, transport failure): for callers that tell a missing secret
+    /// (404) from a forbidden one (403) themselves, such as `luksfs audit`.
+    pub fn barbican_get(&self, path: &str) -> Result<(u16, Vec<u8>), Error> {
+        self.get_answer(path, "application/json", MAX_JSON).map(|(status, body, _)| (status, body))
+    }
+
+    /// [`KeyManager::barbican_get`] with its URL.
+    fn get_answer(&self, path: &str, accept: &str, limit: u64) -> Result<(u16, Vec<u8>, String), Error> {
         let mut retried = false;
         loop {
             let sess = self.session()?;
@@ -379,12 +402,13 @@ impl KeyManager {
             log::debug!("barbican: GET {url} -> {status}");
             match status {
                 200 => {
-                    return resp
+                    let body = resp
                         .body_mut()
                         .with_config()
                         .limit(limit)
                         .read_to_vec()
-                        .map_err(|e| transport_error("key manager", &url, &e, &self.opts));
+                        .map_err(|e| transport_error("key manager", &url, &e, &self.opts))?;
+                    return Ok((200, body, url));
                 }
                 // every supported method can ask Keystone again; a revoked `token` credential
                 // then fails there with a clear message
@@ -398,13 +422,7 @@ impl KeyManager {
                 _ => {}
             }
             log_error_body(&mut resp);
-            let words = status_words(status);
-            return Err(match status {
-                404 => Error::bad_key("no such secret (404)"),
-                403 => Error::bad_key("forbidden (403): these credentials may not read it"),
-                401 => Error::io("unauthorized (401): Barbican rejects the token"),
-                _ => Error::io(format!("{words} ({status}) from the key manager at {url}")),
-            });
+            return Ok((status, Vec::new(), url));
         }
     }
 
@@ -999,6 +1017,7 @@ mod tests {
             insecure: false,
             key_manager_endpoint: None,
             image_endpoint: None,
+            block_storage_endpoint: None,
         }
     }
     fn named(n: &str) -> IdOrName {

@@ -24,11 +24,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Microversion that shows a backup's `encryption_key_id`.
-const MICROVERSION: &str = "volume 3.64";
+pub const MICROVERSION: &str = "volume 3.64";
 /// Largest answer read for one backup record.
 const MAX_JSON: u64 = 1 << 20;
 /// Catalog service types of Cinder's v3 API, in the order tried.
-const SERVICE_TYPES: [&str; 2] = ["block-storage", "volumev3"];
+pub const SERVICE_TYPES: [&str; 2] = ["block-storage", "volumev3"];
 
 /// Where the key id of a backup came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,17 +186,28 @@ fn lookup(km: &KeyManager, backup_id: &str) -> Result<Lookup> {
     }
 }
 
-/// The URL of backup `backup_id` under Cinder's v3 `endpoint`: catalogs list it as
-/// `.../v3/<project id>`, or as `.../v3` (the project then goes in the path).
+/// The URL of backup `backup_id` under Cinder's v3 `endpoint` ([`project_url`]).
 fn backup_url(endpoint: &str, project_id: Option<&str>, backup_id: &str) -> String {
+    format!("{}/backups/{backup_id}", project_url(endpoint, project_id))
+}
+
+/// The project's URL under Cinder's v3 `endpoint`: catalogs list it as `.../v3/<project id>`
+/// (kept as it is), or as `.../v3` (the project then goes in the path; without a project id,
+/// `.../v3` itself, as Cinder 3.67 and later accept).
+pub fn project_url(endpoint: &str, project_id: Option<&str>) -> String {
+    let endpoint = endpoint.trim_end_matches('/');
     match project_id {
-        Some(p) if endpoint.ends_with("/v3") => format!("{endpoint}/{p}/backups/{backup_id}"),
-        _ => format!("{endpoint}/backups/{backup_id}"),
+        Some(p) if endpoint.ends_with("/v3") => format!("{endpoint}/{p}"),
+        _ => endpoint.to_string(),
     }
 }
 
-/// Cinder's v3 endpoint from the session's catalog.
-fn service(km: &KeyManager) -> Result<crate::keys::barbican::ServiceToken> {
+/// A token and Cinder's v3 endpoint: the cloud's `block_storage_endpoint_override`, else the
+/// `block-storage` or `volumev3` endpoint of the session's catalog.
+pub fn service(km: &KeyManager) -> Result<crate::keys::barbican::ServiceToken> {
+    if let Some(e) = km.config().block_storage_endpoint.as_deref() {
+        return km.service("block-storage", Some(e));
+    }
     let mut first = None;
     for kind in SERVICE_TYPES {
         match km.service(kind, None) {
@@ -257,6 +268,7 @@ mod tests {
         assert_eq!(backup_url("http://c:8776/v3/p1", Some("p1"), ID), format!("http://c:8776/v3/p1/backups/{ID}"));
         assert_eq!(backup_url("https://c/volume/v3", Some("p2"), ID), format!("https://c/volume/v3/p2/backups/{ID}"));
         assert_eq!(backup_url("https://c/volume/v3", None, ID), format!("https://c/volume/v3/backups/{ID}"));
+        assert_eq!(project_url("http://c:8776/v3/p1/", Some("p1")), "http://c:8776/v3/p1");
     }
 
     #[test]

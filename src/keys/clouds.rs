@@ -24,7 +24,8 @@
 //! `application_credential_id`/`_name`/`_secret`, `token`. Top level: `region_name` (or the first
 //! of `regions`), `interface` (`endpoint_type`; `publicURL` = `public`; default `public`),
 //! `cacert`, `verify: false` / `insecure: true`, `key_manager_endpoint_override` (or
-//! `key_manager_endpoint`), `image_endpoint_override` (Glance, for `glance://`). Each has its
+//! `key_manager_endpoint`), `image_endpoint_override` (Glance, for `glance://`),
+//! `block_storage_endpoint_override` (Cinder, for `luksfs audit`). Each has its
 //! `OS_*` variable: the key upper-cased with `OS_` in front (`OS_KEY_MANAGER_ENDPOINT` too).
 //!
 //! Not supported: `profile` (vendor defaults), `auth_type`s other than the three above, client
@@ -147,6 +148,9 @@ pub struct CloudConfig {
     pub key_manager_endpoint: Option<String>,
     /// Glance URL to use instead of the catalog's `image` endpoint.
     pub image_endpoint: Option<String>,
+    /// Cinder URL (v3, with or without the project id) to use instead of the catalog's
+    /// `block-storage` / `volumev3` endpoint.
+    pub block_storage_endpoint: Option<String>,
 }
 
 /// Configuration files found by [`load`]: `(path, contents)`.
@@ -196,6 +200,7 @@ const TOP_KEYS: &[(&str, &[&str])] = &[
     ("key_manager_endpoint_override", &["OS_KEY_MANAGER_ENDPOINT_OVERRIDE", "OS_KEY_MANAGER_ENDPOINT"]),
     ("key_manager_endpoint", &[]),
     ("image_endpoint_override", &["OS_IMAGE_ENDPOINT_OVERRIDE"]),
+    ("block_storage_endpoint_override", &["OS_BLOCK_STORAGE_ENDPOINT_OVERRIDE"]),
 ];
 
 fn env_name(key: &str) -> Option<&'static str> {
@@ -505,6 +510,7 @@ fn build(raw: Raw) -> Result<CloudConfig, Error> {
         insecure,
         key_manager_endpoint,
         image_endpoint: raw.top.get("image_endpoint_override").cloned(),
+        block_storage_endpoint: raw.top.get("block_storage_endpoint_override").cloned(),
     })
 }
 
@@ -723,6 +729,7 @@ clouds:
             ("OS_INSECURE", "False"),
             ("OS_KEY_MANAGER_ENDPOINT", "https://b:9311"),
             ("OS_IMAGE_ENDPOINT_OVERRIDE", "https://g:9292"),
+            ("OS_BLOCK_STORAGE_ENDPOINT_OVERRIDE", "https://c:8776/v3"),
         ]);
         let c = resolve(None, &e, &Files::default()).unwrap();
         assert_eq!(c.source, "the OS_* environment");
@@ -731,6 +738,7 @@ clouds:
         assert_eq!(c.cacert.as_deref(), Some(Path::new("/ca.pem")));
         assert_eq!(c.key_manager_endpoint.as_deref(), Some("https://b:9311"));
         assert_eq!(c.image_endpoint.as_deref(), Some("https://g:9292"));
+        assert_eq!(c.block_storage_endpoint.as_deref(), Some("https://c:8776/v3"));
         assert!(matches!(&c.scope, Some(Scope::Project { domain: Some(d), .. }) if d.id.as_deref() == Some("default")));
     }
 

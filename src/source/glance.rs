@@ -130,8 +130,22 @@ impl GlanceStore {
 
     /// Every image the project sees (its own, shared and public), following `next`.
     pub fn images(&self) -> Result<Vec<GlanceImage>> {
+        self.images_where("")
+    }
+
+    /// The images Glance lists for `filters` (a query string without `limit` and `marker`, such
+    /// as `os_hidden=true`: hidden images are listed only when asked for), following `next`:
+    /// Glance pages by `limit` (capped by its `api_limit_max`) and links the next page with the
+    /// last image's id as `marker`, keeping the filters.
+    pub fn images_where(&self, filters: &str) -> Result<Vec<GlanceImage>> {
+        if !filters.bytes().all(|b| b.is_ascii_alphanumeric() || b"_=&-".contains(&b)) {
+            return Err(Error::usage(format!("not a Glance image filter: {filters:?}")));
+        }
         let mut out = Vec::new();
-        let mut path = format!("/v2/images?limit={PAGE}");
+        let mut path = match filters {
+            "" => format!("/v2/images?limit={PAGE}"),
+            f => format!("/v2/images?{f}&limit={PAGE}"),
+        };
         loop {
             let body = match self.request(&path, None, "the image list")? {
                 Answer::Body(b) => b,
@@ -149,6 +163,10 @@ impl GlanceStore {
                 return Err(Error::unsupported(format!("Glance lists more than {MAX_IMAGES} images")));
             }
             match page.get("next").and_then(Value::as_str) {
+                // a link to the same page again would never end
+                Some(next) if next == path => {
+                    return Err(Error::io(format!("Glance image list: the next link {next:?} is the page itself")));
+                }
                 // only ever a path of the image list of this Glance: never another host
                 Some(next) if next.starts_with("/v2/images?") && !images.is_empty() => path = next.to_string(),
                 Some(next) if !images.is_empty() => {

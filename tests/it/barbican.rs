@@ -281,7 +281,7 @@ impl Osk {
         self.env.iter().filter(|(k, _)| k.starts_with("OS_")).map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
-    fn admin_req(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> serde_json::Value {
+    pub(crate) fn admin_req(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> serde_json::Value {
         let url = format!("{}{path}", self.keystone);
         let tok = self.admin_token();
         let a = agent();

@@ -43,6 +43,7 @@
 #[macro_use]
 mod util;
 
+mod audit;
 mod barbican;
 mod cinder_api;
 mod cinder_backup;

@@ -18,6 +18,7 @@ const INSTALLED: &[&str] = &[
     "/usr/share/man/man1/luksfs-verify.1.gz",
     "/usr/share/man/man1/luksfs-list.1.gz",
     "/usr/share/man/man1/luksfs-status.1.gz",
+    "/usr/share/man/man1/luksfs-audit.1.gz",
     "/usr/share/bash-completion/completions/luksfs",
     "/usr/share/zsh/vendor-completions/_luksfs",
     "/usr/share/fish/vendor_completions.d/luksfs.fish",
@@ -28,6 +29,7 @@ const INSTALLED: &[&str] = &[
     "/usr/share/luksfs/schema/verify.schema.json",
     "/usr/share/luksfs/schema/status.schema.json",
     "/usr/share/luksfs/schema/list.schema.json",
+    "/usr/share/luksfs/schema/audit.schema.json",
 ];
 
 fn installed() -> bool {
