@@ -113,9 +113,10 @@ impl State {
         self.streams.iter().position(|s| s.next > 0 && pos >= s.next && pos - s.next < BLOCK)
     }
 
-    /// The piped stream whose pipe will soon bring byte `pos`.
+    /// The piped stream whose pipe will soon bring byte `pos`: within what it reads ahead
+    /// anyway (further on is a miss: the pipe would read everything in between).
     fn piping(&self, pos: u64) -> Option<usize> {
-        self.streams.iter().position(|s| s.piped && pos >= s.next && pos - s.next < PIPE_AHEAD + PIECE)
+        self.streams.iter().position(|s| s.piped && pos >= s.next && pos - s.next < pipe_allowance(s.streak))
     }
 
     fn stream(&mut self, id: u64) -> Option<&mut Stream> {
@@ -182,7 +183,7 @@ impl ObjectReader {
         loop {
             if let Some(i) = st.recent.iter().position(|r| r.start <= pos && pos < r.end()) {
                 let r = st.recent.remove(i);
-                let (found, end) = ((r.start, r.data.clone()), r.end());
+                let (found, start, end) = ((r.start, r.data.clone()), r.start, r.end());
                 st.recent.push(r);
                 // reading on into a range a stream fetched (not a probe's first block): keep
                 // its next ones coming
@@ -193,8 +194,12 @@ impl ObjectReader {
                     let stream = &mut st.streams[s];
                     stream.used = now;
                     if end > stream.reading {
+                        // the stream goes on only into the range after the one it read last (a
+                        // probe's jump forward moves the reader, and earns no longer reach)
+                        if start == stream.reading {
+                            stream.streak = (stream.streak + 1).min(MAX_STREAK);
+                        }
                         stream.reading = end;
-                        stream.streak = (stream.streak + 1).min(MAX_STREAK);
                         sh.consumed.notify_all();
                     }
                     self.feed(&mut st, s);
