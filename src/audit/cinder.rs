@@ -87,43 +87,15 @@ pub fn next_link(page: &Value, links: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// GET `url` (JSON, API 3.64); re-authenticates once on 401.
+/// GET `url` (JSON, API 3.64; [`crate::keys::cinder::get`]).
 fn get_json(km: &KeyManager, url: &str) -> Result<Value> {
-    let mut reauthed = false;
-    loop {
-        let t = service(km)?;
-        let token = std::str::from_utf8(t.token.as_bytes()).map_err(|_| Error::io("unusable token"))?;
-        let mut resp = km
-            .agent()
-            .get(url)
-            .header("X-Auth-Token", token)
-            .header("Accept", "application/json")
-            .header("OpenStack-API-Version", MICROVERSION)
-            .call()
-            .map_err(|e| Error::io(format!("unreachable: GET {url}: {e}")))?;
-        let status = resp.status().as_u16();
-        log::debug!("cinder: GET {url} -> {status}");
-        match status {
-            200 => {
-                let body = resp
-                    .body_mut()
-                    .with_config()
-                    .limit(MAX_JSON)
-                    .read_to_vec()
-                    .map_err(|e| Error::io(format!("GET {url}: reading the answer: {e}")))?;
-                return serde_json::from_slice(&body).map_err(|e| Error::io(format!("GET {url}: not JSON: {e}")));
-            }
-            401 if !reauthed => {
-                reauthed = true;
-                km.token_rejected(t.generation);
-            }
-            406 => {
-                return Err(Error::unsupported(format!(
-                    "Cinder does not offer API {MICROVERSION} (406), whose details carry encryption_key_id"
-                )));
-            }
-            s => return Err(Error::io(format!("Cinder answered {s} to GET {url}"))),
-        }
+    let a = crate::keys::cinder::get(km, MAX_JSON, |_| url.to_string())?;
+    match a.status {
+        200 => serde_json::from_slice(&a.body).map_err(|e| Error::io(format!("GET {url}: not JSON: {e}"))),
+        406 => Err(Error::unsupported(format!(
+            "Cinder does not offer API {MICROVERSION} (406), whose details carry encryption_key_id"
+        ))),
+        s => Err(Error::io(format!("Cinder answered {s} to GET {url}"))),
     }
 }
 

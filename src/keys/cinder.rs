@@ -139,10 +139,42 @@ fn lookup(km: &KeyManager, backup_id: &str) -> Result<Lookup> {
     if !crate::source::glance::is_image_id(backup_id) {
         return Err(Error::usage(format!("{backup_id:?} is not a Cinder backup id (a UUID)")));
     }
+    let a = get(km, MAX_JSON, |t| backup_url(&t.endpoint, t.project_id.as_deref(), backup_id))?;
+    let url = a.url;
+    match a.status {
+        200 => parse(&a.body, backup_id, &url),
+        404 => Ok(Lookup::NotFound(url)),
+        401 => Err(Error::io(format!("the Cinder API rejects the token (401) after re-authenticating: GET {url}"))),
+        403 => Err(Error::io(format!(
+            "the Cinder API refuses (403 forbidden): these credentials may not read backup {backup_id}"
+        ))),
+        406 => {
+            Err(Error::io("the Cinder API does not offer microversion 3.64 (406): it cannot show the backup's own key"))
+        }
+        s @ 500..=599 => Err(Error::io(format!("the Cinder API failed ({s}) on GET {url}"))),
+        s => Err(Error::io(format!("the Cinder API answered {s} to GET {url}"))),
+    }
+}
+
+/// What one GET of the Cinder API answered: the URL asked, the status, and for a 200 its body.
+pub struct Answer {
+    pub url: String,
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// GET the URL `url` makes of the service token's endpoint and project, at microversion 3.64,
+/// through `km`'s session (a 401 renews the token once; a second 401 is answered as it is);
+/// a 200's body is read up to `limit` bytes. Unreachable is an I/O error.
+pub fn get(
+    km: &KeyManager,
+    limit: u64,
+    url: impl Fn(&crate::keys::barbican::ServiceToken) -> String,
+) -> Result<Answer> {
     let mut reauthed = false;
     loop {
         let t = service(km)?;
-        let url = backup_url(&t.endpoint, t.project_id.as_deref(), backup_id);
+        let url = url(&t);
         let token = std::str::from_utf8(t.token.as_bytes()).map_err(|_| Error::io("unusable token"))?;
         let resp = km
             .agent()
@@ -155,33 +187,16 @@ fn lookup(km: &KeyManager, backup_id: &str) -> Result<Lookup> {
         let status = resp.status().as_u16();
         log::debug!("cinder: GET {url} -> {status}");
         match status {
-            200 => {
-                let body = crate::source::read_body(resp.body_mut(), MAX_JSON, 0)
-                    .map_err(|e| Error::io(format!("the Cinder API: reading the answer of GET {url}: {e}")))?;
-                return parse(&body, backup_id, &url);
-            }
-            404 => return Ok(Lookup::NotFound(url)),
             401 if !reauthed => {
                 reauthed = true;
                 km.token_rejected(t.generation);
             }
-            401 => {
-                return Err(Error::io(format!(
-                    "the Cinder API rejects the token (401) after re-authenticating: GET {url}"
-                )));
+            200 => {
+                let body = crate::source::read_body(resp.body_mut(), limit, 0)
+                    .map_err(|e| Error::io(format!("the Cinder API: reading the answer of GET {url}: {e}")))?;
+                return Ok(Answer { url, status, body });
             }
-            403 => {
-                return Err(Error::io(format!(
-                    "the Cinder API refuses (403 forbidden): these credentials may not read backup {backup_id}"
-                )));
-            }
-            406 => {
-                return Err(Error::io(
-                    "the Cinder API does not offer microversion 3.64 (406): it cannot show the backup's own key",
-                ));
-            }
-            500..=599 => return Err(Error::io(format!("the Cinder API failed ({status}) on GET {url}"))),
-            _ => return Err(Error::io(format!("the Cinder API answered {status} to GET {url}"))),
+            _ => return Ok(Answer { url, status, body: Vec::new() }),
         }
     }
 }

@@ -153,7 +153,7 @@ fn audit_clean_project_exits_0() {
     assert_eq!(out.code(), 0, "{j}\n{}", out.stderr);
     assert_eq!(j["checked"]["cinder"]["checked"], false, "{j}");
     let detail = j["checked"]["cinder"]["detail"].as_str().unwrap();
-    assert!(detail.contains("unreachable") && detail.contains(&dead), "{detail}");
+    assert!(detail.contains("not reachable") && detail.contains(&dead), "{detail}");
     for id in &ids {
         api.delete(id);
     }
