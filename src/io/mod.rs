@@ -23,6 +23,12 @@ pub trait ReadAt: Send + Sync {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()>;
     /// Size in bytes (fixed when the layer was opened).
     fn size(&self) -> u64;
+    /// The checks that only a read of every byte can complete, made after one (`verify`): a
+    /// Cinder backup's md5 of each of its objects. Layers that check what they read as they
+    /// read it have none.
+    fn finish_checks(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The error for a read of `len` bytes at `offset` that does not lie within `size` bytes.
@@ -65,6 +71,9 @@ impl<T: ReadAt + ?Sized> ReadAt for Arc<T> {
     fn size(&self) -> u64 {
         (**self).size()
     }
+    fn finish_checks(&self) -> Result<()> {
+        (**self).finish_checks()
+    }
 }
 
 impl<T: ReadAt + ?Sized> ReadAt for &T {
@@ -73,6 +82,9 @@ impl<T: ReadAt + ?Sized> ReadAt for &T {
     }
     fn size(&self) -> u64 {
         (**self).size()
+    }
+    fn finish_checks(&self) -> Result<()> {
+        (**self).finish_checks()
     }
 }
 

@@ -230,7 +230,11 @@ pub(crate) fn verify_image(
                 // every object of the volume fetched, md5- and sha256file-checked on the way
                 let src = tree.root.reader().ok_or_else(|| Error::io("the backup is not readable"));
                 let (done, stop) = (AtomicU64::new(0), AtomicBool::new(false));
-                match src.and_then(|r| hash_source(&*r, OsAlgo::Sha256.hasher(), &done, &stop)) {
+                let hashed = |r: Arc<dyn ReadAt>| {
+                    let sha = hash_source(&*r, OsAlgo::Sha256.hasher(), &done, &stop)?;
+                    r.finish_checks().map(|()| sha)
+                };
+                match src.and_then(hashed) {
                     Ok(sha) => {
                         j.insert("format".into(), json!("raw"));
                         j.insert("decrypted_size".into(), json!(tree.root.size));
@@ -365,6 +369,8 @@ fn verify_inner(
         }
     }
     j.insert("sha256".into(), json!({"ciphertext": s.cipher_sha256, "plaintext": s.plain_sha256}));
+    // what reading every byte once leaves to check (a backup's md5 of each object)
+    src.finish_checks()?;
     if let Some(want) = &checks.expect_sha256 {
         let matches = *want == s.plain_sha256;
         j.insert("expect_sha256".into(), json!({"value": want, "matches": matches}));

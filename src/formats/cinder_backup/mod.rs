@@ -14,6 +14,7 @@
 
 pub mod assemble;
 pub mod chunks;
+pub mod md5s;
 pub mod metadata;
 pub mod names;
 pub mod reader;

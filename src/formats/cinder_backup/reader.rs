@@ -3,11 +3,14 @@
 //! md5 checked, decompressed once into a bounded cache of chunks, its bytes checked against its
 //! backup's `_sha256file`, and copied out from there. A large uncompressed object (a posix
 //! backup's are up to 2 GB) is read in pieces by range instead, each piece checked against the
-//! `_sha256file` blocks it holds, when that covers every byte of it (mounts and `cat`).
+//! `_sha256file` blocks it holds, when that covers every byte of it; `verify` folds the pieces
+//! into the object's md5 in order as they come ([`super::md5s`]) and completes the md5s with
+//! [`BackupReader::check_md5s`] once the volume has been read.
 //! A missing object, a bad md5, corrupt compressed data or a missing parent fails the read with
 //! an error naming the backup, the object and the reason: never wrong bytes.
 
 use super::assemble::{ExtentMap, Source};
+use super::md5s::Md5s;
 use super::metadata::{MAX_METADATA_BYTES, Metadata};
 use super::names::{self, METADATA_SUFFIX, PrefixInfo};
 use super::sha256file::{MAX_SHA256FILE_BYTES, Sha256File};
@@ -36,7 +39,8 @@ pub enum ObjectChecks {
     /// Its backup's `_sha256file` blocks; its md5 only when those do not cover all of its bytes
     /// (mounts, `cat`: the same guarantee, one digest pass instead of two).
     Digests,
-    /// Its md5 and its backup's `_sha256file` blocks (`verify`, and the default).
+    /// Its md5 and its backup's `_sha256file` blocks (`verify`, and the default). The md5s are
+    /// made beside the reads: [`BackupReader::check_md5s`] gives their verdict.
     All,
 }
 
@@ -205,8 +209,9 @@ impl Catalog {
                 checks,
                 shas: (0..metas).map(|_| OnceLock::new()).collect(),
                 piece: PIECE_BYTES,
+                md5s: Md5s::default(),
             }),
-            next_miss: Mutex::new(None),
+            next_piece: Mutex::new(None),
             inflight: Arc::new(AtomicUsize::new(0)),
             prefetch: (cache_bytes / PREFETCH_BUDGET_SHARE).max(1),
         })
@@ -245,13 +250,14 @@ const PREFETCH_BUDGET_SHARE: u64 = 4;
 
 /// The reassembled volume of one backup (full backup plus its incrementals), read in place.
 ///
-/// A reader that misses the cache on consecutive objects is streaming: the next objects are
-/// then fetched (and decompressed and checked) ahead on background threads, so the network and
-/// the decompression overlap the reader's own work.
+/// A reader that reads on into the next piece (object, or piece of a large one) is streaming:
+/// the pieces after it are then fetched (and decompressed and checked) ahead on background
+/// threads, a window that moves on with the reader, so the network, the decompression and the
+/// digests overlap the reader's own work.
 pub struct BackupReader {
     shared: Arc<Shared>,
-    /// The piece whose cache miss would continue a sequential run.
-    next_miss: Mutex<Option<Key>>,
+    /// The piece whose read would continue a sequential run.
+    next_piece: Mutex<Option<Key>>,
     /// Prefetches running now.
     inflight: Arc<AtomicUsize>,
     /// Bytes that may be fetched ahead.
@@ -273,6 +279,8 @@ struct Shared {
     shas: Vec<OnceLock<std::result::Result<Arc<Sha256File>, Error>>>,
     /// The piece size of large uncompressed objects ([`PIECE_BYTES`]).
     piece: u64,
+    /// The md5s of objects read in pieces, under [`ObjectChecks::All`].
+    md5s: Md5s,
 }
 
 /// One piece of an object, where the volume holds it.
@@ -317,7 +325,11 @@ impl BackupReader {
 
     /// The uncompressed, md5- and sha256-checked bytes of one object (cached, or fetched now).
     pub fn object(&self, src: Source) -> Result<Data> {
-        self.shared.object(src)
+        let data = self.shared.object(src)?;
+        if self.shared.checks == ObjectChecks::All {
+            self.shared.md5_verdict(src)?;
+        }
+        Ok(data)
     }
 
     /// The `_sha256file` of chain member `b`.
@@ -325,15 +337,38 @@ impl BackupReader {
         self.shared.sha256file(b)
     }
 
-    /// A cache miss on `unit`: when it continues a run of misses on consecutive pieces, fetch
-    /// the next pieces ahead.
-    fn missed(&self, unit: &Unit) {
-        let next = self.shared.unit_after(unit);
-        let sequential = {
-            let mut want = self.next_miss.lock().unwrap_or_else(|e| e.into_inner());
-            let hit = *want == Some(unit.key);
+    /// After a read of the whole volume (`verify`, [`ObjectChecks::All`]): the md5 of every object
+    /// of the chain, those no volume byte comes from (replaced by a later incremental) included.
+    /// The md5s are made beside the reads, by a thread of their own ([`Md5s`]); here they are
+    /// awaited and completed, fetching (in order) only the pieces they still lack. An md5
+    /// mismatch is a digest mismatch naming the backup and the object.
+    pub fn check_md5s(&self) -> Result<()> {
+        if self.shared.checks != ObjectChecks::All {
+            return Ok(());
+        }
+        for (b, (_, meta)) in self.shared.chain.iter().enumerate() {
+            for o in 0..meta.objects.len() {
+                self.shared.md5_verdict(Source { backup: b, object: o })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A read of `unit` (`miss`: not in the cache). A reader that goes on into the piece after
+    /// the one it last entered (fetched ahead, or missed) is streaming: the pieces after it are
+    /// fetched ahead, so the window ahead moves on with every piece it enters, and the reader
+    /// finds its pieces fetched and checked rather than waiting for them.
+    fn entered(&self, unit: &Unit, miss: bool) {
+        let (sequential, next) = {
+            let mut want = self.next_piece.lock().unwrap_or_else(|e| e.into_inner());
+            let sequential = *want == Some(unit.key);
+            if !sequential && !miss {
+                // a read within a piece already entered
+                return;
+            }
+            let next = self.shared.unit_after(unit);
             *want = next.map(|u| u.key);
-            hit
+            (sequential, next)
         };
         if !sequential {
             return;
@@ -396,9 +431,12 @@ impl BackupReader {
                     let at = pos - obj.offset - unit.start;
                     let n = n.min((unit.len - at) as usize);
                     let data = match self.shared.cached(unit.key) {
-                        Some(d) => d,
+                        Some(d) => {
+                            self.entered(&unit, false);
+                            d
+                        }
                         None => {
-                            self.missed(&unit);
+                            self.entered(&unit, true);
                             self.shared.unit(&unit)?
                         }
                     };
@@ -424,15 +462,25 @@ impl Shared {
         self.fetch(src)
     }
 
+    /// The md5 of object `src`, awaited from the md5 thread and completed by fetching (in order)
+    /// the pieces it still lacks; a mismatch is a digest mismatch naming backup and object.
+    fn md5_verdict(&self, src: Source) -> Result<()> {
+        let (entry, meta) = &self.chain[src.backup];
+        let obj = &meta.objects[src.object];
+        let piece = |at: u64| {
+            let u = self.unit_at(src, obj.offset + at)?;
+            Ok((u.start, self.unit(&u)?))
+        };
+        let verdict = self.md5s.sweep((src.backup, src.object), obj, piece)?;
+        verdict.map_err(|e| Error::from(e).context(format!("cinder backup {}", entry.info.backup_id)))
+    }
+
     /// How object `src` is read: whole, or in pieces of `self.piece` when it is large,
-    /// uncompressed, and its backup's `_sha256file` blocks cover every byte of every piece (only
-    /// where its md5 need not be checked: the md5 is over the whole object).
+    /// uncompressed, and its backup's `_sha256file` blocks cover every byte of every piece
+    /// (under [`ObjectChecks::All`] its md5 is then made over the pieces in order).
     fn piece_len(&self, src: Source) -> Result<u64> {
         let obj = &self.chain[src.backup].1.objects[src.object];
-        if self.checks != ObjectChecks::Digests
-            || obj.compression != super::metadata::Compression::None
-            || obj.length <= self.piece
-        {
+        if obj.compression != super::metadata::Compression::None || obj.length <= self.piece {
             return Ok(obj.length);
         }
         let cs = self.sha256file(src.backup)?.chunk_size;
@@ -503,10 +551,15 @@ impl Shared {
                 u.len
             ))));
         }
-        if !self.check_digests(u.src.backup, obj.offset + u.start, &data).map_err(ctx)? {
+        let in_object = |e: Error| ctx(e.context(format!("object {}", obj.name)));
+        if !self.check_digests(u.src.backup, obj.offset + u.start, &data).map_err(in_object)? {
             return Err(ctx(Error::corrupt(format!("object {}: a piece not covered by the _sha256file", obj.name))));
         }
-        Ok(Arc::new(data))
+        let data = Arc::new(data);
+        if self.checks == ObjectChecks::All {
+            self.md5s.feed((u.src.backup, u.src.object), obj, u.start, &data);
+        }
+        Ok(data)
     }
 
     /// A chunk object's name must be one of its backup's.
@@ -540,14 +593,17 @@ impl Shared {
             .map_err(ctx)?
             .ok_or_else(|| ctx(Error::corrupt(format!("object {} is missing", obj.name))))?;
         let data = chunks::decompress(obj, stored).map_err(|e| ctx(e.into()))?;
-        if self.checks == ObjectChecks::All {
-            chunks::check_md5(obj, &data).map_err(|e| ctx(e.into()))?;
-        }
-        let covered = self.check_digests(src.backup, obj.offset, &data).map_err(ctx)?;
+        let in_object = |e: Error| ctx(e.context(format!("object {}", obj.name)));
+        let covered = self.check_digests(src.backup, obj.offset, &data).map_err(in_object)?;
         if self.checks == ObjectChecks::Digests && !covered {
             chunks::check_md5(obj, &data).map_err(|e| ctx(e.into()))?;
         }
-        Ok(Arc::new(data))
+        let data = Arc::new(data);
+        if self.checks == ObjectChecks::All {
+            // beside the reads; `check_md5s` has the verdict
+            self.md5s.feed((src.backup, src.object), obj, 0, &data);
+        }
+        Ok(data)
     }
 
     /// The `_sha256file` of chain member `b` (fetched once; a failure is kept and repeated).
@@ -636,5 +692,8 @@ impl crate::io::ReadAt for BackupReader {
     }
     fn size(&self) -> u64 {
         BackupReader::size(self)
+    }
+    fn finish_checks(&self) -> Result<()> {
+        self.check_md5s()
     }
 }
