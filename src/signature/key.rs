@@ -1,6 +1,7 @@
 //! Public-key verification over a digest, by RustCrypto: the image signature
 //! ([`verify_image`]: RSASSA-PSS, DSA, ECDSA on P-384/P-521) and a certificate's signature by
-//! its issuer ([`verify_certificate`]: PKCS#1 v1.5, ECDSA on P-256/P-384/P-521, DSA).
+//! its issuer ([`verify_certificate`]: PKCS#1 v1.5, RSASSA-PSS with its parameters, ECDSA on
+//! P-256/P-384/P-521, DSA).
 //!
 //! Signatures are as `openssl dgst -sign` writes them: RSA the raw modulus-sized block, DSA and
 //! ECDSA the DER `SEQUENCE { r INTEGER, s INTEGER }`. RSASSA-PSS uses MGF1 with the signature's
@@ -25,6 +26,16 @@ const ID_EC_PUBLIC_KEY: Oid = Oid::new_unwrap("1.2.840.10045.2.1");
 const SECP256R1: Oid = Oid::new_unwrap("1.2.840.10045.3.1.7");
 const SECP384R1: Oid = Oid::new_unwrap("1.3.132.0.34");
 const SECP521R1: Oid = Oid::new_unwrap("1.3.132.0.35");
+/// `id-RSASSA-PSS` (RFC 4055): a certificate signature whose parameters name hash, MGF and salt.
+const RSASSA_PSS: Oid = Oid::new_unwrap("1.2.840.113549.1.1.10");
+const ID_MGF1: Oid = Oid::new_unwrap("1.2.840.113549.1.1.8");
+/// The hashes RSASSA-PSS parameters may name (SHA-1, their default, is refused).
+const PSS_HASHES: [(&str, HashMethod); 4] = [
+    ("2.16.840.1.101.3.4.2.4", HashMethod::Sha224),
+    ("2.16.840.1.101.3.4.2.1", HashMethod::Sha256),
+    ("2.16.840.1.101.3.4.2.2", HashMethod::Sha384),
+    ("2.16.840.1.101.3.4.2.3", HashMethod::Sha512),
+];
 
 /// Certificate signature algorithms: (OID, the issuer's key kind, hash).
 const CERT_ALGORITHMS: [(&str, Kind, HashMethod); 12] = [
@@ -148,6 +159,9 @@ pub fn verify_certificate(
     tbs: &[u8],
     sig: &[u8],
 ) -> Result<(), String> {
+    if alg.oid == RSASSA_PSS {
+        return verify_pss_certificate(issuer, alg, tbs, sig);
+    }
     let Some(&(_, want, hash)) = CERT_ALGORITHMS.iter().find(|(oid, _, _)| Oid::new_unwrap(oid) == alg.oid) else {
         return Err(format!("signature algorithm {} is not supported", alg.oid));
     };
@@ -167,6 +181,63 @@ pub fn verify_certificate(
         Failed::Key(k) => format!("the issuer's key is unusable: {k}"),
         Failed::Signature => "the signature does not verify".into(),
     })
+}
+
+/// An RSASSA-PSS certificate signature (`openssl x509 -sigopt rsa_padding_mode:pss`): the hash,
+/// MGF1 with that same hash, and the exact salt length, all from the algorithm's parameters.
+fn verify_pss_certificate(
+    issuer: &SubjectPublicKeyInfoOwned,
+    alg: &AlgorithmIdentifierOwned,
+    tbs: &[u8],
+    sig: &[u8],
+) -> Result<(), String> {
+    let (hash, salt_len) = pss_params(alg)?;
+    let (kind, curve) = classify(issuer)?;
+    if kind != Kind::Rsa {
+        return Err(format!("an RSASSA-PSS signature, but the issuer has {}", describe(kind, curve)));
+    }
+    let digest = hash.digest(tbs);
+    let key = rsa_key(&spki_der(issuer)?).map_err(|f| match f {
+        Failed::Key(k) => format!("the issuer's key is unusable: {k}"),
+        Failed::Signature => "the issuer's key is unusable".into(),
+    })?;
+    let sig = rsa::pss::Signature::try_from(sig).map_err(|_| "the signature does not verify".to_string())?;
+    fn go<D>(key: rsa::PublicKey, salt_len: usize, digest: &[u8], sig: &rsa::pss::Signature) -> bool
+    where
+        D: sha2::Digest + sha2::digest::FixedOutputReset,
+    {
+        rsa::pss::VerifyingKey::<D>::new_with_salt_len(key, salt_len).verify_prehash(digest, sig).is_ok()
+    }
+    let ok = match hash {
+        HashMethod::Sha224 => go::<sha2::Sha224>(key, salt_len, &digest, &sig),
+        HashMethod::Sha256 => go::<sha2::Sha256>(key, salt_len, &digest, &sig),
+        HashMethod::Sha384 => go::<sha2::Sha384>(key, salt_len, &digest, &sig),
+        HashMethod::Sha512 => go::<sha2::Sha512>(key, salt_len, &digest, &sig),
+    };
+    if ok { Ok(()) } else { Err("the signature does not verify".into()) }
+}
+
+/// The hash and salt length of RSASSA-PSS parameters (RFC 4055 `RSASSA-PSS-params`), refusing
+/// SHA-1, a mask generation other than MGF1 with the same hash, and a missing parameter block.
+fn pss_params(alg: &AlgorithmIdentifierOwned) -> Result<(HashMethod, usize), String> {
+    let bad = |why: String| format!("RSASSA-PSS parameters: {why}");
+    let params = alg.parameters.as_ref().ok_or_else(|| bad("missing".into()))?;
+    let der = der::Encode::to_der(params).map_err(|e| bad(e.to_string()))?;
+    let p = rsa::pkcs1::RsaPssParamsOwned::from_der(&der).map_err(|e| bad(format!("not RFC 4055 parameters: {e}")))?;
+    let hash_of = |oid: Oid| PSS_HASHES.iter().find(|(o, _)| Oid::new_unwrap(o) == oid).map(|&(_, h)| h);
+    let hash = hash_of(p.hash.oid).ok_or_else(|| {
+        bad(format!("hash {} is not supported (SHA-224, SHA-256, SHA-384 and SHA-512 are)", p.hash.oid))
+    })?;
+    let mgf_hash = p.mask_gen.parameters.as_ref().map(|a| a.oid);
+    if p.mask_gen.oid != ID_MGF1 || mgf_hash != Some(p.hash.oid) {
+        return Err(bad(format!(
+            "mask generation {} with {} is not supported (MGF1 with the signature's hash {} is)",
+            p.mask_gen.oid,
+            mgf_hash.map_or("no hash".to_string(), |o| o.to_string()),
+            p.hash.oid
+        )));
+    }
+    Ok((hash, usize::from(p.salt_len)))
 }
 
 fn spki_der(spki: &SubjectPublicKeyInfoOwned) -> Result<Vec<u8>, String> {

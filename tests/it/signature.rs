@@ -87,6 +87,11 @@ fn ca_cert(dir: &Path, name: &str, key: &Path) -> PathBuf {
 
 /// A certificate for `key` issued by the CA `ca_crt`/`ca_key`.
 fn issued(dir: &Path, name: &str, key: &Path, ca_crt: &Path, ca_key: &Path) -> PathBuf {
+    issued_with(dir, name, key, ca_crt, ca_key, &[])
+}
+
+/// [`issued`], with more `openssl x509` options (how the CA signs: `-sha384`, `-sigopt ...`).
+fn issued_with(dir: &Path, name: &str, key: &Path, ca_crt: &Path, ca_key: &Path, how: &[&str]) -> PathBuf {
     let (csr, crt) = (format!("{name}.csr"), format!("{name}.crt"));
     openssl(dir, &["req", "-new", "-key", key.to_str().unwrap(), "-subj", &format!("/CN={name}"), "-out", &csr]);
     openssl(
@@ -106,7 +111,11 @@ fn issued(dir: &Path, name: &str, key: &Path, ca_crt: &Path, ca_key: &Path) -> P
             "1001",
             "-out",
             &crt,
-        ],
+        ]
+        .iter()
+        .chain(how)
+        .copied()
+        .collect::<Vec<_>>(),
     );
     dir.join(crt)
 }
@@ -591,6 +600,31 @@ fn signature_library_checks() {
         let wrong = request(sign(dir, &file, &k, "SHA-256", pss), "SHA-256", "ECC_SECP384R1");
         let c = verify(&wrong, &digest, &crt, None, now);
         assert!(matches!(c.result, Err(SignatureError::WrongKey { .. })), "{name}: {c:?}");
+    }
+    // an RSA CA that signs with RSASSA-PSS (RFC 4055 parameters: hash, MGF1, salt length), as
+    // `openssl x509 -sigopt rsa_padding_mode:pss` does: the digest-length salt and the maximum
+    let pss_ca_key = key(dir, "pss-ca", "rsa");
+    let pss_ca = ca_cert(dir, "pss-ca", &pss_ca_key);
+    let anchors = cert::parse_bundle(&std::fs::read(&pss_ca).unwrap()).unwrap();
+    let k = key(dir, "p384-by-pss", "p384");
+    let req = request(sign(dir, &file, &k, "SHA-256", false), "SHA-256", "ECC_SECP384R1");
+    let digest = req.hash.digest(&data);
+    for (name, how) in [
+        ("pss-sha384-digest", ["-sha384", "-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:digest"]),
+        ("pss-sha256-max", ["-sha256", "-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:max"]),
+    ] {
+        let crt_path = issued_with(dir, name, &k, &pss_ca, &pss_ca_key, &how);
+        let text = String::from_utf8(openssl(dir, &["x509", "-in", crt_path.to_str().unwrap(), "-noout", "-text"]));
+        assert!(text.unwrap().contains("rsassaPss"), "{name}: openssl did not sign with RSASSA-PSS");
+        let crt = std::fs::read(&crt_path).unwrap();
+        let c = verify(&req, &digest, &crt, Some(&anchors), SystemTime::now());
+        assert_eq!(c.result, Ok(()), "{name}");
+        // the same certificate with a byte of its signature changed
+        let mut bad = der(dir, &crt_path);
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        let c = verify(&req, &digest, &bad, Some(&anchors), SystemTime::now());
+        assert!(matches!(c.result, Err(SignatureError::Untrusted { .. })), "{name}: {c:?}");
     }
 }
 
