@@ -15,19 +15,22 @@ use std::sync::{Arc, Mutex};
 
 /// Pieces of one object held while they wait for the piece before them.
 const MAX_PENDING: usize = 8;
-/// Pieces queued for the md5 thread before a fetching thread waits for it.
+/// Pieces queued for an md5 thread before a fetching thread waits for it.
 const QUEUE: usize = 4;
+/// md5 threads at most (objects are spread over them; one object's md5 is one thread's).
+const THREADS: usize = 4;
 
 /// An object of the chain: (chain member, object index).
 pub type ObjectKey = (usize, usize);
 
 type Outcomes = Arc<Mutex<HashMap<ObjectKey, Result<(), CinderError>>>>;
 
-/// The md5s of the objects read in pieces, made by one thread of their own (started with the
-/// first piece) so that they run beside the reads rather than in them.
+/// The md5s of the objects, made by threads of their own (one per core, started with the first
+/// piece; each object's pieces go to one of them) so that they run beside the reads rather
+/// than in them, several objects at once.
 #[derive(Default)]
 pub struct Md5s {
-    tx: Mutex<Option<SyncSender<Msg>>>,
+    tx: Mutex<Vec<SyncSender<Msg>>>,
     outcomes: Outcomes,
 }
 
@@ -59,50 +62,59 @@ struct Run {
 }
 
 impl Md5s {
-    fn sender(&self) -> Option<SyncSender<Msg>> {
+    /// The md5 threads (started with the first piece), one per core up to [`THREADS`].
+    fn senders(&self) -> Vec<SyncSender<Msg>> {
         let mut tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
-        if tx.is_none() {
-            let (s, r) = sync_channel(QUEUE);
-            let outcomes = self.outcomes.clone();
-            let spawned = std::thread::Builder::new().name("backup-md5".into()).spawn(move || {
-                let mut runs = HashMap::new();
-                for msg in r {
-                    match msg {
-                        Msg::Piece { key, want, start, data } => fold(&mut runs, &outcomes, key, want, start, data),
-                        Msg::Flush(done) => {
-                            let _ = done.send(());
+        if tx.is_empty() {
+            let n = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, THREADS);
+            for _ in 0..n {
+                let (s, r) = sync_channel(QUEUE);
+                let outcomes = self.outcomes.clone();
+                let spawned = std::thread::Builder::new().name("backup-md5".into()).spawn(move || {
+                    let mut runs = HashMap::new();
+                    for msg in r {
+                        match msg {
+                            Msg::Piece { key, want, start, data } => fold(&mut runs, &outcomes, key, want, start, data),
+                            Msg::Flush(done) => {
+                                let _ = done.send(());
+                            }
                         }
                     }
+                });
+                if spawned.is_err() {
+                    break;
                 }
-            });
-            if spawned.is_err() {
-                log::warn!("cannot start a thread for object md5s: they are left unchecked");
-                return None;
+                tx.push(s);
             }
-            *tx = Some(s);
+            if tx.is_empty() {
+                log::warn!("cannot start a thread for object md5s: they are left unchecked");
+            }
         }
         tx.clone()
     }
 
     /// Piece `data` of object `key` (`obj`), from byte `start` of the object, has been fetched
-    /// and its `_sha256file` blocks checked: hand it to the md5 thread (waiting while that has
-    /// [`QUEUE`] pieces to do).
+    /// and its `_sha256file` blocks checked: hand it to the md5 thread of its object (waiting
+    /// while that has [`QUEUE`] pieces to do).
     pub fn feed(&self, key: ObjectKey, obj: &ObjectEntry, start: u64, data: &Data) {
         if self.outcome(key).is_some() {
             return;
         }
         let want = Want { name: obj.name.clone(), length: obj.length, md5: obj.md5 };
-        if let Some(tx) = self.sender() {
+        let senders = self.senders();
+        // one object's pieces all go to one thread (its md5 runs in order); objects side by side
+        if let Some(tx) = senders.get((key.0.wrapping_mul(31).wrapping_add(key.1)) % senders.len().max(1)) {
             let _ = tx.send(Msg::Piece { key, want, start, data: data.clone() });
         }
     }
 
-    /// Wait until the md5 thread has handled every piece fed so far.
+    /// Wait until the md5 threads have handled every piece fed so far.
     fn flush(&self) {
-        let Some(tx) = self.sender() else { return };
-        let (s, r) = sync_channel(1);
-        if tx.send(Msg::Flush(s)).is_ok() {
-            let _ = r.recv();
+        for tx in self.senders() {
+            let (s, r) = sync_channel(1);
+            if tx.send(Msg::Flush(s)).is_ok() {
+                let _ = r.recv();
+            }
         }
     }
 

@@ -370,7 +370,10 @@ impl BackupReader {
             *want = next.map(|u| u.key);
             (sequential, next)
         };
-        if !sequential {
+        // `verify` (all checks) reads every byte: its first miss starts the window already, so
+        // the next pieces are fetched while the first object (read whole, the LUKS header in it)
+        // is inflated and checked
+        if !sequential && self.shared.checks != ObjectChecks::All {
             return;
         }
         let mut budget = self.prefetch;
