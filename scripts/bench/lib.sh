@@ -28,6 +28,15 @@ secs() { # COMMAND...: seconds it took; verify may exit 6 (WARN: random plaintex
     [ $rc = 0 ] || [ $rc = 6 ] || { echo "failed (exit $rc): $*" >&2; exit 1; }
     awk -v n=$((t1 - t0)) 'BEGIN {printf "%.3f", n / 1e9}'
 }
+cpusecs() { # COMMAND...: CPU seconds (user + system) it took, threads included
+    local TIMEFORMAT='%U %S' t rc=0
+    t=$( { time "$@" >/dev/null 2>>"$W/verify.log" || rc=$?; } 2>&1 )
+    [ $rc = 0 ] || [ $rc = 6 ] || { echo "failed (exit $rc): $*" >&2; exit 1; }
+    awk -v t="$t" 'BEGIN {split(t, a, " "); printf "%.3f", a[1] + a[2]}'
+}
+floor_verdict() { # BEST_RATIO TARGET: whether this machine's cores allow the target at all
+    awk -v r="$1" -v t="$2" 'BEGIN {print (r >= t) ? "within reach" : "out of reach here"}'
+}
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 verdict() { awk -v r="$1" -v t="$2" 'BEGIN {print (r >= t) ? "PASS" : "FAIL"}'; } # RATIO TARGET
