@@ -11,7 +11,9 @@
 //!
 //! A PV UUID found in more than one image is read from the first of them by path when their
 //! copies agree (the same label sectors and the same metadata seqno), and the LV says so; when
-//! they differ the LV is refused with an error naming both images. The work is linear in the PVs
+//! they differ the LV is refused with an error naming both images. A differing copy that turns up
+//! only later (an unlock revealed it) refuses an LV already built: from then on its reads fail
+//! with that error, as a refused LV's would have. The work is linear in the PVs
 //! met: a VG is looked at again only when one of its PVs appears (an unlock revealed it), and the
 //! PVs tracked, and the copies of one PV compared, are bounded.
 
@@ -22,7 +24,7 @@ use crate::formats::lvm::reader::LvReader;
 use crate::formats::lvm::vg::Vg;
 use crate::io::ReadAt;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Most PVs (copies included) tracked for one source; more are ignored, with a warning.
 pub const MAX_PVS: usize = 65536;
@@ -49,6 +51,8 @@ struct Inner {
     dirty_set: HashSet<String>,
     /// LV UUIDs built or refused.
     done: HashSet<String>,
+    /// The readers of the LVs built, by LV UUID: refused when a differing PV copy turns up.
+    built_readers: HashMap<String, Arc<Revocable>>,
     /// PV copies tracked.
     total: usize,
     warned_full: bool,
@@ -211,9 +215,29 @@ impl Inner {
         };
         let mut choices: HashMap<usize, Choice> = HashMap::new();
         let mut built = Vec::new();
+        let mut revocable = Vec::new();
         for li in lvs {
             let lv = &vg.lvs[li];
-            if !lv.visible || self.done.contains(&lv.uuid) {
+            if !lv.visible {
+                continue;
+            }
+            if self.done.contains(&lv.uuid) {
+                // built already: a copy of one of its PVs that turned up since must agree
+                if let Some(r) = self.built_readers.get(&lv.uuid).filter(|r| r.refused.get().is_none()) {
+                    let conflict = lv.pv_indices().into_iter().find_map(|p| {
+                        let h = holders(p);
+                        choices.entry(p).or_insert_with(|| choose(&group.copies, &h, &vg, p)).clone().err()
+                    });
+                    if let Some(e) = conflict {
+                        let e = Error::unsupported(format!(
+                            "LV {}/{} refused: {e} (the second copy turned up after the LV was assembled: its \
+                             reads fail from now on)",
+                            vg.name, lv.name
+                        ));
+                        log::warn!("{e}");
+                        let _ = r.refused.set(e);
+                    }
+                }
                 continue;
             }
             let on = lv.pv_indices();
@@ -267,7 +291,11 @@ impl Inner {
                     notes.truncate(1);
                     Err(e)
                 }
-                None => LvReader::new(vg.clone(), li, pvs).map(|r| Arc::new(r) as Arc<dyn ReadAt>),
+                None => LvReader::new(vg.clone(), li, pvs).map(|r| {
+                    let r = Arc::new(Revocable { inner: Arc::new(r), refused: OnceLock::new() });
+                    revocable.push((lv.uuid.clone(), r.clone()));
+                    r as Arc<dyn ReadAt>
+                }),
             };
             let origin = Origin::LogicalVolume { vg: vg.name.clone(), lv: lv.name.clone() };
             let ctx = images[host].ctx.clone();
@@ -282,6 +310,7 @@ impl Inner {
             }
             built.push((lv.uuid.clone(), ctx));
         }
+        self.built_readers.extend(revocable);
         let mut hosts: Vec<Arc<ImageCtx>> = Vec::new();
         for (lv, ctx) in built {
             self.done.insert(lv);
@@ -290,6 +319,25 @@ impl Inner {
             }
         }
         hosts
+    }
+}
+
+/// The reader of an LV built from several images, which fails every read from the moment a
+/// differing copy of one of its PVs turns up (with the error that would have refused it).
+struct Revocable {
+    inner: Arc<dyn ReadAt>,
+    refused: OnceLock<Error>,
+}
+
+impl ReadAt for Revocable {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> crate::Result<()> {
+        match self.refused.get() {
+            Some(e) => Err(e.clone()),
+            None => self.inner.read_exact_at(buf, offset),
+        }
+    }
+    fn size(&self) -> u64 {
+        self.inner.size()
     }
 }
 
@@ -458,6 +506,36 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A differing copy of a PV that turns up after its LV was built (an unlock revealed it)
+    /// refuses the LV from then on: its reads fail naming both images; an identical copy
+    /// changes nothing.
+    #[test]
+    fn a_differing_copy_found_later_refuses_the_lv() {
+        let vg = vg(2);
+        let trees: Vec<ImageTree> = (0..4).map(|n| image(n, Limits::default())).collect();
+        trees[0].ctx.record_pv(pv(&vg, 0, 0, 0));
+        trees[1].ctx.record_pv(pv(&vg, 1, 0, 1));
+        let span = Span::default();
+        span.add(&trees[0].ctx, true);
+        span.add(&trees[1].ctx, true);
+        assert_eq!(span.resolve().len(), 1);
+        let lv = trees[0].volumes().into_iter().find(|v| v.name == "big-lv0").unwrap();
+        let reader = lv.reader().unwrap();
+        let mut b = [0u8; 512];
+        reader.read_exact_at(&mut b, 0).unwrap();
+        // the same bytes again in another image: still read
+        trees[2].ctx.record_pv(pv(&vg, 1, 0, 2));
+        span.add(&trees[2].ctx, true);
+        span.resolve();
+        reader.read_exact_at(&mut b, 0).unwrap();
+        // other bytes: refused from now on
+        trees[3].ctx.record_pv(pv(&vg, 0, 9, 3));
+        span.add(&trees[3].ctx, true);
+        span.resolve();
+        let e = reader.read_exact_at(&mut b, 0).unwrap_err().to_string();
+        assert!(e.contains("differ") && e.contains("/src/img00003") && e.contains("turned up after"), "{e}");
     }
 
     /// An LV whole in one image is that image's own: the pass leaves it alone, also when
