@@ -75,6 +75,9 @@ pub struct ImageEntry {
     pub bytes_read: AtomicU64,
     /// Its Glance properties, when it is a Glance image (`glance://`).
     pub glance: Option<sidecar::ImageMeta>,
+    /// Its data as one read from start to end (a Glance image: `verify` of a store without
+    /// byte ranges).
+    pub one_get: Option<Arc<dyn crate::report::forward::OneGet>>,
 }
 
 impl ImageEntry {
@@ -410,6 +413,7 @@ impl Tree {
             aliases,
             backup: item.backup().cloned(),
             glance: item.glance().cloned(),
+            one_get: item.one_get(),
             shown: Mutex::new((None, HashSet::new())),
             parent,
             file_name: item.rel.file_name().map(OsString::from).unwrap_or_default(),

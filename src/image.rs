@@ -409,6 +409,34 @@ impl Image {
         Ok(())
     }
 
+    /// Where the ciphertext of plaintext byte 0 lies in the image file: the payload offset of a
+    /// raw LUKS image; `None` for qcow2 (its clusters are mapped, not contiguous).
+    pub fn payload_offset(&self) -> Option<u64> {
+        match &self.storage {
+            Layout::Raw { offset } => Some(*offset),
+            Layout::Qcow2(_) => None,
+        }
+    }
+
+    /// Decrypt in place ciphertext read by other means (a stream) that holds plaintext bytes
+    /// `off..off + buf.len()` of a raw LUKS image: what [`Image::read_plain`] does after its
+    /// read. `off` and `buf.len()` must be multiples of the sector size and lie within the image.
+    pub fn decrypt_at(&self, off: u64, buf: &mut [u8]) -> Result<()> {
+        let ss = self.sector_size;
+        let len = buf.len() as u64;
+        if off % ss != 0 || len % ss != 0 || off.checked_add(len).is_none_or(|end| end > self.size) {
+            return Err(Error::usage(format!(
+                "decrypting {len} bytes at {off}: not whole {ss}-byte sectors within the image size {}",
+                self.size
+            )));
+        }
+        if self.payload_offset().is_none() {
+            return Err(Error::unsupported("qcow2 data is mapped by its tables: it cannot be decrypted as a stream"));
+        }
+        self.cipher.decrypt(buf, self.iv_tweak + off / 512, ss as usize);
+        Ok(())
+    }
+
     /// `off` and `buf.len()` are multiples of the sector size.
     fn read_aligned(&self, off: u64, buf: &mut [u8]) -> Result<()> {
         match &self.storage {

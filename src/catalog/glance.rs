@@ -7,7 +7,7 @@
 
 use super::{Entry, Item, Reach, SourceMeta};
 use crate::keys::sidecar::ImageMeta;
-use crate::source::glance::{GlanceImage, GlanceStore, is_image_id};
+use crate::source::glance::{GlanceImage, GlanceStore, WholeImage, is_image_id};
 use crate::source::object::ObjectReader;
 use crate::{Error, Result};
 use std::path::PathBuf;
@@ -27,6 +27,8 @@ pub struct GlanceItem {
     pub meta: ImageMeta,
     /// Its data, read by range.
     pub reader: Arc<ObjectReader>,
+    /// Its data read whole in one GET (for a store that refuses ranges).
+    pub whole: Arc<WholeImage>,
 }
 
 /// The image a `glance://` SOURCE names after the scheme: `None` for all of them; an id; or a
@@ -95,13 +97,14 @@ fn item(store: &Arc<GlanceStore>, image: GlanceImage) -> Result<Item> {
         .map_err(|e| Error::corrupt(format!("Glance image {} ({:?}): {}", image.id, image.name, e.message())))?;
     let time =
         image.record.get("updated_at").and_then(|v| v.as_str()).and_then(parse_time).unwrap_or_else(SystemTime::now);
+    let whole = Arc::new(WholeImage::new(store.clone(), &image.id, size));
     let store: Arc<dyn crate::source::ObjectStore> = store.clone();
     let reader = Arc::new(ObjectReader::new(store, &image.id, size));
     Ok(Item {
         rel: PathBuf::from(shown_name(&image.name, &image.id)),
         path: PathBuf::from(format!("glance://{}", image.id)),
         meta: SourceMeta::owned_by_me(time),
-        reach: Reach::Glance(Box::new(GlanceItem { id: image.id, meta, reader })),
+        reach: Reach::Glance(Box::new(GlanceItem { id: image.id, meta, reader, whole })),
     })
 }
 

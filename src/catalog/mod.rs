@@ -119,6 +119,15 @@ impl Item {
         }
     }
 
+    /// Its data as one read from start to end, when it is a Glance image (whose store may refuse
+    /// byte ranges: `verify` then reads it so).
+    pub fn one_get(&self) -> Option<Arc<dyn crate::report::forward::OneGet>> {
+        match &self.reach {
+            Reach::Glance(g) => Some(g.whole.clone()),
+            _ => None,
+        }
+    }
+
     /// The Cinder backup this image is, if it is one.
     pub fn backup(&self) -> Option<&backup::BackupItem> {
         match &self.reach {

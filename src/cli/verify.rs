@@ -99,8 +99,10 @@ fn run_one(a: &VerifyArgs) -> Result<i32> {
     let secret = a.barbican_secret.as_deref().or(backup_key.as_deref());
     let keys = crate::cli::unlock_one::ImageKey::new(&a.source, &a.key, from_tab, secret, &opts);
     let settings = UnlockSettings { tries: a.prompt.tries, ..settings };
+    let key = |v: &Volume| keys.key_for(v);
+    let one_get = item.one_get();
     let report =
-        verify_image(&tree, &opts, &checks, progress, &|v| keys.key_for(v), settings, item.backup(), item.glance());
+        verify_image(&tree, &opts, &checks, progress, &key, settings, item.backup(), item.glance(), one_get.as_deref());
     let note = report.error.as_ref().and_then(|e| keys.note(e));
     let text = if a.json {
         serde_json::to_string_pretty(&crate::schema::versioned(report.json.clone())).unwrap_or_default() + "\n"
@@ -174,8 +176,13 @@ fn run_dir(a: &VerifyArgs, location: &Location) -> Result<i32> {
         tree.sync(e);
     }
     // A backup is checked end to end even when it holds no encryption (its digests, at least).
-    let (with, without): (Vec<_>, Vec<_>) =
-        tree.images.iter().partition(|e| e.tree.has_encryption() || e.backup.is_some() || e.tree.ctx.hosts_spanned());
+    // (an image whose store refuses byte ranges is read in one GET: its header was not probed)
+    let (with, without): (Vec<_>, Vec<_>) = tree.images.iter().partition(|e| {
+        e.tree.has_encryption()
+            || e.backup.is_some()
+            || e.tree.ctx.hosts_spanned()
+            || e.one_get.as_ref().is_some_and(|g| g.refuses_ranges())
+    });
     for e in &without {
         let line = format!(
             "NONE  {}  no encrypted volume ({}); not checked\n",
@@ -206,6 +213,7 @@ fn run_dir(a: &VerifyArgs, location: &Location) -> Result<i32> {
             settings,
             entry.backup.as_ref(),
             entry.glance.as_ref(),
+            entry.one_get.as_deref(),
         );
         code = worst(code, r.exit_code);
         if let Some(e) = &r.error {

@@ -107,6 +107,41 @@ pub(crate) fn hash_source_all(
     stop: &AtomicBool,
 ) -> Result<Vec<Vec<u8>>> {
     let size = src.size();
+    hash_stream(hashers, done, |send| {
+        // Buffers go round: one is reused once every hash thread has let go of it.
+        let mut pool: std::collections::VecDeque<Arc<Vec<u8>>> = std::collections::VecDeque::new();
+        let mut off = 0u64;
+        while off < size {
+            if stop.load(Ordering::Relaxed) {
+                return Err(Error::io("stopped"));
+            }
+            let n = (size - off).min(FILE_CHUNK as u64) as usize;
+            let reuse = pool.front_mut().is_some_and(|b| Arc::get_mut(b).is_some());
+            let mut buf =
+                if reuse { pool.pop_front().unwrap_or_default() } else { Arc::new(Vec::with_capacity(FILE_CHUNK)) };
+            // unique here (fresh, or released by every hash thread): no copy is made
+            let b = Arc::make_mut(&mut buf);
+            b.resize(n, 0);
+            src.read_exact_at(b, off)?;
+            send(buf.clone())?;
+            off += n as u64;
+            pool.push_back(buf);
+            if pool.len() > HASH_QUEUE + 2 {
+                pool.pop_front();
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Hash the chunks `feed` hands to the sender it is given (in order) with each of `hashers`, one
+/// thread per hash, at most [`HASH_QUEUE`] chunks queued for each; `done` counts the bytes every
+/// hash has taken. Returns the digests in the order of `hashers`, or the first error of `feed`.
+pub(crate) fn hash_stream(
+    hashers: Vec<Hasher>,
+    done: &AtomicU64,
+    feed: impl FnOnce(&mut dyn FnMut(Arc<Vec<u8>>) -> Result<()>) -> Result<()>,
+) -> Result<Vec<Vec<u8>>> {
     let taken: Vec<AtomicU64> = hashers.iter().map(|_| AtomicU64::new(0)).collect();
     std::thread::scope(|s| {
         let taken = &taken;
@@ -125,36 +160,13 @@ pub(crate) fn hash_source_all(
                 h.finish_bytes()
             }));
         }
-        // Buffers go round: one is reused once every hash thread has let go of it.
-        let mut pool: std::collections::VecDeque<Arc<Vec<u8>>> = std::collections::VecDeque::new();
-        let mut off = 0u64;
-        let mut result = Ok(());
-        while off < size {
-            if stop.load(Ordering::Relaxed) {
-                result = Err(Error::io("stopped"));
-                break;
-            }
-            let n = (size - off).min(FILE_CHUNK as u64) as usize;
-            let reuse = pool.front_mut().is_some_and(|b| Arc::get_mut(b).is_some());
-            let mut buf =
-                if reuse { pool.pop_front().unwrap_or_default() } else { Arc::new(Vec::with_capacity(FILE_CHUNK)) };
-            // unique here (fresh, or released by every hash thread): no copy is made
-            let b = Arc::make_mut(&mut buf);
-            b.resize(n, 0);
-            if let Err(e) = src.read_exact_at(b, off) {
-                result = Err(e);
-                break;
-            }
+        let mut send = |buf: Arc<Vec<u8>>| {
             if senders.iter().any(|tx| tx.send(buf.clone()).is_err()) {
-                result = Err(Error::io("a ciphertext hashing thread failed"));
-                break;
+                return Err(Error::io("a ciphertext hashing thread failed"));
             }
-            off += n as u64;
-            pool.push_back(buf);
-            if pool.len() > HASH_QUEUE + 2 {
-                pool.pop_front();
-            }
-        }
+            Ok(())
+        };
+        let result = feed(&mut send);
         drop(senders);
         let digests: Vec<_> = workers.into_iter().map(|w| w.join()).collect();
         result?;

@@ -1,6 +1,7 @@
 //! What `inspect` and `verify` say about an image: each builds one JSON document (schema in
 //! `docs/inspect-json.md`) from the volume tree, rendered as text by [`render`].
 
+pub(crate) mod forward;
 mod hashing;
 pub mod inspect;
 mod progress;

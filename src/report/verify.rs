@@ -153,15 +153,15 @@ fn qcow2_allocation(q: &crate::qcow2::Qcow2, size: u64) -> Result<Allocation> {
 }
 
 /// Everything one pass over the image produced.
-struct Streamed {
-    plain_sha256: String,
-    head: Vec<u8>,
-    tail: Vec<u8>,
-    all_zero: bool,
-    cipher_sha256: String,
-    os_hash: Option<String>,
+pub(super) struct Streamed {
+    pub(super) plain_sha256: String,
+    pub(super) head: Vec<u8>,
+    pub(super) tail: Vec<u8>,
+    pub(super) all_zero: bool,
+    pub(super) cipher_sha256: String,
+    pub(super) os_hash: Option<String>,
     /// The ciphertext's digest by the image signature's hash method.
-    signature_digest: Option<Vec<u8>>,
+    pub(super) signature_digest: Option<Vec<u8>>,
 }
 
 /// Check one image. `unlock` turns the opened image into a readable one (resolving the key).
@@ -175,6 +175,7 @@ pub(crate) fn verify_image(
     settings: UnlockSettings,
     backup: Option<&BackupItem>,
     glance: Option<&sidecar::ImageMeta>,
+    one_get: Option<&dyn super::forward::OneGet>,
 ) -> Report {
     let path = tree.ctx.path.as_path();
     let t0 = Instant::now();
@@ -192,9 +193,15 @@ pub(crate) fn verify_image(
     j.insert("sha256".into(), json!({"ciphertext": null, "plaintext": null}));
     // The image's own encrypted volume (its top view), decrypted and streamed as a whole.
     let top = tree.top().filter(|t| t.lock().is_some());
-    let mut error = match &top {
+    // A store that refuses byte ranges: the image is read once, from start to end.
+    let forward = one_get.filter(|g| top.is_none() && g.refuses_ranges());
+    let mut error = match (&top, forward) {
         _ if listing.is_some() => listing,
-        Some(top) => {
+        (None, Some(g)) => {
+            let found = (&mut warnings, &mut mismatches);
+            super::forward::verify(path, g, opts, checks, &mut progress, key, settings, glance, &mut j, found).err()
+        }
+        (Some(top), _) => {
             let unlock = |_: Prepared| {
                 top.unlock(key, settings)?;
                 top.image().ok_or_else(|| Error::io("the unlocked volume has no decrypted view"))
@@ -206,7 +213,7 @@ pub(crate) fn verify_image(
             })
             .err()
         }
-        None => {
+        (None, None) => {
             let file_size = tree.root.size;
             j.insert("file_size".into(), json!(file_size));
             j.insert("format".into(), json!(tree.root.layer().map_or("-".to_string(), |l| l.kind.clone())));
@@ -223,7 +230,7 @@ pub(crate) fn verify_image(
     let failures = tree.unlock_all(key, settings);
     let (vols, problems) = volumes_report(tree, top.as_deref(), checks.threads);
     j.insert("volumes".into(), json!(vols));
-    if top.is_none() && !tree.has_encryption() {
+    if top.is_none() && forward.is_none() && !tree.has_encryption() {
         match backup {
             // every object fetched, md5- and sha256-checked (no decryption hid a bad one)
             Some(_) if error.is_none() => {
@@ -324,43 +331,79 @@ fn verify_inner(
         j.insert("qcow2".into(), m);
     }
 
-    // The image's Glance properties (from Glance itself, or its sidecar): what to check against.
-    let mut os_algo = None;
-    let meta = match glance {
-        Some(m) => Some(m.clone()),
-        None => match sidecar::load_for_image(path) {
-            Ok(m) => m,
-            Err(e) => {
-                warnings.push(format!("the Glance sidecar cannot be used: {e}"));
-                None
-            }
-        },
-    };
-    let said_by = if glance.is_some() { "Glance's" } else { "the Glance sidecar's" };
-    if let Some(m) = &meta
-        && m.hash_value.is_some()
-    {
-        let name = m.hash_algo.as_deref().unwrap_or("sha512");
-        os_algo = OsAlgo::from_name(name);
-        if os_algo.is_none() {
-            warnings.push(format!(
-                "{said_by} os_hash_algo {name} is not supported (sha1, sha224, sha256, sha384 and sha512 are): \
-                 os_hash_value not checked"
-            ));
-        }
-    }
-
-    // The image signature's properties: checked now, the certificate after the data is hashed.
-    let signature = meta.as_ref().filter(|m| !m.signature.is_empty()).map(|m| m.signature.parse());
-    let signature_hash = match &signature {
-        Some(Ok(r)) => Some(r.hash),
-        _ => None,
-    };
-
+    let expected = Expected::of(path, glance, warnings);
     let image = unlock(prepared)?;
     j.insert("key_slot".into(), json!(image.slot()));
 
-    let s = stream(&image, &*src, os_algo, signature_hash, checks.threads, progress)?;
+    let s = stream(&image, &*src, expected.os_algo, expected.signature_hash, checks.threads, progress)?;
+    report_streamed(path, expected, s, &*image, Some(&*src), checks, j, (warnings, mismatches))
+}
+
+/// What an image's Glance properties (from Glance itself, or its sidecar) ask `verify` to check.
+pub(super) struct Expected {
+    pub(super) meta: Option<sidecar::ImageMeta>,
+    /// The properties came from Glance itself (not a sidecar).
+    from_glance: bool,
+    pub(super) os_algo: Option<OsAlgo>,
+    signature: Option<std::result::Result<crate::signature::Request, crate::signature::SignatureError>>,
+    pub(super) signature_hash: Option<HashMethod>,
+}
+
+impl Expected {
+    /// The checks for the image at `path` whose Glance properties are `glance` (else its sidecar's).
+    pub(super) fn of(path: &Path, glance: Option<&sidecar::ImageMeta>, warnings: &mut Vec<String>) -> Expected {
+        let mut os_algo = None;
+        let meta = match glance {
+            Some(m) => Some(m.clone()),
+            None => match sidecar::load_for_image(path) {
+                Ok(m) => m,
+                Err(e) => {
+                    warnings.push(format!("the Glance sidecar cannot be used: {e}"));
+                    None
+                }
+            },
+        };
+        let said_by = if glance.is_some() { "Glance's" } else { "the Glance sidecar's" };
+        if let Some(m) = &meta
+            && m.hash_value.is_some()
+        {
+            let name = m.hash_algo.as_deref().unwrap_or("sha512");
+            os_algo = OsAlgo::from_name(name);
+            if os_algo.is_none() {
+                warnings.push(format!(
+                    "{said_by} os_hash_algo {name} is not supported (sha1, sha224, sha256, sha384 and sha512 are): \
+                     os_hash_value not checked"
+                ));
+            }
+        }
+        // The image signature's properties: checked now, the certificate after the data is hashed.
+        let signature = meta.as_ref().filter(|m| !m.signature.is_empty()).map(|m| m.signature.parse());
+        let signature_hash = match &signature {
+            Some(Ok(r)) => Some(r.hash),
+            _ => None,
+        };
+        Expected { meta, from_glance: glance.is_some(), os_algo, signature, signature_hash }
+    }
+}
+
+/// The report of an image streamed once (`s`): the image signature, hashes and their checks
+/// against `expected`, and what the plaintext is; `plain` reads the plaintext at the starts of
+/// its partitions (the decrypted image, or what a forward-only read kept of them); `src`, the
+/// ciphertext read by range, has its last checks made.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn report_streamed(
+    path: &Path,
+    expected: Expected,
+    s: Streamed,
+    plain: &dyn ReadAt,
+    src: Option<&dyn ReadAt>,
+    checks: &Checks,
+    j: &mut Map<String, Value>,
+    (warnings, mismatches): (&mut Vec<String>, &mut Vec<String>),
+) -> Result<()> {
+    let size = plain.size();
+    let Expected { meta, from_glance, signature, .. } = expected;
+    let said_by = if from_glance { "Glance's" } else { "the Glance sidecar's" };
     if let Some(parsed) = signature {
         let (report, failure) = check_signature(parsed, s.signature_digest.as_deref(), checks, &meta_props(&meta));
         j.insert("signature".into(), report);
@@ -370,7 +413,9 @@ fn verify_inner(
     }
     j.insert("sha256".into(), json!({"ciphertext": s.cipher_sha256, "plaintext": s.plain_sha256}));
     // what reading every byte once leaves to check (a backup's md5 of each object)
-    src.finish_checks()?;
+    if let Some(src) = src {
+        src.finish_checks()?;
+    }
     if let Some(want) = &checks.expect_sha256 {
         let matches = *want == s.plain_sha256;
         j.insert("expect_sha256".into(), json!({"value": want, "matches": matches}));
@@ -398,14 +443,14 @@ fn verify_inner(
         if size_matches == Some(false) {
             warnings.push(format!(
                 "{} says os_decrypt_size {}, but the image decrypts to {size} bytes",
-                if glance.is_some() { "Glance" } else { "the Glance sidecar" },
+                if from_glance { "Glance" } else { "the Glance sidecar" },
                 m.decrypt_size.unwrap_or(0)
             ));
         }
         j.insert(
             "openstack".into(),
-            json!({"sidecar": glance.is_none().then(|| sidecar::sidecar_path(path).display().to_string()),
-                   "glance": glance.is_some(), "image_id": m.id,
+            json!({"sidecar": (!from_glance).then(|| sidecar::sidecar_path(path).display().to_string()),
+                   "glance": from_glance, "image_id": m.id,
                    "name": m.name, "os_hash_algo": m.hash_algo, "os_hash_value": m.hash_value,
                    "os_hash_checked": s.os_hash.is_some(), "os_hash_matches": hash_matches,
                    "os_decrypt_size": m.decrypt_size, "decrypt_size_matches": size_matches,
@@ -446,7 +491,7 @@ fn verify_inner(
                     continue;
                 }
                 let mut buf = vec![0u8; len as usize];
-                image.read_plain(p.start, &mut buf)?;
+                plain.read_exact_at(&mut buf, p.start)?;
                 let inner = sniff::classify(&buf, &[], p.size, false);
                 if let Payload::Volume(v) = &inner
                     && let Some(claimed) = v.size.filter(|&c| c > p.size)

@@ -17,18 +17,22 @@
 //! | 206, `Content-Range: bytes A-B/SIZE` as asked | the file and cinder stores | the bytes |
 //! | 206 with another range or size | the image changed, or a broken proxy | Corrupt, naming the image |
 //! | 200 | the Range header was ignored | Io (the body is not read) |
-//! | 400 | rbd, swift, s3 and http stores do not do ranges | Unsupported, saying so |
+//! | 400 | rbd, swift, s3 and http stores do not do ranges | Unsupported, saying so (remembered: [`GlanceStore::refuses_ranges`]) |
 //! | 404 | no such image (deleted) | `None` ("gone") |
 //! | 416 | past the end | Corrupt |
 //! | 204, or 500 on an image without data | nothing uploaded | Corrupt: "has no data" |
 //! | 401 | token expired or revoked | re-authenticate once |
 //! | other 5xx, transport errors | | retried with backoff, then Io |
+//!
+//! An image whose store refuses ranges can still be read once from start to end: [`WholeImage`]
+//! is one plain GET of its data (no `Range` header), which every store serves; `verify` checks
+//! such an image in that one pass ([`crate::report::forward`]).
 
 use super::{Listed, ObjectStore};
 use crate::keys::barbican::{KeyManager, ServiceToken};
 use crate::{Error, ErrorKind, Result};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 /// Most images listed (pages of `PAGE`); more is refused rather than grown without end.
@@ -95,11 +99,33 @@ pub struct GlanceStore {
     endpoint_override: Option<String>,
     /// Size of each image as listed (a range answer must agree).
     sizes: Mutex<HashMap<String, u64>>,
+    /// Images Glance answered 400 to a range request for (their store cannot serve ranges).
+    no_ranges: Mutex<HashSet<String>>,
 }
 
 enum Answer<T = Vec<u8>> {
     Body(T),
     NotFound,
+}
+
+/// What one GET asks Glance for.
+#[derive(Clone, Copy, Debug)]
+enum Ask {
+    /// A JSON document (200, at most [`MAX_JSON`] bytes).
+    Json,
+    /// Bytes `first..=last` of an image's data (206).
+    Range(u64, u64),
+    /// An image's whole data, without a `Range` header (200); its body is handed on unread.
+    Whole,
+}
+
+impl Ask {
+    fn range(self) -> Option<(u64, u64)> {
+        match self {
+            Ask::Range(a, b) => Some((a, b)),
+            _ => None,
+        }
+    }
 }
 
 impl GlanceStore {
@@ -114,7 +140,12 @@ impl GlanceStore {
 
     /// Glance through `keystone`'s session; `endpoint_override` replaces the catalog's endpoint.
     pub fn new(keystone: Arc<KeyManager>, endpoint_override: Option<String>) -> GlanceStore {
-        GlanceStore { keystone, endpoint_override, sizes: Mutex::new(HashMap::new()) }
+        GlanceStore {
+            keystone,
+            endpoint_override,
+            sizes: Mutex::new(HashMap::new()),
+            no_ranges: Mutex::new(HashSet::new()),
+        }
     }
 
     fn service(&self) -> Result<ServiceToken> {
@@ -147,7 +178,7 @@ impl GlanceStore {
             f => format!("/v2/images?{f}&limit={PAGE}"),
         };
         loop {
-            let body = match self.request(&path, None, "the image list")? {
+            let body = match self.request(&path, Ask::Json, "the image list")? {
                 Answer::Body(b) => b,
                 Answer::NotFound => return Err(Error::io(format!("Glance answered 404 to GET {path}"))),
             };
@@ -189,7 +220,7 @@ impl GlanceStore {
         if !is_image_id(id) {
             return Err(Error::usage(format!("{id:?} is not a Glance image id (a UUID)")));
         }
-        let body = match self.request(&format!("/v2/images/{id}"), None, &format!("image {id}"))? {
+        let body = match self.request(&format!("/v2/images/{id}"), Ask::Json, &format!("image {id}"))? {
             Answer::Body(b) => b,
             Answer::NotFound => return Ok(None),
         };
@@ -205,11 +236,17 @@ impl GlanceStore {
         Ok(Some(image))
     }
 
-    /// GET `path`: the body of a 200 (or, with `range = (first, last)`, of a 206 whose
-    /// `Content-Range` is exactly that range of an image of the size listed), or `NotFound`.
-    fn request(&self, path: &str, range: Option<(u64, u64)>, what: &str) -> Result<Answer> {
-        let expect = range.map_or(0, |(a, b)| b - a + 1);
-        self.answer(path, range, what, |body, limit| super::read_body(body, limit, expect))
+    /// Whether Glance answered 400 to a range request for image `id`: its store (rbd, swift, s3,
+    /// http) cannot serve byte ranges, and the image can only be read whole ([`WholeImage`]).
+    pub fn refuses_ranges(&self, id: &str) -> bool {
+        self.no_ranges.lock().unwrap_or_else(|e| e.into_inner()).contains(id)
+    }
+
+    /// GET `path`: the body of a 200 (or, with [`Ask::Range`], of a 206 whose `Content-Range`
+    /// is exactly that range of an image of the size listed), or `NotFound`.
+    fn request(&self, path: &str, ask: Ask, what: &str) -> Result<Answer> {
+        let expect = ask.range().map_or(0, |(a, b)| b - a + 1);
+        self.answer(path, ask, what, |body, limit| super::read_body(body, limit, expect))
     }
 
     /// [`Self::request`], with what is done with the body of the answer up to `take` (given the
@@ -218,10 +255,11 @@ impl GlanceStore {
     fn answer<T>(
         &self,
         path: &str,
-        range: Option<(u64, u64)>,
+        ask: Ask,
         what: &str,
         mut take: impl FnMut(&mut ureq::Body, u64) -> std::result::Result<T, ureq::Error>,
     ) -> Result<Answer<T>> {
+        let range = ask.range();
         let mut reauthed = false;
         let mut attempt = 0;
         loop {
@@ -230,9 +268,10 @@ impl GlanceStore {
             let url = format!("{}{path}", t.endpoint);
             let token = std::str::from_utf8(t.token.as_bytes()).map_err(|_| Error::io("unusable token"))?;
             let mut req = self.keystone.agent().get(&url).header("X-Auth-Token", token);
-            req = match range {
-                Some((a, b)) => req.header("Range", &format!("bytes={a}-{b}")),
-                None => req.header("Accept", "application/json"),
+            req = match ask {
+                Ask::Range(a, b) => req.header("Range", &format!("bytes={a}-{b}")),
+                Ask::Json => req.header("Accept", "application/json"),
+                Ask::Whole => req,
             };
             let retry = |why: String| super::backoff("glance", why, attempt);
             let mut resp = match req.call() {
@@ -243,10 +282,12 @@ impl GlanceStore {
                 }
             };
             let status = resp.status().as_u16();
-            log::debug!("glance: GET {url} {range:?} -> {status}");
-            let (want, limit) = match range {
-                Some((a, b)) => (206, b - a + 1),
-                None => (200, MAX_JSON),
+            log::debug!("glance: GET {url} {ask:?} -> {status}");
+            let (want, limit) = match ask {
+                Ask::Range(a, b) => (206, b - a + 1),
+                Ask::Json => (200, MAX_JSON),
+                // the reader counts what it reads against the image's size
+                Ask::Whole => (200, u64::MAX),
             };
             match status {
                 s if s == want => {
@@ -281,10 +322,12 @@ impl GlanceStore {
                 }
                 204 => return Err(Error::corrupt(format!("{what}: Glance has no data for it (204)"))),
                 400 if range.is_some() => {
+                    self.no_ranges.lock().unwrap_or_else(|e| e.into_inner()).insert(path_id(path).to_string());
                     return Err(Error::unsupported(format!(
                         "{what}: Glance refuses range requests for this image (400): its store (rbd, swift, s3 or http) \
                          cannot serve byte ranges (only the file and cinder stores can), so it cannot be read in place; \
-                         download it (`openstack image save`) and use the file"
+                         `luksfs verify` checks such an image in one GET, and to read it otherwise download it \
+                         (`openstack image save`) and use the file"
                     )));
                 }
                 416 => {
@@ -387,7 +430,7 @@ impl ObjectStore for GlanceStore {
             .ok_or_else(|| Error::corrupt(format!("Glance image {name}: range {offset}+{len} overflows")))?;
         // the caller names the image ([`super::object::ObjectReader`]: "object ID of Glance")
         let what = format!("bytes {offset}-{last}");
-        match self.request(&format!("/v2/images/{name}/file"), Some((offset, last)), &what)? {
+        match self.request(&format!("/v2/images/{name}/file"), Ask::Range(offset, last), &what)? {
             Answer::Body(b) if b.len() == len => Ok(Some(b)),
             Answer::Body(b) => Err(Error::new(
                 ErrorKind::Corrupt,
@@ -412,7 +455,7 @@ impl ObjectStore for GlanceStore {
         };
         let what = format!("bytes {offset}-{last}");
         let path = format!("/v2/images/{name}/file");
-        let answer = self.answer(&path, Some((offset, last)), &what, |body, limit| {
+        let answer = self.answer(&path, Ask::Range(offset, last), &what, |body, limit| {
             let body = std::mem::replace(body, ureq::Body::builder().data(Vec::new()));
             Ok(Box::new(body.into_with_config().limit(limit).reader()) as super::RangeReader)
         })?;
@@ -420,6 +463,54 @@ impl ObjectStore for GlanceStore {
             Answer::Body(r) => Some(r),
             Answer::NotFound => None,
         })
+    }
+}
+
+/// One Glance image's data read whole, from start to end, in one plain GET (no `Range` header):
+/// what every store serves, for an image whose store refuses ranges.
+pub struct WholeImage {
+    store: Arc<GlanceStore>,
+    id: String,
+    size: u64,
+}
+
+impl WholeImage {
+    /// Image `id` of `store`, of `size` bytes as listed.
+    pub fn new(store: Arc<GlanceStore>, id: &str, size: u64) -> WholeImage {
+        WholeImage { store, id: id.to_string(), size }
+    }
+
+    /// Its id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Its size as listed.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Whether a range request for it was refused ([`GlanceStore::refuses_ranges`]).
+    pub fn refuses_ranges(&self) -> bool {
+        self.store.refuses_ranges(&self.id)
+    }
+
+    /// One GET of its data (token renewal, 401 and 5xx handled as for every request), the body
+    /// handed on as it arrives and cut after one byte more than the listed size (the caller
+    /// counts: a body shorter or longer than listed is its to judge). A deleted image is Io.
+    pub fn open(&self) -> Result<super::RangeReader> {
+        use std::io::Read;
+        let what = format!("Glance image {}", self.id);
+        let cap = self.size.saturating_add(1);
+        let path = format!("/v2/images/{}/file", self.id);
+        let answer = self.store.answer(&path, Ask::Whole, &what, |body, limit| {
+            let body = std::mem::replace(body, ureq::Body::builder().data(Vec::new()));
+            Ok(Box::new(body.into_with_config().limit(limit).reader().take(cap)) as super::RangeReader)
+        })?;
+        match answer {
+            Answer::Body(r) => Ok(r),
+            Answer::NotFound => Err(Error::io(format!("{what}: Glance answered 404 (deleted while being read?)"))),
+        }
     }
 }
 

@@ -191,6 +191,22 @@ fn ext4(lab: &Lab, name: &str, size: usize) -> Vec<u8> {
     std::fs::read(&f).unwrap()
 }
 
+/// A GPT disk of 24 MiB made by sgdisk: partition 1 (1 MiB on, 12 MiB) holds an ext4 made by
+/// mkfs.ext4, partition 2 the rest.
+fn gpt_disk(lab: &Lab, name: &str) -> Vec<u8> {
+    let f = lab.root().join(format!("{name}.gpt"));
+    std::fs::File::create(&f).unwrap().set_len(24 * MIB as u64).unwrap();
+    util::sh({
+        let mut c = util::tool("sgdisk");
+        c.args(["-n", "1:2048:+12M", "-t", "1:8300", "-c", "1:data", "-n", "2:0:0", "-t", "2:8200"]).arg(&f);
+        c
+    });
+    let mut disk = std::fs::read(&f).unwrap();
+    let fs = ext4(lab, name, 12 * MIB);
+    disk[MIB..MIB + fs.len()].copy_from_slice(&fs);
+    disk
+}
+
 fn shown(name: &str, id: &str) -> String {
     format!("{}_{id}.raw", format!("{PREFIX}{name}").replace('/', "_"))
 }
@@ -371,9 +387,66 @@ fn glance_endpoint_override() {
     api.delete(&id);
 }
 
+/// `python3 -m http.server` serving a directory on a free port of 127.0.0.1 (stopped on drop): the
+/// web server behind images of Glance's http store.
+struct WebDir {
+    child: std::process::Child,
+    url: String,
+}
+
+impl WebDir {
+    /// Serve `dir`; `probe` (a file in it) answers 200 before this returns.
+    fn start(dir: &Path, probe: &str) -> WebDir {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string(), "--directory"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let web = WebDir { child, url: format!("http://127.0.0.1:{port}") };
+        let t = Instant::now();
+        while agent().get(&web.file(probe)).call().map(|r| r.status().as_u16()).ok() != Some(200) {
+            assert!(t.elapsed() < Duration::from_secs(20), "python3 -m http.server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        web
+    }
+
+    fn file(&self, name: &str) -> String {
+        format!("{}/{name}", self.url)
+    }
+}
+
+impl Drop for WebDir {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A new image named `name` (exactly) with `props` whose data is at `url` (Glance's http store,
+/// `POST /v2/images/{id}/locations`), once Glance says it is active.
+fn located(api: &Api, name: &str, props: Value, url: &str) -> String {
+    let mut body = json!({"name": name, "disk_format": "raw", "container_format": "bare"});
+    body.as_object_mut().unwrap().extend(props.as_object().unwrap().clone());
+    let (status, v) = api.call("POST", "/v2/images", Some(body), None);
+    assert_eq!(status, 201, "POST /v2/images: {v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let (status, v) = api.call("POST", &format!("/v2/images/{id}/locations"), Some(json!({"url": url})), None);
+    assert_eq!(status, 202, "POST /v2/images/{id}/locations: {v}");
+    let t = Instant::now();
+    while api.show(&id)["status"] != "active" {
+        assert!(t.elapsed() < Duration::from_secs(30), "image {id} not active: {}", api.show(&id));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    id
+}
+
 /// An image of Glance's http store (its data at a URL, added with `POST .../locations`): Glance
 /// answers 400 to a range request for it, and luksfs says plainly that this store cannot serve
-/// byte ranges (exit 5, naming the image) instead of reading anything else.
+/// byte ranges (exit 5, naming the image, pointing at `verify`) instead of reading anything else.
 #[test]
 fn glance_store_without_ranges() {
     let (osk, glance) = glance!();
@@ -386,25 +459,13 @@ fn glance_store_without_ranges() {
     let secret = osk.store_passphrase(&api.token, &pass);
     let img = lab.qemu_luks("web/h.luks", mark("http store", 512 * KIB), pass.as_bytes(), "");
     // the image's data served over HTTP from the lab
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut server = Command::new("python3")
-        .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string(), "--directory"])
-        .arg(img.path.parent().unwrap())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let file_url = format!("http://127.0.0.1:{port}/h.luks");
-    let t = Instant::now();
-    while agent().get(&file_url).call().map(|r| r.status().as_u16()).ok() != Some(200) {
-        assert!(t.elapsed() < Duration::from_secs(20), "python3 -m http.server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let web = WebDir::start(img.path.parent().unwrap(), "h.luks");
     let id = api.create(
         &format!("http {}", &random_id()[..8]),
         json!({"os_encrypt_format": "LUKSv1", "os_encrypt_key_id": id_of(&secret)}),
     );
-    let (status, v) = api.call("POST", &format!("/v2/images/{id}/locations"), Some(json!({"url": file_url})), None);
+    let (status, v) =
+        api.call("POST", &format!("/v2/images/{id}/locations"), Some(json!({"url": web.file("h.luks")})), None);
     assert_eq!(status, 202, "POST /v2/images/{id}/locations: {v}");
     let t = Instant::now();
     while api.show(&id)["status"] != "active" {
@@ -416,11 +477,162 @@ fn glance_store_without_ranges() {
     assert_eq!(out.code(), 5, "{}", out.stderr);
     assert!(out.stdout.is_empty());
     assert!(
-        out.stderr.contains(&id) && out.stderr.contains("(400)") && out.stderr.contains("cannot serve byte ranges"),
+        out.stderr.contains(&id)
+            && out.stderr.contains("(400)")
+            && out.stderr.contains("cannot serve byte ranges")
+            && out.stderr.contains("`luksfs verify` checks such an image in one GET"),
         "{}",
         out.stderr
     );
     api.delete(&id);
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(web);
+}
+
+/// `verify` of images of Glance's http store (which refuses byte ranges) reads each in one plain
+/// GET: a qemu-img LUKS1 image of 40 MiB (several chunks) is OK with the plaintext's and the
+/// file's SHA-256, also among `verify glance://`; a byte of the served file flipped after Glance
+/// took the location is a FAIL, exit 7 (Glance's os_hash_value, or the image signature); a
+/// served file cut short is Corrupt (exit 4) naming the image; a qcow2+LUKS image is refused
+/// plainly (exit 5); `cat` still exits 5 and points at `verify`.
+#[test]
+fn glance_verify_in_one_get() {
+    let (osk, glance) = glance!();
+    if !util::have(&["qemu-img", "python3", "mkfs.ext4", "openssl"]) {
+        return;
+    }
+    let api = Api { url: &glance.url, token: osk.demo_token() };
+    let lab = Lab::new();
+    let pass = format!("one get {}", &random_id()[..8]);
+    let secret = osk.store_passphrase(&api.token, &pass);
+    let img = lab.qemu_luks("web/good.luks", ext4(&lab, "oneget", 40 * MIB), pass.as_bytes(), "");
+    let web_dir = img.path.parent().unwrap().to_path_buf();
+    let file = std::fs::read(&img.path).unwrap();
+    for copy in ["tampered.luks", "short.luks"] {
+        std::fs::copy(&img.path, web_dir.join(copy)).unwrap();
+    }
+    let q = lab.qcow2("web/q.qcow2", ext4(&lab, "q", 2 * MIB), pass.as_bytes(), "", &[]);
+    // (cryptsetup reencrypt refuses a plaintext with a partition table: qemu-img makes that one)
+    let disk = lab.qemu_luks("web/disk.luks", gpt_disk(&lab, "disk"), pass.as_bytes(), "");
+    let l2 = lab.cs_luks2("web/l2.luks2", ext4(&lab, "l2", 8 * MIB), pass.as_bytes(), &[]);
+    assert!(q.path.starts_with(&web_dir));
+    let web = WebDir::start(&web_dir, "good.luks");
+    // not named like this module's other images, whose test deletes those at its start
+    let tag = &random_id()[..8];
+    let props = json!({"os_encrypt_format": "LUKSv1", "os_encrypt_key_id": id_of(&secret),
+        "os_decrypt_size": img.plain.len().to_string()});
+    // the tampered one is signed (RSA-PSS, SHA-256) over the data as Glance took it
+    let dir = lab.root();
+    let k = crate::signature::key(dir, "fwd-signer", "rsa");
+    let cert = osk
+        .store_certificate(&api.token, &std::fs::read(crate::signature::self_signed(dir, "fwd-signer", &k)).unwrap());
+    let sig = crate::signature::sign(dir, &img.path, &k, "SHA-256", true);
+    let mut signed = props.clone();
+    signed
+        .as_object_mut()
+        .unwrap()
+        .extend(crate::signature::props(&sig, "SHA-256", "RSA-PSS", id_of(&cert)).as_object().unwrap().clone());
+    let good = located(&api, &format!("luksfs-fwd good {tag}"), props.clone(), &web.file("good.luks"));
+    let tampered = located(&api, &format!("luksfs-fwd tampered {tag}"), signed, &web.file("tampered.luks"));
+    let short = located(&api, &format!("luksfs-fwd short {tag}"), props.clone(), &web.file("short.luks"));
+    let qcow = located(&api, &format!("luksfs-fwd qcow2 {tag}"), props.clone(), &web.file("q.qcow2"));
+    let plain_props = json!({"os_encrypt_format": "LUKSv1", "os_encrypt_key_id": id_of(&secret)});
+    let gpt = located(&api, &format!("luksfs-fwd gpt {tag}"), plain_props, &web.file("disk.luks"));
+    let luks2 = located(
+        &api,
+        &format!("luksfs-fwd luks2 {tag}"),
+        json!({"os_encrypt_format": "LUKSv2", "os_encrypt_key_id": id_of(&secret)}),
+        &web.file("l2.luks2"),
+    );
+
+    let env = clouds_env(&lab, &osk.dir.join("clouds.yaml"));
+    let g = |id: &str| format!("glance://{id}");
+    let verify = |id: &str| {
+        let out = run(&env, &["verify", "--json", &g(id), "--os-cloud", "osk-demo"]);
+        let j: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stderr));
+        (out, j)
+    };
+
+    // 1. read in one GET: OK, the plaintext's and the file's sha256
+    let (out, j) = verify(&good);
+    assert_eq!(out.code(), 0, "{}\n{j:#}", out.stderr);
+    assert_eq!(j["verdict"], "OK", "{j:#}");
+    assert_eq!(j["read"], "one GET (store refuses ranges)", "{j:#}");
+    assert_eq!(j["sha256"]["plaintext"], util::sha256_hex(&img.plain), "{j:#}");
+    assert_eq!(j["sha256"]["ciphertext"], util::sha256_hex(&file), "{j:#}");
+    assert_eq!(j["format"], "luks1", "{j:#}");
+    assert_eq!(j["openstack"]["decrypt_size_matches"], true, "{j:#}");
+    eprintln!("{j:#}");
+
+    // 5. cat still refuses, and points at verify
+    let out = run(&env, &["cat", &g(&good), "--os-cloud", "osk-demo"]);
+    assert_eq!(out.code(), 5, "{}", out.stderr);
+    assert!(out.stdout.is_empty());
+    assert!(out.stderr.contains(&good) && out.stderr.contains("luksfs verify"), "{}", out.stderr);
+
+    // 3. the served file cut short after Glance took it: Corrupt, naming the image
+    let f = std::fs::OpenOptions::new().write(true).open(web_dir.join("short.luks")).unwrap();
+    f.set_len(file.len() as u64 / 2).unwrap();
+    drop(f);
+    let (out, j) = verify(&short);
+    eprintln!("short: {} {j:#}", out.stderr);
+    assert_eq!(out.code(), 4, "{}\n{j:#}", out.stderr);
+    assert_eq!(j["verdict"], "FAIL", "{j:#}");
+    assert!(out.stderr.contains(&short) && out.stderr.contains("short body"), "{}", out.stderr);
+
+    // 4. qcow2: refused plainly
+    let (out, j) = verify(&qcow);
+    assert_eq!(out.code(), 5, "{}\n{j:#}", out.stderr);
+    assert!(
+        out.stderr.contains(&qcow) && out.stderr.contains("qcow2") && out.stderr.contains("without byte ranges"),
+        "{}",
+        out.stderr
+    );
+
+    // 2. a payload byte flipped after Glance took the location
+    let mut bad = file.clone();
+    let at = file.len() - 20 * MIB;
+    bad[at] ^= 0x01;
+    util::write(&web_dir.join("tampered.luks"), &bad);
+    let (out, j) = verify(&tampered);
+    eprintln!("tampered: {} {j:#}", out.stderr);
+    assert_eq!(out.code(), 7, "{}\n{j:#}", out.stderr);
+
+    assert_eq!(j["verdict"], "FAIL", "{j:#}");
+    assert_eq!(j["signature"]["verified"], false, "{j:#}");
+    assert!(out.stderr.contains("signature does not match the image data"), "{}", out.stderr);
+
+    // 6. the report of a read in one GET is that of a read by range (of the same file, local):
+    // a LUKS1 image of a GPT disk (partitions described from their starts, kept as they streamed
+    // by) and a cryptsetup LUKS2 image
+    for (id, img) in [(&gpt, &disk), (&luks2, &l2)] {
+        let (out, j) = verify(id);
+        assert_eq!(out.code(), 0, "{}\n{j:#}", out.stderr);
+        assert_eq!(j["read"], "one GET (store refuses ranges)", "{j:#}");
+        let key = img.key.to_str().unwrap();
+        let out = run(&env, &["verify", "--json", img.path.to_str().unwrap(), "--key-file", key]);
+        let local: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stderr));
+        assert!(local["read"].is_null(), "{local:#}");
+        for k in ["format", "cipher", "key_bits", "sector_size", "payload_offset", "decrypted_size", "key_slot"] {
+            assert_eq!(j[k], local[k], "{k}: {j:#}\n{local:#}");
+        }
+        assert_eq!(j["sha256"], local["sha256"], "{j:#}\n{local:#}");
+        assert_eq!(j["plaintext"], local["plaintext"], "{j:#}\n{local:#}");
+        assert_eq!(j["sha256"]["plaintext"], util::sha256_hex(&img.plain), "{j:#}");
+    }
+    assert_eq!(verify(&gpt).1["plaintext"]["partitions"][0]["contents"]["type"], "ext4");
+    assert_eq!(verify(&luks2).1["format"], "luks2");
+
+    // every encrypted image of the project: those of the http store read in one GET each
+    let out = run(&env, &["verify", "glance://", "--os-cloud", "osk-demo"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let line = |id: &str| text.lines().find(|l| l.contains(id)).unwrap_or_else(|| panic!("{id}:\n{text}")).to_string();
+    assert!(line(&good).starts_with("OK"), "{text}\n{}", out.stderr);
+    assert!(line(&gpt).starts_with("OK"), "{text}\n{}", out.stderr);
+    assert!(line(&tampered).starts_with("FAIL"), "{text}\n{}", out.stderr);
+    assert!(line(&qcow).starts_with("FAIL") && line(&qcow).contains("qcow2"), "{text}\n{}", out.stderr);
+
+    for id in [&good, &tampered, &short, &qcow, &gpt, &luks2] {
+        api.delete(id);
+    }
+    drop(web);
 }

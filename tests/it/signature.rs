@@ -34,7 +34,7 @@ fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
 }
 
 /// A signing key of `kind` in `dir/NAME.key`.
-fn key(dir: &Path, name: &str, kind: &str) -> PathBuf {
+pub(crate) fn key(dir: &Path, name: &str, kind: &str) -> PathBuf {
     let k = format!("{name}.key");
     match kind {
         "rsa" => openssl(dir, &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", &k]),
@@ -68,7 +68,7 @@ fn key(dir: &Path, name: &str, kind: &str) -> PathBuf {
 
 /// A self-signed certificate for `key`, valid for 14 days from now (RHOSP: `openssl req -new`,
 /// then `openssl x509 -req -days 14 -signkey`).
-fn self_signed(dir: &Path, name: &str, key: &Path) -> PathBuf {
+pub(crate) fn self_signed(dir: &Path, name: &str, key: &Path) -> PathBuf {
     let (csr, crt) = (format!("{name}.csr"), format!("{name}.crt"));
     let k = key.to_str().unwrap();
     openssl(dir, &["req", "-new", "-key", k, "-subj", &format!("/O=luksfs tests/CN={name}"), "-out", &csr]);
@@ -168,7 +168,7 @@ fn der(dir: &Path, crt: &Path) -> Vec<u8> {
 
 /// The RHOSP guide's signature of `image` with `key`: `openssl dgst -<hash> -sign KEY
 /// [-sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:-2] -out SIG IMAGE`, base64 (one line).
-fn sign(dir: &Path, image: &Path, key: &Path, hash: &str, pss: bool) -> String {
+pub(crate) fn sign(dir: &Path, image: &Path, key: &Path, hash: &str, pss: bool) -> String {
     sign_salt(dir, image, key, hash, pss.then_some("-2"))
 }
 
@@ -212,7 +212,7 @@ fn sidecar(img: &Path, props: Value) {
     util::write(&luksfs::keys::sidecar::sidecar_path(img), serde_json::to_string_pretty(&v).unwrap().as_bytes());
 }
 
-fn props(sig: &str, hash: &str, key_type: &str, cert: &str) -> Value {
+pub(crate) fn props(sig: &str, hash: &str, key_type: &str, cert: &str) -> Value {
     json!({"img_signature": sig, "img_signature_hash_method": hash, "img_signature_key_type": key_type,
            "img_signature_certificate_uuid": cert})
 }
