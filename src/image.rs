@@ -424,7 +424,8 @@ impl Image {
     pub fn decrypt_at(&self, off: u64, buf: &mut [u8]) -> Result<()> {
         let ss = self.sector_size;
         let len = buf.len() as u64;
-        if off % ss != 0 || len % ss != 0 || off.checked_add(len).is_none_or(|end| end > self.size) {
+        if !off.is_multiple_of(ss) || !len.is_multiple_of(ss) || off.checked_add(len).is_none_or(|end| end > self.size)
+        {
             return Err(Error::usage(format!(
                 "decrypting {len} bytes at {off}: not whole {ss}-byte sectors within the image size {}",
                 self.size

@@ -91,7 +91,21 @@ pub(crate) fn verify(
     j.insert("read".into(), json!(READ_ONE_GET));
     j.insert("file_size".into(), json!(size));
     let mut body = src.open()?;
-    let (head, prepared) = read_header(&mut body, size, path, opts, &name)?;
+    let (head, prepared) = match read_header(&mut body, size, path, opts, &name)? {
+        Start::Luks(head, prepared) => (head, prepared),
+        // its data cannot be decrypted in order; its ciphertext can still be hashed and checked
+        Start::Qcow2(head) => {
+            j.insert("format".into(), json!("qcow2"));
+            let expected = Expected::of(path, glance, warnings);
+            let (s, _) = read_all(body, &Arc::new(head), None, src, &expected, checks.threads, progress, j)?;
+            report_streamed(path, expected, s, None, None, checks, j, (warnings, mismatches))?;
+            return Err(Error::unsupported(format!(
+                "{name} is a qcow2 image: its data cannot be checked without byte ranges (its clusters are \
+                 mapped by tables read at random), and its store refuses them (its ciphertext was hashed and \
+                 checked in one GET); download it (`openstack image save`) and verify the file"
+            )));
+        }
+    };
     let layout = prepared.layout().clone();
     j.insert("format".into(), json!(if prepared.format() == Format::Luks2 { "luks2" } else { "luks1" }));
     j.insert("cipher".into(), json!(layout.cipher.to_string()));
@@ -120,12 +134,32 @@ pub(crate) fn verify(
     let image = top.image().ok_or_else(|| Error::io("the unlocked volume has no decrypted view"))?;
     j.insert("key_slot".into(), json!(image.slot()));
 
+    let (s, kept) = read_all(body, &head, Some(&image), src, &expected, checks.threads, progress, j)?;
+    let kept = kept.ok_or_else(|| Error::io("the plaintext was not read"))?;
+    report_streamed(path, expected, s, Some(&kept), None, checks, j, (warnings, mismatches))
+}
+
+/// Read the whole image from `body` (whose first bytes, `head`, were read already), hashing it
+/// and decrypting it with `image` when given: [`stream_once`], and again from the start after a
+/// transport error ([`MAX_GETS`] GETs at most; `"gets"` in the report says how many it took).
+#[allow(clippy::too_many_arguments)]
+fn read_all(
+    mut body: Box<dyn Read + Send>,
+    head: &Arc<Vec<u8>>,
+    image: Option<&Image>,
+    src: &dyn OneGet,
+    expected: &Expected,
+    threads: usize,
+    progress: &mut Progress,
+    j: &mut Map<String, Value>,
+) -> Result<(Streamed, Option<Kept>)> {
+    let (name, size) = (src.name(), src.size());
     let mut gets = 1;
     // where each GET broke off: every one at the same byte is a body shorter than listed
     let mut ends = Vec::new();
-    let (s, kept) = loop {
+    let done = loop {
         let mut got = head.len() as u64;
-        match stream_once(&mut body, &head, &image, src, &expected, checks.threads, progress, &mut got) {
+        match stream_once(&mut body, head, image, src, expected, threads, progress, &mut got) {
             Ok(done) => break done,
             Err(e) if e.kind() == ErrorKind::Io && gets == MAX_GETS && ends.iter().all(|&n| n == got) => {
                 return Err(Error::corrupt(format!(
@@ -143,7 +177,7 @@ pub(crate) fn verify(
                 body = src.open()?;
                 let mut again = Vec::with_capacity(head.len());
                 fill(&mut body, &mut again, head.len() as u64)?;
-                if again != *head {
+                if again != **head {
                     return Err(Error::corrupt(format!("{name}: its header changed between two reads")));
                 }
             }
@@ -154,18 +188,20 @@ pub(crate) fn verify(
     if gets > 1 {
         j.insert("gets".into(), json!(gets));
     }
-    report_streamed(path, expected, s, &kept, None, checks, j, (warnings, mismatches))
+    Ok(done)
+}
+
+/// The start of an image read in one GET.
+enum Start {
+    /// A raw LUKS image: every byte up to its payload, and its header.
+    Luks(Vec<u8>, Box<Prepared>),
+    /// A qcow2 image: its first bytes.
+    Qcow2(Vec<u8>),
 }
 
 /// Read the first bytes of `body` until they hold the LUKS header and everything up to the
 /// payload: the bytes read and the header.
-fn read_header(
-    body: &mut dyn Read,
-    size: u64,
-    path: &Path,
-    opts: &ImageOptions,
-    name: &str,
-) -> Result<(Vec<u8>, Prepared)> {
+fn read_header(body: &mut dyn Read, size: u64, path: &Path, opts: &ImageOptions, name: &str) -> Result<Start> {
     let mut head = Vec::new();
     let mut want = FIRST_READ.min(size);
     loop {
@@ -174,11 +210,7 @@ fn read_header(
             return Err(short_body(name, head.len() as u64, size));
         }
         if Format::probe(&head) == Some(Format::Qcow2) {
-            return Err(Error::unsupported(format!(
-                "{name} is a qcow2 image: its data cannot be checked without byte ranges (its clusters are \
-                 mapped by tables read at random), and its store refuses them; download it (`openstack image \
-                 save`) and verify the file"
-            )));
+            return Ok(Start::Qcow2(head));
         }
         if opts.header.is_none() && Format::probe(&head).is_none() {
             return Err(Error::unsupported(format!(
@@ -197,7 +229,7 @@ fn read_header(
                 if (head.len() as u64) < need {
                     return Err(short_body(name, head.len() as u64, size));
                 }
-                return Ok((head, p));
+                return Ok(Start::Luks(head, Box::new(p)));
             }
             // the header reaches past what was read: read on
             Err(_) if reader.wanted_more() && want < size.min(MAX_HEADER) => {
@@ -273,50 +305,59 @@ impl ReadAt for Head {
 fn stream_once(
     body: &mut Box<dyn Read + Send>,
     head: &Arc<Vec<u8>>,
-    image: &Image,
+    image: Option<&Image>,
     src: &dyn OneGet,
     expected: &Expected,
     threads: usize,
     progress: &mut Progress,
     got: &mut u64,
-) -> Result<(Streamed, Kept)> {
+) -> Result<(Streamed, Option<Kept>)> {
     let size = src.size();
     let name = src.name();
-    let payload = image.payload_offset().ok_or_else(|| Error::unsupported("qcow2 cannot be read forward"))?;
+    let sink = match image {
+        Some(image) => {
+            let payload = image.payload_offset().ok_or_else(|| Error::unsupported("qcow2 cannot be read forward"))?;
+            Some(Plain::new(image, payload, threads))
+        }
+        None => None,
+    };
+    let plain_size = image.map_or(0, Image::size);
     let mut algos = vec![OsAlgo::Sha256];
     for a in expected.os_algo.into_iter().chain(expected.signature_hash.map(OsAlgo::of_signature)) {
         if !algos.contains(&a) {
             algos.push(a);
         }
     }
-    progress.plain_total = image.size();
+    progress.plain_total = plain_size;
     progress.cipher_total = size;
     let cipher_done = AtomicU64::new(0);
     let plain_done = AtomicU64::new(0);
-    let mut sink = Plain::new(image, payload, threads);
     let (digests, sink) = std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Arc<Vec<u8>>)>(HASH_QUEUE);
         let plain_done = &plain_done;
         let worker = s.spawn(move || {
+            let Some(mut sink) = sink else { return Ok(None) };
             for (off, chunk) in rx {
                 sink.take(off, &chunk)?;
                 plain_done.store(sink.next, Ordering::Relaxed);
             }
-            Ok::<_, Error>(sink)
+            Ok::<_, Error>(Some(sink))
         });
         let digests = hash_stream(algos.iter().map(|a| a.hasher()).collect(), &cipher_done, |send| {
             let mut deliver = |off: u64, buf: Arc<Vec<u8>>| {
                 send(buf.clone())?;
+                if image.is_none() {
+                    return Ok(());
+                }
                 tx.send((off, buf)).map_err(|_| Error::io("the decryption thread stopped"))
             };
             deliver(0, head.clone())?;
             let mut off = head.len() as u64;
             loop {
                 let mut buf = Vec::with_capacity(FILE_CHUNK);
-                fill(body, &mut buf, FILE_CHUNK as u64).map_err(|e| {
-                    *got = off + buf.len() as u64;
-                    e
-                })?;
+                let read = fill(body, &mut buf, FILE_CHUNK as u64);
+                *got = off + buf.len() as u64;
+                read?;
                 if buf.is_empty() {
                     break;
                 }
@@ -328,7 +369,6 @@ fn stream_once(
                 }
                 deliver(off, Arc::new(buf))?;
                 off += n;
-                *got = off;
                 progress.draw(plain_done.load(Ordering::Relaxed), cipher_done.load(Ordering::Relaxed));
             }
             if off < size {
@@ -341,13 +381,19 @@ fn stream_once(
         // the decryption's own error explains a failed hand-over best
         match (digests, sink) {
             (Err(e), Ok(_)) | (_, Err(e)) => Err(e),
-            (Ok(d), Ok(s)) => s.finish().map(|()| (d, s)),
+            (Ok(d), Ok(s)) => s.as_ref().map_or(Ok(()), Plain::finish).map(|()| (d, s)),
         }
     })?;
-    progress.draw(image.size(), size);
+    progress.draw(plain_size, size);
     progress.complete();
     let of = |a: OsAlgo| algos.iter().position(|&x| x == a).and_then(|i| digests.get(i)).cloned();
-    let (streamed, kept) = sink.done(image.size());
+    let (streamed, kept) = match sink {
+        Some(sink) => {
+            let (s, k) = sink.done(plain_size);
+            (s, Some(k))
+        }
+        None => (Streamed::default(), None),
+    };
     Ok((
         Streamed {
             cipher_sha256: of(OsAlgo::Sha256).map(hex::encode).unwrap_or_default(),

@@ -109,6 +109,9 @@ impl Report {
                 sig["certificate"]["subject"].as_str().unwrap_or("-")
             );
         }
+        if let Some(read) = j["read"].as_str() {
+            s += &format!("; read in {read}");
+        }
         for m in self.mismatches.iter().chain(&self.warnings) {
             s += &format!("; {m}");
         }
@@ -153,6 +156,7 @@ fn qcow2_allocation(q: &crate::qcow2::Qcow2, size: u64) -> Result<Allocation> {
 }
 
 /// Everything one pass over the image produced.
+#[derive(Default)]
 pub(super) struct Streamed {
     pub(super) plain_sha256: String,
     pub(super) head: Vec<u8>,
@@ -336,7 +340,7 @@ fn verify_inner(
     j.insert("key_slot".into(), json!(image.slot()));
 
     let s = stream(&image, &*src, expected.os_algo, expected.signature_hash, checks.threads, progress)?;
-    report_streamed(path, expected, s, &*image, Some(&*src), checks, j, (warnings, mismatches))
+    report_streamed(path, expected, s, Some(&*image), Some(&*src), checks, j, (warnings, mismatches))
 }
 
 /// What an image's Glance properties (from Glance itself, or its sidecar) ask `verify` to check.
@@ -388,20 +392,20 @@ impl Expected {
 
 /// The report of an image streamed once (`s`): the image signature, hashes and their checks
 /// against `expected`, and what the plaintext is; `plain` reads the plaintext at the starts of
-/// its partitions (the decrypted image, or what a forward-only read kept of them); `src`, the
-/// ciphertext read by range, has its last checks made.
+/// its partitions (the decrypted image, or what a forward-only read kept of them), `None` when
+/// only the ciphertext was read; `src`, the ciphertext read by range, has its last checks made.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn report_streamed(
     path: &Path,
     expected: Expected,
     s: Streamed,
-    plain: &dyn ReadAt,
+    plain: Option<&dyn ReadAt>,
     src: Option<&dyn ReadAt>,
     checks: &Checks,
     j: &mut Map<String, Value>,
     (warnings, mismatches): (&mut Vec<String>, &mut Vec<String>),
 ) -> Result<()> {
-    let size = plain.size();
+    let size = plain.map(|p| p.size());
     let Expected { meta, from_glance, signature, .. } = expected;
     let said_by = if from_glance { "Glance's" } else { "the Glance sidecar's" };
     if let Some(parsed) = signature {
@@ -411,12 +415,12 @@ pub(super) fn report_streamed(
             mismatches.push(format!("image signature: {f}"));
         }
     }
-    j.insert("sha256".into(), json!({"ciphertext": s.cipher_sha256, "plaintext": s.plain_sha256}));
+    j.insert("sha256".into(), json!({"ciphertext": s.cipher_sha256, "plaintext": plain.map(|_| &s.plain_sha256)}));
     // what reading every byte once leaves to check (a backup's md5 of each object)
     if let Some(src) = src {
         src.finish_checks()?;
     }
-    if let Some(want) = &checks.expect_sha256 {
+    if let Some(want) = checks.expect_sha256.as_ref().filter(|_| plain.is_some()) {
         let matches = *want == s.plain_sha256;
         j.insert("expect_sha256".into(), json!({"value": want, "matches": matches}));
         if !matches {
@@ -439,12 +443,13 @@ pub(super) fn report_streamed(
                 m.hash_value.as_deref().unwrap_or("")
             ));
         }
-        let size_matches = m.decrypt_size.map(|want| want == size);
+        let size_matches = m.decrypt_size.zip(size).map(|(want, size)| want == size);
         if size_matches == Some(false) {
             warnings.push(format!(
-                "{} says os_decrypt_size {}, but the image decrypts to {size} bytes",
+                "{} says os_decrypt_size {}, but the image decrypts to {} bytes",
                 if from_glance { "Glance" } else { "the Glance sidecar" },
-                m.decrypt_size.unwrap_or(0)
+                m.decrypt_size.unwrap_or(0),
+                size.unwrap_or(0)
             ));
         }
         j.insert(
@@ -458,6 +463,8 @@ pub(super) fn report_streamed(
         );
     }
 
+    let Some(plain) = plain else { return Ok(()) };
+    let size = plain.size();
     let payload = sniff::classify(&s.head, &s.tail, size, s.all_zero);
     let mut truncated = Vec::new();
     let mut pj = payload.to_json();

@@ -546,9 +546,11 @@ fn glance_verify_in_one_get() {
 
     let env = clouds_env(&lab, &osk.dir.join("clouds.yaml"));
     let g = |id: &str| format!("glance://{id}");
+    let scratch = tempfile::tempdir().unwrap();
     let verify = |id: &str| {
         let out = run(&env, &["verify", "--json", &g(id), "--os-cloud", "osk-demo"]);
         let j: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stderr));
+        crate::status::validate("verify.schema.json", &out.stdout, scratch.path());
         (out, j)
     };
 
@@ -562,6 +564,10 @@ fn glance_verify_in_one_get() {
     assert_eq!(j["format"], "luks1", "{j:#}");
     assert_eq!(j["openstack"]["decrypt_size_matches"], true, "{j:#}");
     eprintln!("{j:#}");
+
+    let out = run(&env, &["verify", &g(&good), "--os-cloud", "osk-demo"]);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("read: one GET (store refuses ranges)"), "{}", out.stderr);
 
     // 5. cat still refuses, and points at verify
     let out = run(&env, &["cat", &g(&good), "--os-cloud", "osk-demo"]);
@@ -579,9 +585,12 @@ fn glance_verify_in_one_get() {
     assert_eq!(j["verdict"], "FAIL", "{j:#}");
     assert!(out.stderr.contains(&short) && out.stderr.contains("short body"), "{}", out.stderr);
 
-    // 4. qcow2: refused plainly
+    // 4. qcow2: refused plainly (its ciphertext hashed all the same)
     let (out, j) = verify(&qcow);
     assert_eq!(out.code(), 5, "{}\n{j:#}", out.stderr);
+    assert_eq!(j["format"], "qcow2", "{j:#}");
+    assert_eq!(j["sha256"]["ciphertext"], util::sha256_hex(&std::fs::read(&q.path).unwrap()), "{j:#}");
+    assert!(j["sha256"]["plaintext"].is_null(), "{j:#}");
     assert!(
         out.stderr.contains(&qcow) && out.stderr.contains("qcow2") && out.stderr.contains("without byte ranges"),
         "{}",
@@ -627,6 +636,7 @@ fn glance_verify_in_one_get() {
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let line = |id: &str| text.lines().find(|l| l.contains(id)).unwrap_or_else(|| panic!("{id}:\n{text}")).to_string();
     assert!(line(&good).starts_with("OK"), "{text}\n{}", out.stderr);
+    assert!(line(&good).contains("read in one GET (store refuses ranges)"), "{text}");
     assert!(line(&gpt).starts_with("OK"), "{text}\n{}", out.stderr);
     assert!(line(&tampered).starts_with("FAIL"), "{text}\n{}", out.stderr);
     assert!(line(&qcow).starts_with("FAIL") && line(&qcow).contains("qcow2"), "{text}\n{}", out.stderr);
