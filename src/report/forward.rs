@@ -582,3 +582,230 @@ impl ReadAt for Kept {
         self.size
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The forward-only pipeline without a server: a LUKS1 image made by `qemu-img` (skipped when
+    //! it is missing, a failure under `CI=true`) fed through [`OneGet`]s that read in odd-sized
+    //! pieces, break off, or send too little or too much; compared with the range path's report.
+    use super::*;
+    use crate::keys::{Keyring, Secret};
+    use crate::report::verify::{Report, verify_image};
+    use std::process::Command;
+    use std::sync::Mutex;
+
+    const PASS: &str = "forward test passphrase";
+
+    /// A qemu-img LUKS1 image of `plain` (its bytes), or `None` without qemu-img.
+    fn qemu_luks(plain: &[u8]) -> Option<Vec<u8>> {
+        let ok = Command::new("qemu-img").arg("--version").output().is_ok_and(|o| o.status.success());
+        if !ok {
+            assert!(std::env::var("CI").map_or(true, |v| v != "true"), "CI=true and qemu-img is missing");
+            eprintln!("SKIPPED: qemu-img not found");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (src, out) = (dir.path().join("plain.raw"), dir.path().join("img.luks"));
+        std::fs::write(&src, plain).unwrap();
+        let st = Command::new("qemu-img")
+            .args(["convert", "-q", "-f", "raw", "-O", "luks", "--object"])
+            .arg(format!("secret,id=s0,data={PASS}"))
+            .args(["-o", "key-secret=s0,iter-time=10"])
+            .arg(&src)
+            .arg(&out)
+            .status()
+            .unwrap();
+        assert!(st.success(), "qemu-img convert failed");
+        Some(std::fs::read(out).unwrap())
+    }
+
+    /// How a test GET behaves.
+    #[derive(Clone, Copy)]
+    enum Fault {
+        None,
+        /// The first GET breaks off after this many bytes (a transport error).
+        BreakOnce(usize),
+        /// Every GET breaks off after this many bytes.
+        BreakAlways(usize),
+    }
+
+    /// `data` served in pieces of `piece` bytes; `size` as listed.
+    struct Served {
+        data: Vec<u8>,
+        size: u64,
+        piece: usize,
+        fault: Fault,
+        gets: Mutex<u32>,
+    }
+
+    struct Pieces {
+        data: Arc<Vec<u8>>,
+        at: usize,
+        piece: usize,
+        stop: Option<usize>,
+    }
+
+    impl Read for Pieces {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.stop == Some(self.at) {
+                return Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "peer disconnected"));
+            }
+            let end = self.data.len().min(self.stop.unwrap_or(usize::MAX));
+            let n = buf.len().min(self.piece).min(end - self.at);
+            buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    impl OneGet for Served {
+        fn name(&self) -> String {
+            "test image".into()
+        }
+        fn size(&self) -> u64 {
+            self.size
+        }
+        fn refuses_ranges(&self) -> bool {
+            true
+        }
+        fn open(&self) -> Result<Box<dyn Read + Send>> {
+            let mut gets = self.gets.lock().unwrap();
+            *gets += 1;
+            let stop = match self.fault {
+                Fault::BreakOnce(n) if *gets == 1 => Some(n),
+                Fault::BreakAlways(n) => Some(n),
+                _ => None,
+            };
+            Ok(Box::new(Pieces { data: Arc::new(self.data.clone()), at: 0, piece: self.piece, stop }))
+        }
+    }
+
+    /// A reader that refuses every range, as Glance does for such a store.
+    struct NoRanges(u64);
+
+    impl ReadAt for NoRanges {
+        fn read_exact_at(&self, _: &mut [u8], _: u64) -> Result<()> {
+            Err(Error::unsupported("Glance refuses range requests for this image (400)"))
+        }
+        fn size(&self) -> u64 {
+            self.0
+        }
+    }
+
+    fn report(src: Arc<dyn ReadAt>, one_get: Option<&dyn OneGet>) -> Report {
+        let tree =
+            ImageTree::on(src, Path::new("test.luks"), Path::new(""), &ImageOptions::default(), Limits::default());
+        let checks = Checks { expect_sha256: None, threads: 3, ca: None, keyring: Arc::new(Keyring::new(None, None)) };
+        let key = |_: &Volume| {
+            Ok(UnlockKey { passphrase: Secret::from_slice(PASS.as_bytes()), key_slot: None, asked: false })
+        };
+        let progress = Progress::new("test");
+        verify_image(
+            &tree,
+            &ImageOptions::default(),
+            &checks,
+            progress,
+            &key,
+            UnlockSettings::default(),
+            None,
+            None,
+            one_get,
+        )
+    }
+
+    fn served(data: &[u8], size: u64, piece: usize, fault: Fault) -> Served {
+        Served { data: data.to_vec(), size, piece, fault, gets: Mutex::new(0) }
+    }
+
+    fn forward(s: &Served) -> Report {
+        report(Arc::new(NoRanges(s.size)), Some(s))
+    }
+
+    /// A plaintext of several chunks whose bytes are not all alike (an unrecognised one: WARN).
+    fn plaintext() -> Vec<u8> {
+        (0..(9 * FILE_CHUNK + 3 * 512)).map(|i| ((i as u64).wrapping_mul(0x9e37_79b9) >> 7) as u8).collect()
+    }
+
+    #[test]
+    fn one_get_reports_what_ranges_report() {
+        let plain = plaintext();
+        let Some(img) = qemu_luks(&plain) else { return };
+        let by_range = report(Arc::new(img.clone()), None);
+        assert!(by_range.json["read"].is_null(), "{:#}", by_range.json);
+        // pieces of odd sizes: sectors split between reads and chunks
+        for piece in [FILE_CHUNK, 777, 65_537] {
+            let r = forward(&served(&img, img.len() as u64, piece, Fault::None));
+            assert_eq!(r.json["read"], READ_ONE_GET, "{:#}", r.json);
+            assert_eq!(r.exit_code, by_range.exit_code, "{:#}", r.json);
+            for k in ["format", "cipher", "key_bits", "sector_size", "payload_offset", "decrypted_size", "key_slot"] {
+                assert_eq!(r.json[k], by_range.json[k], "{k}");
+            }
+            assert_eq!(r.json["sha256"], by_range.json["sha256"]);
+            assert_eq!(r.json["plaintext"], by_range.json["plaintext"]);
+            assert_eq!(r.json["warnings"], by_range.json["warnings"]);
+            assert_eq!(r.json["sha256"]["plaintext"], hex::encode(sha2::Sha256::digest(&plain)));
+            assert_eq!(r.json["sha256"]["ciphertext"], hex::encode(sha2::Sha256::digest(&img)));
+        }
+    }
+
+    /// Chunks that split sectors anywhere decrypt to the plaintext the range path reads.
+    #[test]
+    fn sectors_split_between_chunks() {
+        let plain: Vec<u8> = plaintext()[..3 * FILE_CHUNK].to_vec();
+        let Some(img) = qemu_luks(&plain) else { return };
+        let prepared = Prepared::open_on(Arc::new(img.clone()), Path::new("t"), &ImageOptions::default()).unwrap();
+        let image = prepared.unlock(&Secret::from_slice(PASS.as_bytes()), UnlockSettings::default()).unwrap();
+        let payload = image.payload_offset().unwrap();
+        for (threads, piece) in [(1, 1000), (3, 4095), (2, 513 * 1024 + 7)] {
+            let mut sink = Plain::new(&image, payload, threads);
+            for (i, chunk) in img.chunks(piece).enumerate() {
+                sink.take((i * piece) as u64, chunk).unwrap();
+            }
+            sink.finish().unwrap();
+            let (s, _) = sink.done(image.size());
+            assert_eq!(s.plain_sha256, hex::encode(sha2::Sha256::digest(&plain)), "{threads} threads, {piece}");
+            assert_eq!(s.head, plain[..sniff::HEAD_LEN]);
+            assert_eq!(s.tail, plain[plain.len() - sniff::TAIL_LEN..]);
+        }
+        // a payload cut inside a sector is not whole
+        let mut sink = Plain::new(&image, payload, 2);
+        sink.take(0, &img[..img.len() - 100]).unwrap();
+        assert_eq!(sink.finish().unwrap_err().kind(), ErrorKind::Corrupt);
+    }
+
+    #[test]
+    fn one_get_bodies_of_the_wrong_length_and_broken_reads() {
+        let plain = plaintext();
+        let Some(img) = qemu_luks(&plain) else { return };
+        let size = img.len() as u64;
+        let sha = hex::encode(sha2::Sha256::digest(&plain));
+        // shorter than listed, inside the header and inside the payload; longer than listed
+        for (data, listed) in [(&img[..4096], size), (&img[..img.len() - 512], size), (&img[..], size - 512)] {
+            let r = forward(&served(data, listed, 65_536, Fault::None));
+            let e = r.error.as_ref().expect("a failure");
+            assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+            assert!(e.message().contains("test image"), "{e}");
+            assert_eq!(r.exit_code, 4);
+        }
+        // a GET that breaks off once is read again from the start
+        let s = served(&img, size, FILE_CHUNK, Fault::BreakOnce(5 * FILE_CHUNK + 100));
+        let r = forward(&s);
+        assert!(r.error.is_none(), "{:?}", r.error);
+        assert_eq!(r.json["sha256"]["plaintext"], sha);
+        assert_eq!(r.json["gets"], 2);
+        // every GET breaking off at the same byte: a short body
+        let s = served(&img, size, FILE_CHUNK, Fault::BreakAlways(5 * FILE_CHUNK + 100));
+        let r = forward(&s);
+        let e = r.error.as_ref().expect("a failure");
+        assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+        assert!(e.message().contains("short body"), "{e}");
+        assert_eq!(*s.gets.lock().unwrap(), MAX_GETS);
+        // a flipped payload byte decrypts to other plaintext: another sha256, never a panic
+        let mut bad = img.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        let r = forward(&served(&bad, size, 4096, Fault::None));
+        assert!(r.error.is_none(), "{:?}", r.error);
+        assert_ne!(r.json["sha256"]["plaintext"], sha);
+    }
+}
