@@ -77,7 +77,7 @@ pub struct ImageEntry {
     pub glance: Option<sidecar::ImageMeta>,
     /// Its data as one read from start to end (a Glance image: `verify` of a store without
     /// byte ranges).
-    pub one_get: Option<Arc<dyn crate::report::forward::OneGet>>,
+    pub one_get: Option<Arc<dyn crate::source::OneGet>>,
 }
 
 impl ImageEntry {

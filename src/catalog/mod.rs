@@ -121,7 +121,7 @@ impl Item {
 
     /// Its data as one read from start to end, when it is a Glance image (whose store may refuse
     /// byte ranges: `verify` then reads it so).
-    pub fn one_get(&self) -> Option<Arc<dyn crate::report::forward::OneGet>> {
+    pub fn one_get(&self) -> Option<Arc<dyn crate::source::OneGet>> {
         match &self.reach {
             Reach::Glance(g) => Some(g.whole.clone()),
             _ => None,

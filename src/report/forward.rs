@@ -11,7 +11,8 @@
 //! plaintext's partitions (found in its first MiB) are kept as they pass, so partitions are
 //! described too. Memory stays bounded: a few chunks in flight, the header, the partition starts.
 //!
-//! qcow2 images need random access (their clusters are mapped by tables): refused plainly.
+//! qcow2 images need random access (their clusters are mapped by tables): their ciphertext is
+//! hashed and checked in the one GET, then they are refused plainly (exit 5).
 //! A transport error mid-stream restarts the GET from the start (at most [`MAX_GETS`] GETs, with
 //! backoff; bodies are never spliced); a body shorter or longer than the size listed is Corrupt.
 
@@ -22,6 +23,7 @@ use crate::image::{Format, Image, ImageOptions, Prepared, UnlockSettings};
 use crate::io::ReadAt;
 use crate::keys::sidecar;
 use crate::sniff::{self, Payload};
+use crate::source::OneGet;
 use crate::volume::tree::UnlockKey;
 use crate::volume::{ImageTree, Limits, Volume};
 use crate::{Error, ErrorKind, Result};
@@ -43,33 +45,6 @@ const FIRST_READ: u64 = 1 << 20;
 const MAX_WINDOWS: usize = 128;
 /// What the report says of how the image was read (`"read"` in the JSON).
 pub const READ_ONE_GET: &str = "one GET (store refuses ranges)";
-
-/// An image read whole, once, from start to end.
-pub trait OneGet: Send + Sync {
-    /// How messages name it (`Glance image ID`).
-    fn name(&self) -> String;
-    /// Its size as listed: the body must have exactly this many bytes.
-    fn size(&self) -> u64;
-    /// Whether it could not be read by range (then `verify` reads it with [`OneGet::open`]).
-    fn refuses_ranges(&self) -> bool;
-    /// A new read of it from byte 0 (one GET).
-    fn open(&self) -> Result<Box<dyn Read + Send>>;
-}
-
-impl OneGet for crate::source::glance::WholeImage {
-    fn name(&self) -> String {
-        format!("Glance image {}", self.id())
-    }
-    fn size(&self) -> u64 {
-        crate::source::glance::WholeImage::size(self)
-    }
-    fn refuses_ranges(&self) -> bool {
-        crate::source::glance::WholeImage::refuses_ranges(self)
-    }
-    fn open(&self) -> Result<Box<dyn Read + Send>> {
-        crate::source::glance::WholeImage::open(self)
-    }
-}
 
 /// Check the image `src` in one read from start to end, filling the report `j` as
 /// [`super::verify`] does (and `"read"`: [`READ_ONE_GET`]).

@@ -179,7 +179,7 @@ pub(crate) fn verify_image(
     settings: UnlockSettings,
     backup: Option<&BackupItem>,
     glance: Option<&sidecar::ImageMeta>,
-    one_get: Option<&dyn super::forward::OneGet>,
+    one_get: Option<&dyn crate::source::OneGet>,
 ) -> Report {
     let path = tree.ctx.path.as_path();
     let t0 = Instant::now();

@@ -479,26 +479,26 @@ impl WholeImage {
     pub fn new(store: Arc<GlanceStore>, id: &str, size: u64) -> WholeImage {
         WholeImage { store, id: id.to_string(), size }
     }
+}
 
-    /// Its id.
-    pub fn id(&self) -> &str {
-        &self.id
+impl super::OneGet for WholeImage {
+    fn name(&self) -> String {
+        format!("Glance image {}", self.id)
     }
 
-    /// Its size as listed.
-    pub fn size(&self) -> u64 {
+    fn size(&self) -> u64 {
         self.size
     }
 
     /// Whether a range request for it was refused ([`GlanceStore::refuses_ranges`]).
-    pub fn refuses_ranges(&self) -> bool {
+    fn refuses_ranges(&self) -> bool {
         self.store.refuses_ranges(&self.id)
     }
 
     /// One GET of its data (token renewal, 401 and 5xx handled as for every request), the body
     /// handed on as it arrives and cut after one byte more than the listed size (the caller
     /// counts: a body shorter or longer than listed is its to judge). A deleted image is Io.
-    pub fn open(&self) -> Result<super::RangeReader> {
+    fn open(&self) -> Result<super::RangeReader> {
         use std::io::Read;
         let what = format!("Glance image {}", self.id);
         let cap = self.size.saturating_add(1);

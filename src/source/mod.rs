@@ -48,6 +48,20 @@ pub trait ObjectStore: Send + Sync {
 /// The body of a range being read as it arrives ([`ObjectStore::open_range`]).
 pub type RangeReader = Box<dyn std::io::Read + Send>;
 
+/// An object that can be read whole, once, from start to end (one request), when reading it by
+/// range was refused: a Glance image of a store without byte ranges ([`glance::WholeImage`]).
+/// `verify` reads such an image so ([`crate::report::forward`]).
+pub trait OneGet: Send + Sync {
+    /// How messages name it (`Glance image ID`).
+    fn name(&self) -> String;
+    /// Its size as listed: the body must have exactly this many bytes.
+    fn size(&self) -> u64;
+    /// Whether a read by range was refused (then it is read with [`OneGet::open`]).
+    fn refuses_ranges(&self) -> bool;
+    /// A new read of it from byte 0 (one request), handed on as it arrives.
+    fn open(&self) -> crate::Result<RangeReader>;
+}
+
 /// One object of a listing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Listed {
