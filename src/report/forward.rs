@@ -72,7 +72,9 @@ pub(crate) fn verify(
         Start::Qcow2(head) => {
             j.insert("format".into(), json!("qcow2"));
             let expected = Expected::of(path, glance, warnings);
-            let (s, _) = read_all(body, &Arc::new(head), None, src, &expected, checks.threads, progress, j)?;
+            let head = Arc::new(head);
+            let pass = Pass { head: &head, image: None, src, expected: &expected, threads: checks.threads };
+            let (s, _) = read_all(body, &pass, progress, j)?;
             report_streamed(path, expected, s, None, None, checks, j, (warnings, mismatches))?;
             return Err(Error::unsupported(format!(
                 "{name} is a qcow2 image: its data cannot be checked without byte ranges (its clusters are \
@@ -109,32 +111,40 @@ pub(crate) fn verify(
     let image = top.image().ok_or_else(|| Error::io("the unlocked volume has no decrypted view"))?;
     j.insert("key_slot".into(), json!(image.slot()));
 
-    let (s, kept) = read_all(body, &head, Some(&image), src, &expected, checks.threads, progress, j)?;
+    let pass = Pass { head: &head, image: Some(&image), src, expected: &expected, threads: checks.threads };
+    let (s, kept) = read_all(body, &pass, progress, j)?;
     let kept = kept.ok_or_else(|| Error::io("the plaintext was not read"))?;
     report_streamed(path, expected, s, Some(&kept), None, checks, j, (warnings, mismatches))
 }
 
-/// Read the whole image from `body` (whose first bytes, `head`, were read already), hashing it
-/// and decrypting it with `image` when given: [`stream_once`], and again from the start after a
-/// transport error ([`MAX_GETS`] GETs at most; `"gets"` in the report says how many it took).
-#[allow(clippy::too_many_arguments)]
+/// What a read of the whole image works with.
+struct Pass<'a> {
+    /// Its first bytes, read already.
+    head: &'a Arc<Vec<u8>>,
+    /// The unlocked image, to decrypt its payload (`None`: the ciphertext is only hashed).
+    image: Option<&'a Image>,
+    src: &'a dyn OneGet,
+    expected: &'a Expected,
+    threads: usize,
+}
+
+/// Read the whole image from `body` (whose first bytes, `pass.head`, were read already), hashing
+/// it and decrypting it when `pass.image` is given: [`stream_once`], and again from the start
+/// after a transport error ([`MAX_GETS`] GETs at most; `"gets"` in the report says how many).
 fn read_all(
     mut body: Box<dyn Read + Send>,
-    head: &Arc<Vec<u8>>,
-    image: Option<&Image>,
-    src: &dyn OneGet,
-    expected: &Expected,
-    threads: usize,
+    pass: &Pass,
     progress: &mut Progress,
     j: &mut Map<String, Value>,
 ) -> Result<(Streamed, Option<Kept>)> {
+    let (head, src) = (pass.head, pass.src);
     let (name, size) = (src.name(), src.size());
     let mut gets = 1;
     // where each GET broke off: every one at the same byte is a body shorter than listed
     let mut ends = Vec::new();
     let done = loop {
         let mut got = head.len() as u64;
-        match stream_once(&mut body, head, image, src, expected, threads, progress, &mut got) {
+        match stream_once(&mut body, pass, progress, &mut got) {
             Ok(done) => break done,
             Err(e) if e.kind() == ErrorKind::Io && gets == MAX_GETS && ends.iter().all(|&n| n == got) => {
                 return Err(Error::corrupt(format!(
@@ -273,20 +283,16 @@ impl ReadAt for Head {
     }
 }
 
-/// One read of the whole image: `head` (already read from `body`) and the rest of `body`, every
-/// chunk hashed and its payload part decrypted; `got` counts the bytes read. Returns what
+/// One read of the whole image: `pass.head` (already read from `body`) and the rest of `body`,
+/// every chunk hashed and its payload part decrypted; `got` counts the bytes read. Returns what
 /// [`super::verify`]'s report needs and the partition starts kept.
-#[allow(clippy::too_many_arguments)]
 fn stream_once(
     body: &mut Box<dyn Read + Send>,
-    head: &Arc<Vec<u8>>,
-    image: Option<&Image>,
-    src: &dyn OneGet,
-    expected: &Expected,
-    threads: usize,
+    pass: &Pass,
     progress: &mut Progress,
     got: &mut u64,
 ) -> Result<(Streamed, Option<Kept>)> {
+    let Pass { head, image, src, expected, threads } = *pass;
     let size = src.size();
     let name = src.name();
     let sink = match image {
