@@ -7,7 +7,7 @@ use crate::dir::{KeyPlan, Tree, Unlocker};
 use crate::image::UnlockSettings;
 use crate::keys::{KeySource, Keyring};
 use crate::report::Progress;
-use crate::report::verify::{Checks, describe_unencrypted, verify_image};
+use crate::report::verify::{Checks, Known, describe_unencrypted, verify_image};
 use crate::report::{EXIT_WARN, Verdict, worst};
 use crate::volume::{ImageTree, Limits, Volume};
 use crate::{Error, Result};
@@ -101,8 +101,15 @@ fn run_one(a: &VerifyArgs) -> Result<i32> {
     let settings = UnlockSettings { tries: a.prompt.tries, ..settings };
     let key = |v: &Volume| keys.key_for(v);
     let one_get = item.one_get();
-    let report =
-        verify_image(&tree, &opts, &checks, progress, &key, settings, item.backup(), item.glance(), one_get.as_deref());
+    let report = verify_image(
+        &tree,
+        &opts,
+        &checks,
+        progress,
+        &key,
+        settings,
+        Known { backup: item.backup(), glance: item.glance(), one_get: one_get.as_deref() },
+    );
     let note = report.error.as_ref().and_then(|e| keys.note(e));
     let text = if a.json {
         serde_json::to_string_pretty(&crate::schema::versioned(report.json.clone())).unwrap_or_default() + "\n"
@@ -211,9 +218,7 @@ fn run_dir(a: &VerifyArgs, location: &Location) -> Result<i32> {
             progress,
             &key,
             settings,
-            entry.backup.as_ref(),
-            entry.glance.as_ref(),
-            entry.one_get.as_deref(),
+            Known { backup: entry.backup.as_ref(), glance: entry.glance.as_ref(), one_get: entry.one_get.as_deref() },
         );
         code = worst(code, r.exit_code);
         if let Some(e) = &r.error {

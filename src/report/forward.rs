@@ -688,9 +688,7 @@ mod tests {
             progress,
             &key,
             UnlockSettings::default(),
-            None,
-            None,
-            one_get,
+            super::super::verify::Known { one_get, ..Default::default() },
         )
     }
 

@@ -168,8 +168,17 @@ pub(super) struct Streamed {
     pub(super) signature_digest: Option<Vec<u8>>,
 }
 
-/// Check one image. `unlock` turns the opened image into a readable one (resolving the key).
-#[allow(clippy::too_many_arguments)]
+/// What the source knows of an image beyond its bytes (see [`crate::catalog::Item`]): the Cinder
+/// backup it is, its Glance properties, and a read of it in one GET (a Glance image, whose store
+/// may refuse byte ranges).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Known<'a> {
+    pub(crate) backup: Option<&'a BackupItem>,
+    pub(crate) glance: Option<&'a sidecar::ImageMeta>,
+    pub(crate) one_get: Option<&'a dyn crate::source::OneGet>,
+}
+
+/// Check one image. `key` resolves the key of each encrypted volume on the way.
 pub(crate) fn verify_image(
     tree: &ImageTree,
     opts: &ImageOptions,
@@ -177,10 +186,9 @@ pub(crate) fn verify_image(
     mut progress: Progress,
     key: &dyn Fn(&Volume) -> Result<UnlockKey>,
     settings: UnlockSettings,
-    backup: Option<&BackupItem>,
-    glance: Option<&sidecar::ImageMeta>,
-    one_get: Option<&dyn crate::source::OneGet>,
+    known: Known,
 ) -> Report {
+    let Known { backup, glance, one_get } = known;
     let path = tree.ctx.path.as_path();
     let t0 = Instant::now();
     let mut j = Map::new();
