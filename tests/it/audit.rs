@@ -10,8 +10,7 @@
 //! Run with `cargo test --test it -- audit::`.
 
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -301,33 +300,14 @@ fn cinder(osk: &Osk) -> Option<&'static str> {
     static CINDER: OnceLock<Result<String, String>> = OnceLock::new();
     let started = CINDER.get_or_init(|| {
         let dir = osk.dir.join("cinder-audit");
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/cinder-api-up.sh");
         let t = Instant::now();
-        // one run of the script at a time (parallel test processes)
-        let out = Command::new("flock")
-            .arg("-o")
-            .arg(dir.join(".up.lock"))
-            .arg("bash")
-            .arg(&script)
-            .arg(&dir)
-            .arg("--keystone")
-            .arg(osk.dir.join("osk.env"))
-            .env("CINDER_CATALOG", "0")
-            .env("CINDER_PAGE_MAX", "2")
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("{}: {e}", script.display()))?;
-        if !out.status.success() {
-            let text = String::from_utf8_lossy(&out.stderr);
-            let tail: Vec<&str> = text.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
-            return Err(format!("{} failed ({}):\n{}", script.display(), out.status, tail.join("\n")));
-        }
-        let env = std::fs::read_to_string(dir.join("cinder.env")).map_err(|e| format!("cinder.env: {e}"))?;
-        let url = env.lines().find_map(|l| l.strip_prefix("CINDER_URL=")).ok_or("cinder.env lacks CINDER_URL")?;
+        let osk_env = osk.dir.join("osk.env");
+        let envs = [("CINDER_CATALOG", "0"), ("CINDER_PAGE_MAX", "2")];
+        util::up_script("cinder-api-up.sh", &dir, &["--keystone".as_ref(), osk_env.as_os_str()], &envs)?;
+        let url = util::env_file(&dir.join("cinder.env"))?.remove("CINDER_URL").ok_or("cinder.env lacks CINDER_URL")?;
         eprintln!("cinder-api (audit) up in {:.1}s at {url}", t.elapsed().as_secs_f32());
-        luks_volume_type(osk, url);
-        Ok(url.to_string())
+        luks_volume_type(osk, &url);
+        Ok(url)
     });
     match started {
         Ok(url) => Some(url),

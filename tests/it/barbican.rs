@@ -84,43 +84,15 @@ fn start() -> Result<Osk, String> {
         eprintln!("OpenStack harness already up ({})", dir.display());
         return Ok(o);
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/openstack-up.sh");
-    let log = dir.join("up.log");
     let t = Instant::now();
-    // one run of the script at a time (parallel test processes would install into one venv)
-    let mut cmd = match util::which("flock") {
-        Some(flock) => {
-            let mut c = Command::new(flock);
-            // -o: the script's servers must not inherit (and hold forever) the lock's descriptor
-            c.arg("-o").arg(dir.join(".up.lock")).arg("bash");
-            c
-        }
-        None => Command::new("bash"),
-    };
-    let out =
-        cmd.arg(&script).arg(&dir).stdin(Stdio::null()).output().map_err(|e| format!("{}: {e}", script.display()))?;
-    let mut text = out.stdout.clone();
-    text.extend_from_slice(&out.stderr);
-    let _ = std::fs::write(&log, &text);
-    if !out.status.success() {
-        let text = String::from_utf8_lossy(&text);
-        let tail: Vec<&str> = text.lines().rev().take(15).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        return Err(format!("{} {} failed ({}):\n{}", script.display(), dir.display(), out.status, tail.join("\n")));
-    }
+    util::up_script("openstack-up.sh", &dir, &[], &[])?;
     eprintln!("OpenStack harness up in {:.1}s ({})", t.elapsed().as_secs_f32(), dir.display());
     read_osk(dir)
 }
 
 /// What `DIR/osk.env` says.
 fn read_osk(dir: PathBuf) -> Result<Osk, String> {
-    let envfile = std::fs::read_to_string(dir.join("osk.env")).map_err(|e| format!("osk.env: {e}"))?;
-    let env: HashMap<String, String> = envfile
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let env = util::env_file(&dir.join("osk.env"))?;
     let get = |k: &str| env.get(k).cloned().ok_or_else(|| format!("osk.env lacks {k}"));
     Ok(Osk { keystone: get("OSK_KEYSTONE_URL")?, barbican: get("OSK_BARBICAN_URL")?, dir, env })
 }

@@ -14,7 +14,7 @@
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -53,27 +53,10 @@ fn script(name: &str) -> PathBuf {
 
 /// `cinder-api-up.sh DIR --keystone OSK_ENV` (one at a time: parallel test processes share it).
 fn up(dir: &Path, osk_env: &Path) -> Result<CinderApi, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let t = Instant::now();
-    let out = Command::new("flock")
-        .arg("-o")
-        .arg(dir.join(".up.lock"))
-        .arg("bash")
-        .arg(script("cinder-api-up.sh"))
-        .arg(dir)
-        .arg("--keystone")
-        .arg(osk_env)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("running cinder-api-up.sh: {e}"))?;
-    if !out.status.success() {
-        let text = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = text.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
-        return Err(format!("cinder-api-up.sh failed ({}):\n{}", out.status, tail.join("\n")));
-    }
-    let env = std::fs::read_to_string(dir.join("cinder.env")).map_err(|e| format!("cinder.env: {e}"))?;
-    let var =
-        |k: &str| env.lines().find_map(|l| l.strip_prefix(k)?.strip_prefix('=')).ok_or(format!("cinder.env lacks {k}"));
+    util::up_script("cinder-api-up.sh", dir, &["--keystone".as_ref(), osk_env.as_os_str()], &[])?;
+    let env = util::env_file(&dir.join("cinder.env"))?;
+    let var = |k: &str| env.get(k).map(String::as_str).ok_or(format!("cinder.env lacks {k}"));
     eprintln!("cinder-api up in {:.1}s at {}", t.elapsed().as_secs_f32(), var("CINDER_URL")?);
     Ok(CinderApi { dir: dir.to_path_buf(), conf: var("CINDER_CONF")?.into(), venv: var("CINDER_VENV")?.into() })
 }

@@ -55,34 +55,11 @@ fn start(osk_dir: &Path) -> Result<Glance, String> {
         // beside its Keystone: a Glance registered in another Keystone would refuse our tokens
         None => osk_dir.join("glance"),
     };
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/glance-up.sh");
     let t = Instant::now();
-    // one run of the script at a time (parallel test processes would install into one venv)
-    let mut cmd = match util::which("flock") {
-        Some(flock) => {
-            let mut c = Command::new(flock);
-            c.arg("-o").arg(dir.join(".up.lock")).arg("bash");
-            c
-        }
-        None => Command::new("bash"),
-    };
-    let out = cmd
-        .arg(&script)
-        .arg(&dir)
-        .arg(osk_dir)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("{}: {e}", script.display()))?;
-    if !out.status.success() {
-        let text = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = text.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
-        return Err(format!("{} failed ({}):\n{}", script.display(), out.status, tail.join("\n")));
-    }
-    let env = std::fs::read_to_string(dir.join("glance.env")).map_err(|e| format!("glance.env: {e}"))?;
-    let url = env.lines().find_map(|l| l.strip_prefix("GLANCE_URL=")).ok_or("glance.env lacks GLANCE_URL")?;
+    util::up_script("glance-up.sh", &dir, &[osk_dir.as_os_str()], &[])?;
+    let url = util::env_file(&dir.join("glance.env"))?.remove("GLANCE_URL").ok_or("glance.env lacks GLANCE_URL")?;
     eprintln!("Glance up in {:.1}s at {url}", t.elapsed().as_secs_f32());
-    Ok(Glance { url: url.to_string(), dir })
+    Ok(Glance { url, dir })
 }
 
 macro_rules! glance {

@@ -118,6 +118,53 @@ pub fn shared_corpus() -> PathBuf {
     }
 }
 
+/// Run `scripts/NAME DIR ARGS...` (a service start script: Keystone + Barbican, Glance,
+/// cinder-api) with `envs`, one run at a time across the test processes (`flock -o` on
+/// `DIR/.up.lock`: parallel runs would install into one venv; `-o` so that the servers it starts
+/// do not inherit the lock). Its output goes to `DIR/up.log`; a failure is the script, its exit
+/// status and the last 15 lines of its output.
+pub fn up_script(name: &str, dir: &Path, args: &[&OsStr], envs: &[(&str, &str)]) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join(name);
+    let mut cmd = match which("flock") {
+        Some(flock) => {
+            let mut c = Command::new(flock);
+            c.arg("-o").arg(dir.join(".up.lock")).arg("bash");
+            c
+        }
+        None => Command::new("bash"),
+    };
+    let out = cmd
+        .arg(&script)
+        .arg(dir)
+        .args(args)
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{}: {e}", script.display()))?;
+    let mut text = out.stdout;
+    text.extend_from_slice(&out.stderr);
+    let _ = std::fs::write(dir.join("up.log"), &text);
+    if !out.status.success() {
+        let text = String::from_utf8_lossy(&text);
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+        return Err(format!("{} {} failed ({}):\n{tail}", script.display(), dir.display(), out.status));
+    }
+    Ok(())
+}
+
+/// The `KEY=VALUE` lines of an env file a start script wrote (`#` lines skipped).
+pub fn env_file(path: &Path) -> Result<std::collections::HashMap<String, String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect())
+}
+
 /// Absolute path of a command, searching PATH, /usr/sbin and /sbin.
 pub fn which(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
