@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::SystemTime;
 
 /// Inode number of the mount root.
@@ -171,6 +171,9 @@ pub struct Tree {
     /// The LVM2 PVs of every image of the source (shown or not), for volume groups spanning
     /// several images; an LV assembled from them is shown in its host image's `<name>.d/`.
     span: Span,
+    /// Told the inode of each file shown whose volume was refused after it was shown, so that
+    /// what was cached of it (the kernel's pages) is dropped: set by the mount.
+    on_revoke: OnceLock<Box<dyn Fn(u64) + Send + Sync>>,
 }
 
 /// How each image gets its key and options.
@@ -227,6 +230,12 @@ impl Tree {
         self.len() <= 1
     }
 
+    /// Call `f` with the inode of each file shown whose volume is refused from now on
+    /// ([`Volume::revoke`]): whatever was cached of it must go. Set once; later calls are ignored.
+    pub fn on_revoke(&self, f: impl Fn(u64) + Send + Sync + 'static) {
+        let _ = self.on_revoke.set(Box::new(f));
+    }
+
     /// The volumes shown, with their inode numbers.
     pub fn files(&self) -> Vec<(u64, Arc<Volume>)> {
         let nodes = self.nodes.read().unwrap_or_else(|e| e.into_inner());
@@ -250,7 +259,12 @@ impl Tree {
             }
             None => (SourceMeta::owned_by_me(SystemTime::now()), false),
         };
-        let mut tree = Tree { nodes: RwLock::new(Vec::new()), images: Vec::new(), span: Span::default() };
+        let mut tree = Tree {
+            nodes: RwLock::new(Vec::new()),
+            images: Vec::new(),
+            span: Span::default(),
+            on_revoke: OnceLock::new(),
+        };
         tree.push(ROOT_INO, OsString::new(), root_meta, NodeKind::Dir(RwLock::default()));
         let mut dirs = Dirs::default();
         for entry in catalog::list(location)? {
@@ -438,7 +452,15 @@ impl Tree {
         image.tree.volumes();
         self.span.add(&image.tree.ctx, true);
         let mut hosts = Vec::new();
-        for host in self.span.resolve() {
+        let resolved = self.span.resolve();
+        if !resolved.revoked.is_empty() {
+            for (ino, _) in self.files().into_iter().filter(|(_, v)| v.revoked().is_some()) {
+                if let Some(f) = self.on_revoke.get() {
+                    f(ino);
+                }
+            }
+        }
+        for host in resolved.hosts {
             if let Some(e) = self.images.iter().find(|e| Arc::ptr_eq(&e.tree.ctx, &host)) {
                 self.sync_one(e);
                 hosts.push(e.clone());

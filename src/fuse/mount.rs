@@ -100,6 +100,7 @@ pub fn start(vfs: Arc<Vfs>, c: &MountConfig) -> Result<Mounted> {
             return Err(Error::io(format!("cannot start FUSE on {}: {e}", c.mountpoint.display())));
         }
     };
+    drop_cached_pages_of_revoked(&vfs, session.notifier());
     if let Err(e) = super::bdi::set_read_ahead_dev(&attached.dev, c.max_readahead) {
         // Needs root; the mount works without it, with 128 KiB requests. Done before serving:
         // a file keeps the readahead it was opened with.
@@ -124,6 +125,25 @@ pub fn start(vfs: Arc<Vfs>, c: &MountConfig) -> Result<Mounted> {
         }
     };
     Ok(Mounted { session, attached, stop, transport })
+}
+
+/// A volume refused after it was shown (an LV whose PV copies turn out to differ) must not be
+/// read from the kernel's page cache either (files are opened with `FOPEN_KEEP_CACHE`): its
+/// pages are invalidated. On a thread of its own, as a request being served may be what revealed
+/// the refusal, and the kernel may wait for it before dropping the pages.
+fn drop_cached_pages_of_revoked(vfs: &Vfs, notifier: fuser::Notifier) {
+    vfs.tree().on_revoke(move |ino| {
+        let notifier = notifier.clone();
+        let spawned = std::thread::Builder::new().name("inval".into()).spawn(move || {
+            match notifier.inval_inode(fuser::INodeNo(ino), 0, 0) {
+                Ok(()) => log::debug!("inode {ino}: cached pages dropped"),
+                Err(e) => log::warn!("inode {ino}: the kernel's cached pages could not be dropped: {e}"),
+            }
+        });
+        if let Err(e) = spawned {
+            log::warn!("inode {ino}: cannot start a thread to drop its cached pages: {e}");
+        }
+    });
 }
 
 impl Mounted {

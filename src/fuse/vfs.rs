@@ -196,7 +196,12 @@ impl Vfs {
     pub fn read(&self, ino: u64, offset: u64, out: &mut [u8]) -> Result<usize, Errno> {
         let node = self.tree.node(ino).ok_or(libc::ENOENT)?;
         let NodeKind::File(f) = &node.kind else { return Err(libc::EISDIR) };
-        // `open` refused every volume that must not be served (checked there, not per request).
+        // `open` refused every volume that must not be served then; one refused since it was
+        // opened is not served from the cache either.
+        if let Some(e) = f.volume.revoked() {
+            log::warn!("read at {offset}: {e}");
+            return Err(e.kind().errno());
+        }
         let img = f.volume.reader().ok_or(libc::EIO)?;
         let end = offset.saturating_add(out.len() as u64).min(img.size());
         if offset >= end {

@@ -18,7 +18,7 @@
 //! PVs tracked, and the copies of one PV compared, are bounded.
 
 use super::name;
-use super::tree::{ImageCtx, Origin, PvFound};
+use super::tree::{ImageCtx, Origin, PvFound, Volume};
 use crate::Error;
 use crate::formats::lvm::reader::LvReader;
 use crate::formats::lvm::vg::Vg;
@@ -51,8 +51,8 @@ struct Inner {
     dirty_set: HashSet<String>,
     /// LV UUIDs built or refused.
     done: HashSet<String>,
-    /// The readers of the LVs built, by LV UUID: refused when a differing PV copy turns up.
-    built_readers: HashMap<String, Arc<Revocable>>,
+    /// The LVs built and their readers, by LV UUID: refused when a differing PV copy turns up.
+    built: HashMap<String, (Arc<Volume>, Arc<Revocable>)>,
     /// PV copies tracked.
     total: usize,
     warned_full: bool,
@@ -164,32 +164,38 @@ impl Span {
         }
     }
 
-    /// Build every LV that became complete across images since the last call; returns the
-    /// images that host new volumes.
-    pub fn resolve(&self) -> Vec<Arc<ImageCtx>> {
+    /// Build every LV that became complete across images since the last call, and refuse
+    /// those built earlier that a differing PV copy met since contradicts.
+    pub fn resolve(&self) -> Resolved {
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let inner = &mut *guard;
         let dirty = std::mem::take(&mut inner.dirty);
         inner.dirty_set.clear();
-        let mut hosts: Vec<Arc<ImageCtx>> = Vec::new();
+        let mut out = Resolved::default();
         for vg in dirty {
-            for h in inner.resolve_vg(&vg) {
-                if !hosts.iter().any(|x| Arc::ptr_eq(x, &h)) {
-                    hosts.push(h);
-                }
-            }
+            inner.resolve_vg(&vg, &mut out);
         }
-        hosts
+        out
     }
+}
+
+/// What one [`Span::resolve`] changed.
+#[derive(Default)]
+pub struct Resolved {
+    /// The images that host new volumes.
+    pub hosts: Vec<Arc<ImageCtx>>,
+    /// LVs built earlier and refused now ([`Volume::revoke`]d, with what was found in them).
+    pub revoked: Vec<Arc<Volume>>,
 }
 
 impl Inner {
     /// Look at the LVs of VG `uuid` on the PVs met since the last look (all of them when its
     /// newest metadata changed) and build each that no single image holds whole and every
-    /// image together does; returns the hosts of the volumes added.
-    fn resolve_vg(&mut self, uuid: &str) -> Vec<Arc<ImageCtx>> {
-        let Some(group) = self.vgs.get_mut(uuid) else { return Vec::new() };
-        let Some(newest) = group.newest else { return Vec::new() };
+    /// image together does, and refuse those built earlier that its PV copies now contradict;
+    /// adds to `out` what changed.
+    fn resolve_vg(&mut self, uuid: &str, out: &mut Resolved) {
+        let Some(group) = self.vgs.get_mut(uuid) else { return };
+        let Some(newest) = group.newest else { return };
         let vg = group.copies[newest].pv.vg.clone();
         let fresh = std::mem::take(&mut group.fresh);
         let all = !group.model.as_ref().is_some_and(|m| Arc::ptr_eq(&m.vg, &vg));
@@ -197,7 +203,7 @@ impl Inner {
             group.model = Some(Model::new(vg.clone()));
         }
         let group = &self.vgs[uuid];
-        let Some(model) = &group.model else { return Vec::new() };
+        let Some(model) = &group.model else { return };
         let mut lvs: Vec<usize> = if all {
             (0..vg.lvs.len()).collect()
         } else {
@@ -215,7 +221,6 @@ impl Inner {
         };
         let mut choices: HashMap<usize, Choice> = HashMap::new();
         let mut built = Vec::new();
-        let mut revocable = Vec::new();
         for li in lvs {
             let lv = &vg.lvs[li];
             if !lv.visible {
@@ -223,7 +228,7 @@ impl Inner {
             }
             if self.done.contains(&lv.uuid) {
                 // built already: a copy of one of its PVs that turned up since must agree
-                if let Some(r) = self.built_readers.get(&lv.uuid).filter(|r| r.refused.get().is_none()) {
+                if let Some((v, r)) = self.built.get(&lv.uuid).filter(|(_, r)| r.refused.get().is_none()) {
                     let conflict = lv.pv_indices().into_iter().find_map(|p| {
                         let h = holders(p);
                         choices.entry(p).or_insert_with(|| choose(&group.copies, &h, &vg, p)).clone().err()
@@ -235,7 +240,9 @@ impl Inner {
                             vg.name, lv.name
                         ));
                         log::warn!("{e}");
+                        v.revoke(&e);
                         let _ = r.refused.set(e);
+                        out.revoked.push(v.clone());
                     }
                 }
                 continue;
@@ -285,6 +292,7 @@ impl Inner {
                 continue;
             };
             notes.insert(0, format!("assembled from PVs in several images of the source: {}", parts.join(", ")));
+            let mut revocable = None;
             let reader = match refused {
                 Some(e) => {
                     log::warn!("{e}");
@@ -293,32 +301,37 @@ impl Inner {
                 }
                 None => LvReader::new(vg.clone(), li, pvs).map(|r| {
                     let r = Arc::new(Revocable { inner: Arc::new(r), refused: OnceLock::new() });
-                    revocable.push((lv.uuid.clone(), r.clone()));
+                    revocable = Some(r.clone());
                     r as Arc<dyn ReadAt>
                 }),
             };
             let origin = Origin::LogicalVolume { vg: vg.name.clone(), lv: lv.name.clone() };
             let ctx = images[host].ctx.clone();
             match ctx.host(name::dm(&vg.name, &lv.name), origin, lv.size, depth, reader, notes) {
-                Ok(v) => log::info!(
-                    "{}: LVM2 logical volume {}/{} assembled from PVs in several images",
-                    v.display().display(),
-                    vg.name,
-                    lv.name
-                ),
-                Err(e) => log::warn!("{e}"),
+                Ok(v) => {
+                    log::info!(
+                        "{}: LVM2 logical volume {}/{} assembled from PVs in several images",
+                        v.display().display(),
+                        vg.name,
+                        lv.name
+                    );
+                    built.push((lv.uuid.clone(), ctx, revocable.map(|r| (v, r))));
+                }
+                Err(e) => {
+                    log::warn!("{e}");
+                    built.push((lv.uuid.clone(), ctx, None));
+                }
             }
-            built.push((lv.uuid.clone(), ctx));
         }
-        self.built_readers.extend(revocable);
-        let mut hosts: Vec<Arc<ImageCtx>> = Vec::new();
-        for (lv, ctx) in built {
+        for (lv, ctx, readable) in built {
+            if let Some(readable) = readable {
+                self.built.insert(lv.clone(), readable);
+            }
             self.done.insert(lv);
-            if !hosts.iter().any(|h| Arc::ptr_eq(h, &ctx)) {
-                hosts.push(ctx);
+            if !out.hosts.iter().any(|h| Arc::ptr_eq(h, &ctx)) {
+                out.hosts.push(ctx);
             }
         }
-        hosts
     }
 }
 
@@ -493,7 +506,7 @@ mod tests {
             for t in &trees {
                 span.add(&t.ctx, true);
             }
-            assert_eq!(span.resolve().len(), 1);
+            assert_eq!(span.resolve().hosts.len(), 1);
             let lv = trees[0].volumes().into_iter().find(|v| v.name == "big-lv0").unwrap();
             match want {
                 Ok(note) => {
@@ -520,7 +533,7 @@ mod tests {
         let span = Span::default();
         span.add(&trees[0].ctx, true);
         span.add(&trees[1].ctx, true);
-        assert_eq!(span.resolve().len(), 1);
+        assert_eq!(span.resolve().hosts.len(), 1);
         let lv = trees[0].volumes().into_iter().find(|v| v.name == "big-lv0").unwrap();
         let reader = lv.reader().unwrap();
         let mut b = [0u8; 512];
@@ -528,14 +541,21 @@ mod tests {
         // the same bytes again in another image: still read
         trees[2].ctx.record_pv(pv(&vg, 1, 0, 2));
         span.add(&trees[2].ctx, true);
-        span.resolve();
+        assert!(span.resolve().revoked.is_empty());
         reader.read_exact_at(&mut b, 0).unwrap();
-        // other bytes: refused from now on
+        assert!(lv.failure().is_none());
+        // other bytes: refused from now on, the reader and the volume (as a mount serves it)
         trees[3].ctx.record_pv(pv(&vg, 0, 9, 3));
         span.add(&trees[3].ctx, true);
-        span.resolve();
+        let revoked = span.resolve().revoked;
+        assert!(revoked.len() == 1 && Arc::ptr_eq(&revoked[0], &lv));
         let e = reader.read_exact_at(&mut b, 0).unwrap_err().to_string();
         assert!(e.contains("differ") && e.contains("/src/img00003") && e.contains("turned up after"), "{e}");
+        assert_eq!(lv.failure().map(|f| f.to_string()), Some(e));
+        // told once
+        trees[3].ctx.record_pv(pv(&vg, 1, 9, 3));
+        span.add(&trees[3].ctx, true);
+        assert!(span.resolve().revoked.is_empty());
     }
 
     /// An LV whole in one image is that image's own: the pass leaves it alone, also when
@@ -550,7 +570,7 @@ mod tests {
         let span = Span::default();
         span.add(&a.ctx, true);
         span.add(&b.ctx, true);
-        assert!(span.resolve().is_empty());
+        assert!(span.resolve().hosts.is_empty());
         assert!(!a.ctx.hosts_spanned() && !b.ctx.hosts_spanned());
     }
 }

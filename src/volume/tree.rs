@@ -180,6 +180,7 @@ impl ImageCtx {
             reader: OnceLock::new(),
             decrypted: OnceLock::new(),
             broken: None,
+            revoked: OnceLock::new(),
             expanded: OnceLock::new(),
             origin_notes: notes,
         };
@@ -263,6 +264,9 @@ pub struct Volume {
     decrypted: OnceLock<Arc<crate::image::Image>>,
     /// Why it cannot be read at all (a partition past the end of its disk, ...).
     broken: Option<Error>,
+    /// Why it can no longer be read, though it could when it was shown (a differing copy of a
+    /// PV of an LV spanning images turned up later: [`super::span`]).
+    revoked: OnceLock<Error>,
     expanded: OnceLock<(Layer, Vec<Arc<Volume>>)>,
     /// Where its parts come from, when that is worth saying (an LV assembled from PVs in
     /// several images, and which copy of a duplicated PV was read).
@@ -315,6 +319,7 @@ impl ImageTree {
             reader: OnceLock::from(src),
             decrypted: OnceLock::new(),
             broken: None,
+            revoked: OnceLock::new(),
             expanded: OnceLock::new(),
             origin_notes: Vec::new(),
         });
@@ -438,9 +443,9 @@ impl Volume {
         self.lock.as_ref()
     }
 
-    /// Why it cannot be read: broken, or its unlock failed.
+    /// Why it cannot be read: broken, revoked, or its unlock failed.
     pub fn failure(&self) -> Option<Error> {
-        if let Some(e) = &self.broken {
+        if let Some(e) = self.broken.as_ref().or(self.revoked.get()) {
             return Some(e.clone());
         }
         match &*self.lock.as_ref()?.lock() {
@@ -499,6 +504,21 @@ impl Volume {
             Origin::LogicalVolume { vg, lv } => want == format!("{vg}/{lv}"),
             Origin::Decrypted { uuid, .. } => want.strip_prefix("UUID=").is_some_and(|u| u.eq_ignore_ascii_case(uuid)),
             Origin::Image | Origin::Qcow2Guest => false,
+        }
+    }
+
+    /// Why it can no longer be read, though it could when it was shown (see [`Volume::revoke`]).
+    pub fn revoked(&self) -> Option<&Error> {
+        self.revoked.get()
+    }
+
+    /// From now on refuse to serve this volume, and every volume found in it so far, with `e`
+    /// (its reader must fail its reads by itself: the ones found later probe through it).
+    pub fn revoke(&self, e: &Error) {
+        if self.revoked.set(e.clone()).is_ok() {
+            for child in self.expanded.get().map_or(&[][..], |(_, c)| c.as_slice()) {
+                child.revoke(e);
+            }
         }
     }
 
@@ -708,6 +728,7 @@ impl Volume {
             reader: OnceLock::new(),
             decrypted: OnceLock::new(),
             broken: None,
+            revoked: OnceLock::new(),
             expanded: OnceLock::new(),
             origin_notes: Vec::new(),
         })

@@ -228,14 +228,17 @@ fn a_pv_in_two_images_identical_or_not() {
 
 /// A copy of PV file `f` encrypted in place as `name` in the lab's source (offline `cryptsetup
 /// reencrypt --encrypt` into LUKS2, keyed by `key`).
-fn encrypt_copy(lab: &Lab, f: &Path, name: &str, key: &Path) {
+/// `f` copied to `name` in the source and encrypted in place (LUKS2, offline reencryption)
+/// with `key`; its PBKDF2 runs `iterations` rounds.
+fn encrypt_copy(lab: &Lab, f: &Path, name: &str, key: &Path, iterations: u32) {
     let out = lab.place(name);
     std::fs::copy(f, &out).unwrap();
     let len = std::fs::metadata(&out).unwrap().len();
     std::fs::OpenOptions::new().write(true).open(&out).unwrap().set_len(len + (32 << 20)).unwrap();
     let mut c = tool("cryptsetup");
     c.args(["reencrypt", "--encrypt", "--type", "luks2", "--reduce-device-size", "32M"])
-        .args(["--force-offline-reencrypt", "--batch-mode", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"])
+        .args(["--force-offline-reencrypt", "--batch-mode", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations"])
+        .arg(iterations.to_string())
         .arg("--key-file")
         .arg(key)
         .arg(&out);
@@ -245,8 +248,10 @@ fn encrypt_copy(lab: &Lab, f: &Path, name: &str, key: &Path) {
 /// A stale copy of the second PV inside a LUKS2 volume beside the two raw disks: in a mount the
 /// LVs over both disks are assembled from the raw disks, and the copy turns up only when that
 /// volume is unlocked; from then on the LVs on the second PV are refused (the copies differ:
-/// `EOPNOTSUPP`, as for an LV refused when it was assembled),
-/// while the LV on the first PV alone still reads.
+/// `EOPNOTSUPP`, as for an LV refused when it was assembled), in new opens and in a file opened
+/// and read (so cached by the kernel) before the refusal, while the LV on the first PV alone
+/// still reads. The stale copy's volume has a slow KDF (some seconds), so that the LV is
+/// normally read before the unlock; either order must end refused.
 #[test]
 fn a_differing_copy_revealed_by_an_unlock_refuses_the_lv() {
     if !have(&["root", "lvm", "losetup", "mkfs.ext4", "cryptsetup", "fuse"]) {
@@ -257,29 +262,62 @@ fn a_differing_copy_revealed_by_an_unlock_refuses_the_lv() {
     let key = lab.key("key.txt", KEY);
     std::fs::copy(&b.files[0], lab.place("disk1.img")).unwrap();
     std::fs::copy(&b.files[1], lab.place("disk2.img")).unwrap();
-    encrypt_copy(&lab, &b.stale, "disk2-old.luks", &key);
+    encrypt_copy(&lab, &b.stale, "disk2-old.luks", &key, 12_000_000);
     let before = hashes(&lab.src);
     let mnt = lab.root().join("mnt");
     let args = ["--all-volumes".as_ref(), "--key-file".as_ref(), key.as_os_str()];
     let m = Mount::start(&lab.src, &mnt, &args, lab.root());
     let rel = "disk1.img.d/span--vg-root.raw";
+    let refused = |r: &std::io::Result<Vec<u8>>| matches!(r, Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP));
+    let pread = |f: &std::fs::File, len: usize| -> std::io::Result<Vec<u8>> {
+        let mut v = vec![0u8; len];
+        f.read_exact_at(&mut v, 0).map(|()| v)
+    };
+    // opened, and read whole, before the unlock (normally)
+    let early = std::fs::File::open(m.path(rel)).unwrap_or_else(|e| panic!("{rel}: {e}\n{}", m.log()));
+    let early_read = pread(&early, b.lv("root").len());
+    match &early_read {
+        Ok(got) => assert_same("root read before the unlock", got, b.lv("root")),
+        Err(_) if refused(&early_read) => eprintln!("{rel}: refused before it was first read (a fast unlock)"),
+        Err(e) => panic!("{rel}: {e}\n{}", m.log()),
+    }
+    // Refused within seconds of the mount's saying so (not whenever the kernel happens to drop
+    // the pages it cached); the unlock itself may take up to a minute on a loaded machine.
     let t0 = std::time::Instant::now();
-    let refused = loop {
-        match m.read(rel) {
-            // refused: the error class of a refusal (Unsupported, exit 5) is EOPNOTSUPP
-            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => break e,
-            // not shown (yet), or still read from the raw disks: the unlock has not come
-            Err(_) | Ok(_) if t0.elapsed() < std::time::Duration::from_secs(60) => {
+    let said = std::cell::Cell::new(None::<std::time::Instant>);
+    let until = |what: &str, read: &dyn Fn() -> std::io::Result<Vec<u8>>| loop {
+        if said.get().is_none() && m.log().contains("turned up after the LV was assembled") {
+            said.set(Some(std::time::Instant::now()));
+        }
+        let late = said.get().is_some_and(|t| t.elapsed() > std::time::Duration::from_secs(5));
+        match read() {
+            r if refused(&r) => return,
+            // still read from the raw disks: the unlock has not come
+            Ok(_) if !late && t0.elapsed() < std::time::Duration::from_secs(60) => {
                 std::thread::sleep(std::time::Duration::from_millis(200))
             }
-            other => panic!("{rel}: {other:?} after 60 s\n{}", m.log()),
+            other => panic!(
+                "{what}: {:?} {:?} after the refusal was logged\n{}",
+                other.map(|v| format!("{} bytes read", v.len())),
+                said.get().map(|t| t.elapsed()),
+                m.log()
+            ),
         }
     };
-    eprintln!("{rel}: {refused}");
+    // the file opened before (its first MiB, surely still in the kernel's page cache): neither
+    // those pages nor the block cache serve it any more
+    until("the file opened before", &|| pread(&early, 1 << 20));
+    until("a new open", &|| m.read(rel));
+    eprintln!("{rel}: refused after {:?}", t0.elapsed());
     let log = m.log();
     assert!(log.contains("differ") && log.contains("disk2-old.luks"), "{log}");
+    // `luksfs status` says so: disk1.img (hosting the LV) has failed, naming both images
+    let text = String::from_utf8(Luksfs::new("status").arg(&mnt).run().ok().to_vec()).unwrap();
+    let disk1 = text.split("\n\n").find(|s| s.contains("disk1.img")).unwrap_or_else(|| panic!("{text}"));
+    assert!(disk1.contains("failed:") && disk1.contains("disk2-old.luks") && disk1.contains("(unsupported)"), "{text}");
     let later = m.read("disk1.img.d/span--vg-later.raw").unwrap_or_else(|e| panic!("later: {e}\n{log}"));
     assert_same("later", &later, b.lv("later"));
+    drop(early);
     drop(m);
     assert_eq!(hashes(&lab.src), before, "a source changed");
 }
@@ -295,7 +333,7 @@ fn each_pv_in_its_own_luks2_volume() {
     let b = build(&lab);
     let key = lab.key("key.txt", KEY);
     for (i, f) in b.files.iter().enumerate() {
-        encrypt_copy(&lab, f, &format!("disk{}.luks", i + 1), &key);
+        encrypt_copy(&lab, f, &format!("disk{}.luks", i + 1), &key, 1000);
     }
     let before = hashes(&lab.src);
     let ins = Luksfs::new("inspect").arg(lab.src.join("disk1.luks")).run();
