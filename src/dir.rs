@@ -512,4 +512,17 @@ impl Tree {
             NodeKind::File(_) => None,
         }
     }
+
+    /// The node at `rel` (a path relative to the mount's root, as `ls` shows it).
+    pub fn at(&self, rel: &Path) -> Option<Arc<Node>> {
+        let mut ino = ROOT_INO;
+        for c in rel.components() {
+            match c {
+                std::path::Component::Normal(name) => ino = self.child(ino, name)?,
+                std::path::Component::CurDir => {}
+                _ => return None,
+            }
+        }
+        self.node(ino)
+    }
 }

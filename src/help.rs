@@ -26,6 +26,8 @@ Examples:
   luksfs cat vol-1.luks --key-file vol-1.key > vol-1.raw
   luksfs cat vol-1.luks --key-file vol-1.key | sha256sum
   luksfs cat disk.qcow2 --keytab images.keytab --volume p2-root --offset 1M --length 4K | xxd
+  luksfs cat /srv/server1 --key-file k --volume disk1.img.d/data--vg-home > home.raw
+      an LV whose PVs lie in two disk images of /srv/server1 (as a mount shows it)
   printf %s 'passphrase' > key.txt   (a key file without a trailing newline)";
 
 /// `luksfs inspect --help`.

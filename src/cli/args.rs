@@ -125,7 +125,7 @@ pub struct MountArgs {
 pub struct CatArgs {
     /// The encrypted image: a file or block device, a Cinder backup (its folder, or DIR/ID,
     /// swift://CONTAINER/ID, s3://BUCKET/ID), glance://IMAGE_ID, or a source holding exactly one
-    /// image.
+    /// image; or any source `mount` takes, with --volume IMAGE.d/NAME.
     pub image: PathBuf,
     #[command(flatten)]
     pub key: KeyArgs,
@@ -145,7 +145,9 @@ pub struct CatArgs {
     /// Write this volume of the image instead of its top view: a name as `luksfs inspect` and
     /// the mount's `<image>.d/` show it (`p2-boot`, `laptop--vg-root`, with or without `.raw`),
     /// `pN` for partition N, `VG/LV`, or `UUID=<LUKS UUID>`. The key is tried on every encrypted
-    /// volume on the way.
+    /// volume on the way. With a source (a folder, a container) instead of one image: its path
+    /// in a mount of that source, `IMAGE.d/NAME` (an LV whose PVs lie in several images is only
+    /// there); every image of the source is unlocked first, with its keytab line or the key.
     #[arg(long, value_name = "NAME")]
     pub volume: Option<String>,
     #[command(flatten)]

@@ -1,7 +1,12 @@
-//! `luksfs cat IMAGE [--volume PATH]`: write one volume's decrypted bytes to standard output.
+//! `luksfs cat IMAGE [--volume NAME]`: write one volume's decrypted bytes to standard output;
+//! `luksfs cat SOURCE --volume IMAGE.d/NAME`: a volume as a mount of the whole source shows it.
 
 use super::CatArgs;
+use crate::catalog::Location;
+use crate::cli::source_keys::{Given, Shown, source_keys};
+use crate::dir::{ImageEntry, NodeKind, Tree};
 use crate::image::UnlockSettings;
+use crate::io::ReadAt;
 use crate::volume::tree::UnlockKey;
 use crate::volume::{ImageTree, Limits, Volume};
 use crate::{Error, Result};
@@ -10,6 +15,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub(super) fn cat(a: CatArgs) -> Result<i32> {
+    if let Some(want) = a.volume.as_deref().filter(|v| v.contains(".d/")) {
+        let location = Location::parse(a.image.as_os_str(), a.key.os_cloud.as_deref())?;
+        if location.local().is_none_or(Path::is_dir) {
+            return cat_in_source(&a, &location, want);
+        }
+    }
     let (opts, from_tab) = crate::cli::unlock_one::keytab_line(&a.keytab, &a.image, a.opts.options())?;
     let settings = UnlockSettings { tries: a.prompt.tries, ..a.key.settings()? };
     let item = crate::catalog::resolve_one(&a.image, a.key.os_cloud.as_deref())?;
@@ -36,6 +47,12 @@ pub(super) fn cat(a: CatArgs) -> Result<i32> {
         }
     };
     let image = vol.reader().ok_or_else(|| Error::io("the volume is not readable"))?;
+    write_out(&*image, &a.image.display().to_string(), &a)
+}
+
+/// Write `image` from `--offset` for `--length` bytes to standard output (a progress bar named
+/// `label` on standard error when wanted); a reader that goes away (`| head`) ends it quietly.
+fn write_out(image: &dyn ReadAt, label: &str, a: &CatArgs) -> Result<i32> {
     let size = image.size();
     if a.offset > size {
         return Err(Error::usage(format!("--offset {} is beyond the volume size {size}", a.offset)));
@@ -55,12 +72,10 @@ pub(super) fn cat(a: CatArgs) -> Result<i32> {
     };
     let show = a.progress || (std::io::stderr().is_terminal() && !std::io::stdout().is_terminal());
     let bar = match show {
-        true => {
-            crate::progress::bar(&a.image.display().to_string(), end - a.offset, crate::progress::BYTES, a.progress)
-        }
+        true => crate::progress::bar(label, end - a.offset, crate::progress::BYTES, a.progress),
         false => indicatif::ProgressBar::hidden(),
     };
-    let result = crate::stream::for_each_chunk(&*image, a.offset, end, threads, |chunk| {
+    let result = crate::stream::for_each_chunk(image, a.offset, end, threads, |chunk| {
         write(out.write_all(chunk)).map(|()| bar.inc(chunk.len() as u64))
     })
     .and_then(|()| write(out.flush()));
@@ -123,4 +138,85 @@ pub(crate) fn select_volume(
             v.unlock(key, settings)?;
         }
     }
+}
+
+/// `cat SOURCE --volume IMAGE.d/NAME`: the volume at that path of a mount of the whole source,
+/// for the volumes only a whole source shows (an LV whose PVs lie in several images). Every
+/// image is unlocked first, as a PV of the LV, or a differing copy of one that refuses it, may lie
+/// in any of them; the named volume's own failure is the error, the others' are warnings.
+fn cat_in_source(a: &CatArgs, location: &Location, want: &str) -> Result<i32> {
+    if a.opts.header.is_some() {
+        return Err(Error::usage(
+            "--header needs a single image; for a volume of a source, give its image a keytab line with header=",
+        ));
+    }
+    let settings = UnlockSettings { tries: a.prompt.tries, ..a.key.settings()? };
+    let source = location.describe();
+    let given = Given {
+        key: &a.key,
+        keytab: a.keytab.keytab.as_deref(),
+        barbican_secret: Some(a.barbican_secret.as_deref()),
+        source: &source,
+    };
+    let shown = Shown { options: a.opts.options(), all_volumes: true, verify: false };
+    let (plan, unlocker) = source_keys(given, shown, settings)?;
+    let tree = Tree::scan(location, &plan)?;
+    let path = std::path::PathBuf::from(if want.ends_with(".raw") { want.to_string() } else { format!("{want}.raw") });
+    let image_rel = Path::new(want.split_once(".d/").map_or(want, |(i, _)| i));
+    let mut failures: Vec<(Arc<ImageEntry>, Error)> = Vec::new();
+    for entry in &tree.images {
+        // (an unlock may complete an LV hosted by another image, holding volumes to unlock too)
+        let mut todo = vec![entry.clone()];
+        while let Some(e) = todo.pop() {
+            for f in e.tree.unlock_all(&|v: &Volume| unlocker.key_for(&e, v), settings) {
+                failures.push((e.clone(), f));
+            }
+            todo.extend(tree.sync(&e));
+        }
+    }
+    let Some(node) = tree.at(&path) else {
+        if let Some((_, e)) = failures.iter().find(|(e, _)| e.rel() == image_rel) {
+            return Err(e.clone());
+        }
+        return Err(not_in_source(&tree, &source, want, image_rel));
+    };
+    let NodeKind::File(f) = &node.kind else {
+        return Err(Error::usage(format!("{want} is a folder of the source {source}, not a volume")));
+    };
+    for (e, err) in &failures {
+        log::warn!("{}: {err}", e.rel().display());
+    }
+    if let Some(e) = f.volume.failure() {
+        return Err(e);
+    }
+    let image = f.volume.reader().ok_or_else(|| Error::io(format!("{want}: the volume is not readable")))?;
+    write_out(&*image, &format!("{source}/{want}"), a)
+}
+
+/// Why `want` is not in the source: no such image, or what the image shows instead.
+fn not_in_source(tree: &Tree, source: &str, want: &str, image_rel: &Path) -> Error {
+    let Some(image) = tree.images.iter().find(|e| e.rel() == image_rel) else {
+        let names: Vec<String> = tree.images.iter().take(8).map(|e| e.rel().display().to_string()).collect();
+        return Error::usage(format!(
+            "{source} holds no image {} (images: {}{})",
+            image_rel.display(),
+            if names.is_empty() { "none".to_string() } else { names.join(", ") },
+            if tree.images.len() > names.len() { ", ..." } else { "" }
+        ));
+    };
+    let mut dir = image_rel.as_os_str().to_owned();
+    dir.push(".d");
+    let names: Vec<String> = tree
+        .at(Path::new(&dir))
+        .and_then(|d| tree.children(d.ino))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(n, _)| n.to_string_lossy().into_owned())
+        .collect();
+    Error::usage(format!(
+        "{}: no volume {want} (shown: {}; see `luksfs inspect {}` or a mount of {source})",
+        image.rel().display(),
+        if names.is_empty() { "none".to_string() } else { names.join(", ") },
+        image.source().display()
+    ))
 }

@@ -6,6 +6,7 @@ mod args;
 mod cat;
 mod inspect;
 mod mount;
+mod source_keys;
 pub mod unlock_one;
 pub mod verify;
 

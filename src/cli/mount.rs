@@ -4,8 +4,8 @@
 use super::MountArgs;
 use crate::cache::DEFAULT_CACHE_BYTES;
 use crate::catalog::Location;
-use crate::dir::{KeyPlan, Tree, Unlocker};
-use crate::keys::{Keyring, keytab};
+use crate::cli::source_keys::{Given, Shown, source_keys};
+use crate::dir::Tree;
 use crate::{Error, Result};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -33,37 +33,15 @@ pub(super) fn mount(a: MountArgs) -> Result<i32> {
             "--header needs a single image as SOURCE; use keytab header= options for a directory",
         ));
     }
-    let keytab = match &a.keytab {
-        Some(p) => keytab::load(p)?,
-        None => Default::default(),
-    };
     let settings = a.key.settings()?;
-    // The default key (key file, or one prompt) serves images without a keytab line or sidecar.
-    let barbican = Keyring::new(None, a.key.os_cloud.clone()).barbican_configured();
-    let default_key = if a.key.key_file.is_some() || (keytab.is_empty() && !barbican) {
-        a.key.default_key(&format!("the images in {}", source.display()))?
-    } else {
-        None
-    };
-    if default_key.is_none() && keytab.is_empty() && !barbican {
-        return Err(Error::usage(
-            "no key given: use --key-file FILE, --keytab FILE, --os-cloud NAME, or run on a terminal to be prompted",
-        ));
-    }
+    let described = source.display().to_string();
+    let given = Given { key: &a.key, keytab: a.keytab.as_deref(), barbican_secret: None, source: &described };
+    let shown = Shown { options: a.image.options(), all_volumes: a.all_volumes, verify: false };
+    let (plan, unlocker) = source_keys(given, shown, settings)?;
     let t0 = Instant::now();
-    let plan = KeyPlan {
-        keytab,
-        default_options: a.image.options(),
-        use_sidecars: barbican,
-        all_volumes: a.all_volumes,
-        verify: false,
-        backup_keys: barbican && default_key.is_none(),
-        os_cloud: a.key.os_cloud.clone(),
-    };
     let tree = Arc::new(Tree::scan(&location, &plan)?);
     log::info!("found {} images under {} in {:?}", tree.images.len(), source.display(), t0.elapsed());
-    let keys = Arc::new(Keyring::new(default_key, a.key.os_cloud.clone()));
-    let unlocker = Arc::new(Unlocker { keys, settings, volume_keys: plan.volume_keys() });
+    let unlocker = Arc::new(unlocker);
     let cfg = a.mount_config();
     let vfs = Arc::new(crate::fuse::vfs::Vfs::new(
         tree.clone(),

@@ -2,8 +2,9 @@
 //! code (the worst of them). Each image's checks and report are [`crate::report::verify`].
 
 use crate::catalog::Location;
+use crate::cli::source_keys::{Given, Shown, source_keys};
 use crate::cli::{ImageArgs, KeyArgs, KeytabArgs, PromptArgs, print_stdout};
-use crate::dir::{KeyPlan, Tree, Unlocker};
+use crate::dir::Tree;
 use crate::image::UnlockSettings;
 use crate::keys::{KeySource, Keyring};
 use crate::report::Progress;
@@ -13,7 +14,6 @@ use crate::volume::{ImageTree, Limits, Volume};
 use crate::{Error, Result};
 use clap::Args;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -134,41 +134,16 @@ fn run_dir(a: &VerifyArgs, location: &Location) -> Result<i32> {
         return Err(Error::usage("--expect-sha256 needs a single image, not a directory"));
     }
     let settings = a.key.settings()?;
-    let ring = Keyring::new(None, a.key.os_cloud.clone());
-    let barbican = ring.barbican_configured();
-    // The key for images without a sidecar key: --barbican-secret, --key-file, or one prompt.
-    let keytab = match &a.keytab.keytab {
-        Some(p) => crate::keys::keytab::load(p)?,
-        None => BTreeMap::new(),
+    let source = a.source.display().to_string();
+    let given = Given {
+        key: &a.key,
+        keytab: a.keytab.keytab.as_deref(),
+        barbican_secret: Some(a.barbican_secret.as_deref()),
+        source: &source,
     };
-    let default_key = match &a.barbican_secret {
-        Some(id) => Some(ring.passphrase(&KeySource::Barbican(id.clone()))?),
-        None if a.key.key_file.is_some() || (keytab.is_empty() && !barbican) => {
-            a.key.default_key(&format!("the images in {}", a.source.display()))?
-        }
-        None => None,
-    };
-    if default_key.is_none() && keytab.is_empty() && !barbican {
-        return Err(Error::usage(
-            "no key given: use --key-file FILE, --keytab FILE, --barbican-secret ID, --os-cloud NAME (Glance \
-             sidecars), or run on a terminal to be prompted",
-        ));
-    }
-    let plan = KeyPlan {
-        keytab,
-        default_options: a.opts.options(),
-        use_sidecars: barbican,
-        all_volumes: true,
-        verify: true,
-        backup_keys: barbican && default_key.is_none(),
-        os_cloud: a.key.os_cloud.clone(),
-    };
+    let shown = Shown { options: a.opts.options(), all_volumes: true, verify: true };
+    let (plan, unlocker) = source_keys(given, shown, settings)?;
     let tree = Tree::scan(location, &plan)?;
-    let unlocker = Unlocker {
-        keys: Arc::new(Keyring::new(default_key, a.key.os_cloud.clone())),
-        settings,
-        volume_keys: plan.volume_keys(),
-    };
     let checks = Checks {
         expect_sha256: None,
         threads: threads(a),

@@ -319,6 +319,12 @@ fn a_differing_copy_revealed_by_an_unlock_refuses_the_lv() {
     assert_same("later", &later, b.lv("later"));
     drop(early);
     drop(m);
+    // `cat` unlocks every image of the source before it reads: refused from the start (exit 5)
+    let out = Luksfs::new("cat").arg(&lab.src).args(["--volume", "disk1.img.d/span--vg-root"]).key(&key).run();
+    assert_eq!(out.code(), 5, "{}", out.stderr);
+    assert!(out.stderr.contains("differ") && out.stderr.contains("disk2-old.luks"), "{}", out.stderr);
+    let out = Luksfs::new("cat").arg(&lab.src).args(["--volume", "disk1.img.d/span--vg-later"]).key(&key).run();
+    assert_same("cat later", out.ok(), b.lv("later"));
     assert_eq!(hashes(&lab.src), before, "a source changed");
 }
 
@@ -361,5 +367,30 @@ fn each_pv_in_its_own_luks2_volume() {
     let root = volume(image(&report, "disk1.luks"), "span--vg-root").unwrap();
     assert_eq!(root["sha256"], sha256_hex(b.lv("root")), "{root:#}");
     assert!(root["description"].as_str().unwrap().contains("ext4"), "{root:#}");
+
+    // `cat SOURCE --volume IMAGE.d/NAME`: the same paths without a mount (with or without
+    // `.raw`), the LUKS2 volume inside the assembled LV included, from an offset
+    for (rel, want) in [
+        ("disk1.luks.d/span--vg-root", b.lv("root")),
+        ("disk1.luks.d/span--vg-stripes.raw", b.lv("stripes")),
+        ("disk1.luks.d/span--vg-crypt-luks", &b.crypt_plain[..]),
+    ] {
+        let out = Luksfs::new("cat").arg(&lab.src).args(["--volume", rel]).key(&key).run();
+        assert_same(rel, out.ok(), want);
+    }
+    let out = Luksfs::new("cat").arg(&lab.src).args(["--volume", "disk1.luks.d/span--vg-root", "--offset", "1M"]);
+    assert_same("root from 1M", out.key(&key).run().ok(), &b.lv("root")[1 << 20..]);
+    // a name the source does not show: a usage error listing what the image shows
+    let out = Luksfs::new("cat").arg(&lab.src).args(["--volume", "disk1.luks.d/span--vg-nope"]).key(&key).run();
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    assert!(out.stderr.contains("no volume") && out.stderr.contains("span--vg-root.raw"), "{}", out.stderr);
+    let out = Luksfs::new("cat").arg(&lab.src).args(["--volume", "disk9.luks.d/x"]).key(&key).run();
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    assert!(out.stderr.contains("no image disk9.luks") && out.stderr.contains("disk1.luks"), "{}", out.stderr);
+    // a wrong key: the image's unlock failure, with its class (exit 3, as for one image)
+    let wrong = lab.key("wrong.txt", b"not the passphrase");
+    let out = Luksfs::new("cat").arg(&lab.src).args(["--volume", "disk1.luks.d/span--vg-root"]).key(&wrong).run();
+    assert_eq!(out.code(), 3, "{}", out.stderr);
+    assert!(out.stderr.contains("disk1.luks") && out.stderr.contains("no key slot opened"), "{}", out.stderr);
     assert_eq!(hashes(&lab.src), before, "a source changed");
 }
