@@ -136,28 +136,50 @@ impl Unlocker {
         r
     }
 
-    /// Unlock every image's volumes on `threads` background threads.
+    /// Unlock every image's volumes on `threads` background threads (failures are logged).
     pub fn spawn_background(self: &Arc<Self>, tree: &Arc<Tree>, threads: usize) {
         let next = Arc::new(AtomicUsize::new(0));
         for i in 0..threads.max(1) {
             let (me, tree, next) = (self.clone(), tree.clone(), next.clone());
-            let spawned = std::thread::Builder::new().name(format!("unlock-{i}")).spawn(move || {
-                loop {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(entry) = tree.images.get(n) else { break };
-                    // An unlock may complete an LV spanning images: its host's new volumes (a
-                    // LUKS volume inside that LV) are unlocked in turn.
-                    let mut todo = vec![entry.clone()];
-                    while let Some(entry) = todo.pop() {
-                        for e in entry.tree.unlock_all(&|v| me.key_for(&entry, v), me.settings) {
-                            log::error!("{e}");
-                        }
-                        todo.extend(tree.sync(&entry));
-                    }
-                }
-            });
+            let spawned = std::thread::Builder::new()
+                .name(format!("unlock-{i}"))
+                .spawn(move || me.unlock_images(&tree, &next, &|_, e| log::error!("{e}")));
             if let Err(e) = spawned {
                 log::warn!("cannot start an unlock thread: {e}; images unlock on first open");
+            }
+        }
+    }
+
+    /// Unlock every image's volumes on `threads` threads, and wait for them: the failures, with
+    /// their images (in no particular order).
+    pub fn unlock_every(&self, tree: &Tree, threads: usize) -> Vec<(Arc<ImageEntry>, Error)> {
+        let next = AtomicUsize::new(0);
+        let failures = Mutex::new(Vec::new());
+        let failed = |image: &Arc<ImageEntry>, e: Error| {
+            failures.lock().unwrap_or_else(|e| e.into_inner()).push((image.clone(), e));
+        };
+        std::thread::scope(|s| {
+            for _ in 0..threads.clamp(1, tree.images.len().max(1)) {
+                s.spawn(|| self.unlock_images(tree, &next, &failed));
+            }
+        });
+        failures.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Take the images of `tree` one by one (`next`: the index of the next one, shared by the
+    /// threads doing this) and unlock their volumes; `failed` hears of each failure.
+    fn unlock_images(&self, tree: &Tree, next: &AtomicUsize, failed: &dyn Fn(&Arc<ImageEntry>, Error)) {
+        loop {
+            let n = next.fetch_add(1, Ordering::Relaxed);
+            let Some(entry) = tree.images.get(n) else { break };
+            // An unlock may complete an LV spanning images: its host's new volumes (a LUKS
+            // volume inside that LV) are unlocked in turn.
+            let mut todo = vec![entry.clone()];
+            while let Some(entry) = todo.pop() {
+                for e in entry.tree.unlock_all(&|v| self.key_for(&entry, v), self.settings) {
+                    failed(&entry, e);
+                }
+                todo.extend(tree.sync(&entry));
             }
         }
     }

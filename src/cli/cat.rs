@@ -4,7 +4,7 @@
 use super::CatArgs;
 use crate::catalog::Location;
 use crate::cli::source_keys::{Given, Shown, source_keys};
-use crate::dir::{ImageEntry, NodeKind, Tree};
+use crate::dir::{NodeKind, Tree};
 use crate::image::UnlockSettings;
 use crate::io::ReadAt;
 use crate::volume::tree::UnlockKey;
@@ -163,17 +163,8 @@ fn cat_in_source(a: &CatArgs, location: &Location, want: &str) -> Result<i32> {
     let tree = Tree::scan(location, &plan)?;
     let path = std::path::PathBuf::from(if want.ends_with(".raw") { want.to_string() } else { format!("{want}.raw") });
     let image_rel = Path::new(want.split_once(".d/").map_or(want, |(i, _)| i));
-    let mut failures: Vec<(Arc<ImageEntry>, Error)> = Vec::new();
-    for entry in &tree.images {
-        // (an unlock may complete an LV hosted by another image, holding volumes to unlock too)
-        let mut todo = vec![entry.clone()];
-        while let Some(e) = todo.pop() {
-            for f in e.tree.unlock_all(&|v: &Volume| unlocker.key_for(&e, v), settings) {
-                failures.push((e.clone(), f));
-            }
-            todo.extend(tree.sync(&e));
-        }
-    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let failures = unlocker.unlock_every(&tree, cores);
     let Some(node) = tree.at(&path) else {
         if let Some((_, e)) = failures.iter().find(|(e, _)| e.rel() == image_rel) {
             return Err(e.clone());
