@@ -144,10 +144,11 @@ pub struct CatArgs {
     pub barbican_secret: Option<String>,
     /// Write this volume of the image instead of its top view: a name as `luksfs inspect` and
     /// the mount's `<image>.d/` show it (`p2-boot`, `laptop--vg-root`, with or without `.raw`),
-    /// `pN` for partition N, `VG/LV`, or `UUID=<LUKS UUID>`. The key is tried on every encrypted
-    /// volume on the way. With a source (a folder, a container) instead of one image: its path
-    /// in a mount of that source, `IMAGE.d/NAME` (an LV whose PVs lie in several images is only
-    /// there); every image of the source is unlocked first, with its keytab line or the key.
+    /// `pN` for partition N, `VG/LV`, `UUID=<LUKS UUID>`, or `IMAGE.d/NAME` as a mount shows it.
+    /// The key is tried on every encrypted volume on the way. With a source (a folder, a
+    /// container) instead of one image: its path in a mount of that source, `IMAGE.d/NAME` (an LV
+    /// whose PVs lie in several images is only there); every image of the source is unlocked
+    /// first, with its keytab line or the key.
     #[arg(long, value_name = "NAME")]
     pub volume: Option<String>,
     #[command(flatten)]

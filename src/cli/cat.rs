@@ -34,7 +34,8 @@ pub(super) fn cat(a: CatArgs) -> Result<i32> {
     };
     let secret = a.barbican_secret.as_deref().or(backup_key.as_deref());
     let keys = crate::cli::unlock_one::ImageKey::new(&a.image, &a.key, from_tab, secret, &opts);
-    let vol = match select_volume(&tree, a.volume.as_deref(), &|v| keys.key_for(v), settings) {
+    let want = a.volume.as_deref().map(|v| own_volume(v, &a.image));
+    let vol = match select_volume(&tree, want, &|v| keys.key_for(v), settings) {
         Ok(v) => v,
         Err(e) => {
             if let Some(missing) = keys.missing() {
@@ -48,6 +49,13 @@ pub(super) fn cat(a: CatArgs) -> Result<i32> {
     };
     let image = vol.reader().ok_or_else(|| Error::io("the volume is not readable"))?;
     write_out(&*image, &a.image.display().to_string(), &a)
+}
+
+/// `IMAGE.d/NAME`, as a mount of the folder of `image` shows a volume of it, names volume NAME
+/// of `image` itself.
+fn own_volume<'a>(want: &'a str, image: &Path) -> &'a str {
+    let own = image.file_name().and_then(|n| n.to_str());
+    own.and_then(|n| want.strip_prefix(n)).and_then(|rest| rest.strip_prefix(".d/")).unwrap_or(want)
 }
 
 /// Write `image` from `--offset` for `--length` bytes to standard output (a progress bar named

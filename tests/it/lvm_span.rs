@@ -139,6 +139,10 @@ fn two_raw_disks_one_volume_group() {
     let ins = Luksfs::new("inspect").arg(&d2).run();
     let text = String::from_utf8_lossy(ins.ok()).into_owned();
     assert!(text.contains(&b.uuids[0]) && text.contains("span--vg-only1"), "{text}");
+    // `cat` of one image takes its volumes' names in the mount's form too (`IMAGE.d/NAME`)
+    for name in ["span--vg-only1", "disk2.img.d/span--vg-only1.raw"] {
+        assert_same(name, Luksfs::new("cat").arg(&d2).args(["--volume", name]).run().ok(), b.lv("only1"));
+    }
 
     // verify DIR names the LVs assembled across the two files, under the first PV's image.
     let key = lab.key("key.txt", KEY);
