@@ -150,9 +150,10 @@ impl Unlocker {
         }
     }
 
-    /// Unlock every image's volumes on `threads` threads, and wait for them: the failures, with
-    /// their images (in no particular order).
-    pub fn unlock_every(&self, tree: &Tree, threads: usize) -> Vec<(Arc<ImageEntry>, Error)> {
+    /// Unlock every image's volumes on one thread per core, and wait for them: the failures,
+    /// with their images (in no particular order).
+    pub fn unlock_every(&self, tree: &Tree) -> Vec<(Arc<ImageEntry>, Error)> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let next = AtomicUsize::new(0);
         let failures = Mutex::new(Vec::new());
         let failed = |image: &Arc<ImageEntry>, e: Error| {
@@ -193,9 +194,9 @@ pub struct Tree {
     /// The LVM2 PVs of every image of the source (shown or not), for volume groups spanning
     /// several images; an LV assembled from them is shown in its host image's `<name>.d/`.
     span: Span,
-    /// Told the inode of each file shown whose volume was refused after it was shown, so that
-    /// what was cached of it (the kernel's pages) is dropped: set by the mount.
-    on_revoke: OnceLock<Box<dyn Fn(u64) + Send + Sync>>,
+    /// Told the inodes of the files shown whose volumes were refused after they were shown, so
+    /// that what was cached of them (the kernel's pages) is dropped: set by the mount.
+    on_revoke: OnceLock<Box<dyn Fn(Vec<u64>) + Send + Sync>>,
 }
 
 /// How each image gets its key and options.
@@ -252,9 +253,10 @@ impl Tree {
         self.len() <= 1
     }
 
-    /// Call `f` with the inode of each file shown whose volume is refused from now on
-    /// ([`Volume::revoke`]): whatever was cached of it must go. Set once; later calls are ignored.
-    pub fn on_revoke(&self, f: impl Fn(u64) + Send + Sync + 'static) {
+    /// Call `f` with the inodes of the files shown whose volumes are refused from now on
+    /// ([`Volume::revoke`]): whatever was cached of them must go. Set once; later calls are
+    /// ignored.
+    pub fn on_revoke(&self, f: impl Fn(Vec<u64>) + Send + Sync + 'static) {
         let _ = self.on_revoke.set(Box::new(f));
     }
 
@@ -475,12 +477,8 @@ impl Tree {
         self.span.add(&image.tree.ctx, true);
         let mut hosts = Vec::new();
         let resolved = self.span.resolve();
-        if !resolved.revoked.is_empty() {
-            for (ino, _) in self.files().into_iter().filter(|(_, v)| v.revoked().is_some()) {
-                if let Some(f) = self.on_revoke.get() {
-                    f(ino);
-                }
-            }
+        if let Some(f) = self.on_revoke.get().filter(|_| !resolved.revoked.is_empty()) {
+            f(self.files().into_iter().filter(|(_, v)| v.revoked().is_some()).map(|(ino, _)| ino).collect());
         }
         for host in resolved.hosts {
             if let Some(e) = self.images.iter().find(|e| Arc::ptr_eq(&e.tree.ctx, &host)) {

@@ -171,8 +171,7 @@ fn cat_in_source(a: &CatArgs, location: &Location, want: &str) -> Result<i32> {
     let tree = Tree::scan(location, &plan)?;
     let path = std::path::PathBuf::from(if want.ends_with(".raw") { want.to_string() } else { format!("{want}.raw") });
     let image_rel = Path::new(want.split_once(".d/").map_or(want, |(i, _)| i));
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let failures = unlocker.unlock_every(&tree, cores);
+    let failures = unlocker.unlock_every(&tree);
     let Some(node) = tree.at(&path) else {
         if let Some((_, e)) = failures.iter().find(|(e, _)| e.rel() == image_rel) {
             return Err(e.clone());

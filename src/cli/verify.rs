@@ -153,7 +153,7 @@ fn run_dir(a: &VerifyArgs, location: &Location) -> Result<i32> {
     // Every image unlocked first: an LVM2 volume group may have its PVs in several of them (each
     // LUKS volume holding one), and an LV assembled across them is reported with its host image.
     // A failure here is met again, and reported, when its image is checked.
-    let _ = unlocker.unlock_every(&tree, std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let _ = unlocker.unlock_every(&tree);
     // A backup is checked end to end even when it holds no encryption (its digests, at least).
     // (an image whose store refuses byte ranges is read in one GET: its header was not probed)
     let (with, without): (Vec<_>, Vec<_>) = tree.images.iter().partition(|e| {

@@ -132,16 +132,18 @@ pub fn start(vfs: Arc<Vfs>, c: &MountConfig) -> Result<Mounted> {
 /// pages are invalidated. On a thread of its own, as a request being served may be what revealed
 /// the refusal, and the kernel may wait for it before dropping the pages.
 fn drop_cached_pages_of_revoked(vfs: &Vfs, notifier: fuser::Notifier) {
-    vfs.tree().on_revoke(move |ino| {
+    vfs.tree().on_revoke(move |inos| {
         let notifier = notifier.clone();
         let spawned = std::thread::Builder::new().name("inval".into()).spawn(move || {
-            match notifier.inval_inode(fuser::INodeNo(ino), 0, 0) {
-                Ok(()) => log::debug!("inode {ino}: cached pages dropped"),
-                Err(e) => log::warn!("inode {ino}: the kernel's cached pages could not be dropped: {e}"),
+            for ino in inos {
+                match notifier.inval_inode(fuser::INodeNo(ino), 0, 0) {
+                    Ok(()) => log::debug!("inode {ino}: cached pages dropped"),
+                    Err(e) => log::warn!("inode {ino}: the kernel's cached pages could not be dropped: {e}"),
+                }
             }
         });
         if let Err(e) = spawned {
-            log::warn!("inode {ino}: cannot start a thread to drop its cached pages: {e}");
+            log::warn!("cannot start a thread to drop the cached pages of refused volumes: {e}");
         }
     });
 }

@@ -18,7 +18,7 @@
 
 use super::hashing::{FILE_CHUNK, HASH_QUEUE, OsAlgo, hash_stream};
 use super::progress::Progress;
-use super::verify::{Checks, Expected, Streamed, report_streamed};
+use super::verify::{Checks, Expected, Streamed, header_facts, report_streamed};
 use crate::image::{Format, Image, ImageOptions, Prepared, UnlockSettings};
 use crate::io::ReadAt;
 use crate::keys::sidecar;
@@ -83,20 +83,7 @@ pub(crate) fn verify(
             )));
         }
     };
-    let layout = prepared.layout().clone();
-    j.insert("format".into(), json!(if prepared.format() == Format::Luks2 { "luks2" } else { "luks1" }));
-    j.insert("cipher".into(), json!(layout.cipher.to_string()));
-    j.insert("key_bits".into(), json!(layout.key_len * 8));
-    j.insert("sector_size".into(), json!(layout.sector_size));
-    j.insert("payload_offset".into(), json!(layout.offset));
-    j.insert("decrypted_size".into(), json!(prepared.size()));
-    let ss = u64::from(layout.sector_size);
-    let rest = size.saturating_sub(layout.offset) % ss;
-    if layout.size.is_none() && opts.header.is_none() && rest != 0 {
-        warnings.push(format!(
-            "the file ends {rest} bytes into a {ss}-byte sector: it may be truncated (those bytes are ignored)"
-        ));
-    }
+    header_facts(&prepared, size, opts, j, warnings);
     let expected = Expected::of(path, glance, warnings);
 
     // The key slot opens through the image's volume tree over the bytes kept: the same key rules

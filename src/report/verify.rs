@@ -317,22 +317,7 @@ fn verify_inner(
     j.insert("file_size".into(), json!(file_size));
     let prepared = Prepared::open_on(src.clone(), path, opts)?;
     let size = prepared.size();
-    let layout = prepared.layout().clone();
-    j.insert("format".into(), json!(format_name(prepared.format())));
-    j.insert("cipher".into(), json!(layout.cipher.to_string()));
-    j.insert("key_bits".into(), json!(layout.key_len * 8));
-    j.insert("sector_size".into(), json!(layout.sector_size));
-    if prepared.qcow2().is_none() {
-        j.insert("payload_offset".into(), json!(layout.offset));
-        let ss = u64::from(layout.sector_size);
-        let rest = file_size.saturating_sub(layout.offset) % ss;
-        if layout.size.is_none() && opts.header.is_none() && rest != 0 {
-            warnings.push(format!(
-                "the file ends {rest} bytes into a {ss}-byte sector: it may be truncated (those bytes are ignored)"
-            ));
-        }
-    }
-    j.insert("decrypted_size".into(), json!(size));
+    header_facts(&prepared, file_size, opts, j, warnings);
     if let Some(q) = prepared.qcow2() {
         let a = qcow2_allocation(q, size)?;
         let mut m = json!({"cluster_size": q.header().cluster_size(), "allocated": a.allocated,
@@ -349,6 +334,34 @@ fn verify_inner(
 
     let s = stream(&image, &*src, expected.os_algo, expected.signature_hash, checks.threads, progress)?;
     report_streamed(path, expected, s, Some(&*image), Some(&*src), checks, j, (warnings, mismatches))
+}
+
+/// The report's facts of the encryption header (`format`, `cipher`, `key_bits`, `sector_size`,
+/// `payload_offset` but for qcow2, `decrypted_size`), and a warning when a raw LUKS file of
+/// `file_size` bytes ends inside a sector.
+pub(super) fn header_facts(
+    prepared: &Prepared,
+    file_size: u64,
+    opts: &ImageOptions,
+    j: &mut Map<String, Value>,
+    warnings: &mut Vec<String>,
+) {
+    let layout = prepared.layout();
+    j.insert("format".into(), json!(format_name(prepared.format())));
+    j.insert("cipher".into(), json!(layout.cipher.to_string()));
+    j.insert("key_bits".into(), json!(layout.key_len * 8));
+    j.insert("sector_size".into(), json!(layout.sector_size));
+    if prepared.qcow2().is_none() {
+        j.insert("payload_offset".into(), json!(layout.offset));
+        let ss = u64::from(layout.sector_size);
+        let rest = file_size.saturating_sub(layout.offset) % ss;
+        if layout.size.is_none() && opts.header.is_none() && rest != 0 {
+            warnings.push(format!(
+                "the file ends {rest} bytes into a {ss}-byte sector: it may be truncated (those bytes are ignored)"
+            ));
+        }
+    }
+    j.insert("decrypted_size".into(), json!(prepared.size()));
 }
 
 /// What an image's Glance properties (from Glance itself, or its sidecar) ask `verify` to check.
